@@ -1,0 +1,126 @@
+import type Database from 'better-sqlite3';
+
+export interface Migration {
+  version: number;
+  name: string;
+  up: string;
+}
+
+// Append-only: never edit a migration that has shipped, add a new version instead.
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'initial',
+    up: `
+      CREATE TABLE templates (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        cpus INTEGER NOT NULL CHECK (cpus BETWEEN 1 AND 64),
+        memory_mb INTEGER NOT NULL CHECK (memory_mb >= 16),
+        kernel_path TEXT,
+        initrd_path TEXT,
+        cmdline TEXT,
+        base_image_path TEXT,
+        base_image_format TEXT CHECK (base_image_format IN ('qcow2', 'raw')),
+        builtin INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        CHECK (kernel_path IS NOT NULL OR base_image_path IS NOT NULL)
+      );
+
+      CREATE TABLE vms (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        template_id TEXT NOT NULL REFERENCES templates(id) ON DELETE RESTRICT,
+        state TEXT NOT NULL CHECK (state IN ('created', 'starting', 'running', 'stopping', 'stopped', 'error')),
+        state_reason TEXT,
+        pid INTEGER,
+        mac TEXT NOT NULL UNIQUE,
+        storage_dir TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      );
+      CREATE INDEX vms_state_idx ON vms(state);
+      -- Foreign-key checks on templates deletes scan vms by template_id.
+      CREATE INDEX vms_template_id_idx ON vms(template_id);
+
+      CREATE TABLE disks (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        size_gb INTEGER NOT NULL CHECK (size_gb > 0),
+        format TEXT NOT NULL CHECK (format IN ('qcow2')),
+        path TEXT NOT NULL UNIQUE,
+        state TEXT NOT NULL CHECK (state IN ('available', 'attached')),
+        vm_id TEXT REFERENCES vms(id) ON DELETE RESTRICT,
+        mount_point TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        CHECK ((state = 'attached') = (vm_id IS NOT NULL))
+      );
+      CREATE INDEX disks_vm_id_idx ON disks(vm_id);
+
+      CREATE TABLE address_allocations (
+        address TEXT PRIMARY KEY,
+        vm_id TEXT NOT NULL UNIQUE REFERENCES vms(id) ON DELETE CASCADE,
+        allocated_at TEXT NOT NULL
+      );
+    `,
+  },
+];
+
+function assertOrdered(migrations: readonly Migration[]): void {
+  migrations.forEach((m, i) => {
+    const prev = migrations[i - 1];
+    if (!Number.isInteger(m.version) || m.version < 1 || (prev !== undefined && m.version <= prev.version)) {
+      throw new Error(`migrations must have strictly increasing positive integer versions (at '${m.name}')`);
+    }
+  });
+}
+
+/**
+ * Applies every migration not yet recorded in schema_migrations, each in its own
+ * IMMEDIATE transaction. Returns the number applied. Throws if the database was
+ * written by a newer vman (its schema may be incompatible with this code).
+ */
+export function applyMigrations(db: Database.Database, migrations: readonly Migration[] = MIGRATIONS): number {
+  assertOrdered(migrations);
+  db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+  )`);
+
+  const knownMax = migrations.at(-1)?.version ?? 0;
+  const dbMax = currentSchemaVersion(db);
+  if (dbMax > knownMax) {
+    throw new Error(
+      `database schema version ${dbMax} is newer than this vman supports (${knownMax}); ` +
+        'upgrade vman or use a different state directory',
+    );
+  }
+
+  const isApplied = db.prepare<[number], number>('SELECT 1 FROM schema_migrations WHERE version = ?').pluck();
+  const record = db.prepare<[number, string, string]>(
+    'INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)',
+  );
+
+  let applied = 0;
+  for (const m of migrations) {
+    // Re-check inside the write lock so two processes opening a fresh file don't both apply it.
+    const ran = db
+      .transaction((): boolean => {
+        if (isApplied.get(m.version) !== undefined) return false;
+        db.exec(m.up);
+        record.run(m.version, m.name, new Date().toISOString());
+        return true;
+      })
+      .immediate();
+    if (ran) applied++;
+  }
+  return applied;
+}
+
+/** Highest recorded schema version, or 0 for a fresh database (schema_migrations must exist). */
+export function currentSchemaVersion(db: Database.Database): number {
+  const v = db.prepare<[], number | null>('SELECT MAX(version) FROM schema_migrations').pluck().get();
+  return v ?? 0;
+}

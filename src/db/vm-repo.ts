@@ -1,0 +1,161 @@
+import type Database from 'better-sqlite3';
+import type { NewVm, VmRecord, VmState } from './types.ts';
+
+interface VmRow {
+  id: string;
+  name: string;
+  template_id: string;
+  state: VmState;
+  state_reason: string | null;
+  pid: number | null;
+  mac: string;
+  storage_dir: string;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface SetStateOptions {
+  reason?: string | null;
+  /** Only written when the key is present, so `{ pid: null }` clears it and `{}` keeps it. */
+  pid?: number | null;
+}
+
+interface UpdateParams {
+  id: string;
+  state: VmState;
+  reason: string | null;
+  set_pid: 0 | 1;
+  pid: number | null;
+  now: string;
+}
+
+type CasParams = UpdateParams & { from: string };
+
+function toRecord(r: VmRow): VmRecord {
+  return {
+    id: r.id,
+    name: r.name,
+    templateId: r.template_id,
+    state: r.state,
+    stateReason: r.state_reason,
+    pid: r.pid,
+    mac: r.mac,
+    storageDir: r.storage_dir,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}
+
+function updateParams(id: string, state: VmState, opts: SetStateOptions | undefined): UpdateParams {
+  const setPid = opts !== undefined && Object.hasOwn(opts, 'pid');
+  return {
+    id,
+    state,
+    reason: opts?.reason ?? null,
+    set_pid: setPid ? 1 : 0,
+    pid: setPid ? (opts?.pid ?? null) : null,
+    now: new Date().toISOString(),
+  };
+}
+
+const SET_CLAUSE = `state = @state, state_reason = @reason,
+  pid = CASE WHEN @set_pid THEN @pid ELSE pid END, updated_at = @now`;
+
+export class VmRepo {
+  private readonly insertStmt: Database.Statement<[VmRow], VmRow>;
+  private readonly getStmt: Database.Statement<[string], VmRow>;
+  private readonly getByNameStmt: Database.Statement<[string], VmRow>;
+  private readonly listStmt: Database.Statement<[], VmRow>;
+  private readonly listByStateStmt: Database.Statement<[string], VmRow>;
+  private readonly setStateStmt: Database.Statement<[UpdateParams], VmRow>;
+  private readonly casStmt: Database.Statement<[CasParams], VmRow>;
+  private readonly deleteStmt: Database.Statement<[string]>;
+  private readonly countStmt: Database.Statement<[], number>;
+
+  constructor(db: Database.Database) {
+    this.insertStmt = db.prepare<VmRow, VmRow>(
+      `INSERT INTO vms (id, name, template_id, state, state_reason, pid, mac, storage_dir, created_at, updated_at)
+       VALUES (@id, @name, @template_id, @state, @state_reason, @pid, @mac, @storage_dir, @created_at, @updated_at)
+       RETURNING *`,
+    );
+    this.getStmt = db.prepare<[string], VmRow>('SELECT * FROM vms WHERE id = ?');
+    this.getByNameStmt = db.prepare<[string], VmRow>('SELECT * FROM vms WHERE name = ?');
+    this.listStmt = db.prepare<[], VmRow>('SELECT * FROM vms ORDER BY created_at, id');
+    // A JSON array parameter lets one prepared statement serve any number of states.
+    this.listByStateStmt = db.prepare<[string], VmRow>(
+      'SELECT * FROM vms WHERE state IN (SELECT value FROM json_each(?)) ORDER BY created_at, id',
+    );
+    this.setStateStmt = db.prepare<UpdateParams, VmRow>(`UPDATE vms SET ${SET_CLAUSE} WHERE id = @id RETURNING *`);
+    // Check and write in one statement so concurrent writers cannot interleave.
+    this.casStmt = db.prepare<CasParams, VmRow>(
+      `UPDATE vms SET ${SET_CLAUSE}
+       WHERE id = @id AND state IN (SELECT value FROM json_each(@from)) RETURNING *`,
+    );
+    this.deleteStmt = db.prepare<[string]>('DELETE FROM vms WHERE id = ?');
+    this.countStmt = db.prepare<[], number>('SELECT COUNT(*) FROM vms').pluck();
+  }
+
+  insert(v: NewVm): VmRecord {
+    const now = new Date().toISOString();
+    const row = this.insertStmt.get({
+      id: v.id,
+      name: v.name,
+      template_id: v.templateId,
+      state: v.state,
+      state_reason: v.stateReason,
+      pid: v.pid,
+      mac: v.mac,
+      storage_dir: v.storageDir,
+      created_at: now,
+      updated_at: now,
+    });
+    if (row === undefined) throw new Error(`insert of vm ${v.id} returned no row`);
+    return toRecord(row);
+  }
+
+  get(id: string): VmRecord | undefined {
+    const row = this.getStmt.get(id);
+    return row && toRecord(row);
+  }
+
+  getByName(name: string): VmRecord | undefined {
+    const row = this.getByNameStmt.get(name);
+    return row && toRecord(row);
+  }
+
+  list(): VmRecord[] {
+    return this.listStmt.all().map(toRecord);
+  }
+
+  listByState(...states: VmState[]): VmRecord[] {
+    if (states.length === 0) return [];
+    return this.listByStateStmt.all(JSON.stringify(states)).map(toRecord);
+  }
+
+  /** Unconditional transition; state_reason is reset to null unless given. Throws if the VM is missing. */
+  setState(id: string, state: VmState, opts?: SetStateOptions): VmRecord {
+    const row = this.setStateStmt.get(updateParams(id, state, opts));
+    if (row === undefined) throw new Error(`vm ${id} not found`);
+    return toRecord(row);
+  }
+
+  /** Transition only if the current state is one of `from`; undefined if not (or if the VM is missing). */
+  compareAndSetState(id: string, from: VmState[], to: VmState, opts?: SetStateOptions): VmRecord | undefined {
+    if (from.length === 0) return undefined;
+    const row = this.casStmt.get({ ...updateParams(id, to, opts), from: JSON.stringify(from) });
+    return row && toRecord(row);
+  }
+
+  /**
+   * Deletes the VM and (by cascade) its address allocation. Throws SqliteError
+   * 'FOREIGN KEY constraint failed' while a disk is attached (RESTRICT reports
+   * code SQLITE_CONSTRAINT_TRIGGER, not _FOREIGNKEY).
+   */
+  delete(id: string): boolean {
+    return this.deleteStmt.run(id).changes > 0;
+  }
+
+  count(): number {
+    return this.countStmt.get() ?? 0;
+  }
+}

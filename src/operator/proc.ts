@@ -1,0 +1,83 @@
+// Reads the process table from /proc. vman and its suite find QEMU processes
+// by what their command line says about them (-name vman-<id>, paths under a
+// storage folder), never by a broad process-name match.
+import { readFile, readdir } from 'node:fs/promises';
+import { sleepUntilNextPoll } from '../poll.ts';
+
+export interface ProcessInfo {
+  pid: number;
+  argv: string[];
+  /** Single-letter state from /proc/<pid>/stat (R, S, D, Z, ...). */
+  state: string;
+}
+
+export async function readProcess(pid: number): Promise<ProcessInfo | undefined> {
+  try {
+    const [cmdline, stat] = await Promise.all([
+      readFile(`/proc/${pid}/cmdline`),
+      readFile(`/proc/${pid}/stat`, 'utf8'),
+    ]);
+    // stat is "pid (comm) S ..."; comm may hold spaces or parentheses.
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    const argv = cmdline.toString('utf8').split('\0');
+    if (argv.at(-1) === '') argv.pop();
+    return { pid, argv, state };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Alive means present and not a zombie: a zombie QEMU has exited already. */
+export async function isAlive(pid: number): Promise<boolean> {
+  const info = await readProcess(pid);
+  return info !== undefined && info.state !== 'Z' && info.state !== 'X';
+}
+
+export async function listProcesses(): Promise<ProcessInfo[]> {
+  const entries = await readdir('/proc');
+  const pids = entries.filter((e) => /^\d+$/.test(e)).map(Number);
+  const infos = await Promise.all(pids.map((pid) => readProcess(pid)));
+  return infos.filter((i): i is ProcessInfo => i !== undefined && i.state !== 'Z' && i.argv.length > 0);
+}
+
+/** The value after `-name` in a QEMU command line, without sub-options. */
+export function qemuNameOf(argv: readonly string[]): string | undefined {
+  const i = argv.indexOf('-name');
+  const value = i >= 0 ? argv[i + 1] : undefined;
+  return value?.split(',')[0]?.replace(/^guest=/, '');
+}
+
+export function isQemuSystem(argv: readonly string[]): boolean {
+  const exe = argv[0]?.split('/').at(-1) ?? '';
+  return exe.startsWith('qemu-system-') || exe === 'qemu-kvm';
+}
+
+/** QEMU processes started for vman: their -name is vman-<id>. */
+export async function listVmanQemuProcesses(): Promise<Array<ProcessInfo & { vmId: string }>> {
+  const all = await listProcesses();
+  const out: Array<ProcessInfo & { vmId: string }> = [];
+  for (const p of all) {
+    const name = isQemuSystem(p.argv) ? qemuNameOf(p.argv) : undefined;
+    if (name?.startsWith('vman-')) out.push({ ...p, vmId: name.slice('vman-'.length) });
+  }
+  return out;
+}
+
+export function signal(pid: number, sig: NodeJS.Signals): boolean {
+  try {
+    process.kill(pid, sig);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Polls until the process is gone (or a zombie); true if it went in time. */
+export async function waitForExit(pid: number, timeoutMs: number, intervalMs = 25): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (!(await isAlive(pid))) return true;
+    if (Date.now() >= deadline) return false;
+    await sleepUntilNextPoll(intervalMs);
+  }
+}

@@ -1,0 +1,153 @@
+// Builds QEMU's argument vector from a typed spec. No shell is involved: the
+// result is passed to execFile as an array, and every value that lands inside
+// a QEMU option string is either validated or comma-escaped.
+import path from 'node:path';
+import { assertId } from '../names.ts';
+
+export type Accelerator = 'kvm' | 'tcg';
+
+export interface KernelBoot {
+  kernel: string;
+  initrd?: string;
+  cmdline?: string;
+}
+
+export interface DiskSpec {
+  /** Disk id; QEMU node and device names are derived from it. */
+  id: string;
+  path: string;
+  format: 'qcow2' | 'raw';
+}
+
+export type NetworkSpec =
+  | { mode: 'none' }
+  | { mode: 'user'; subnet: string; address: string; mac: string }
+  | { mode: 'tap'; ifname: string; mac: string };
+
+export interface QemuVmSpec {
+  id: string;
+  /** The VM's own folder: sockets, pidfile, serial log and overlay live here. */
+  dir: string;
+  qemuBinary: string;
+  accel: Accelerator;
+  cpus: number;
+  memoryMb: number;
+  boot: KernelBoot | null;
+  /** Root disk (the VM's overlay of a template's base image), booted first. */
+  rootDisk?: DiskSpec;
+  /** Data disks present from the start (cold attach). */
+  disks: DiskSpec[];
+  network: NetworkSpec;
+}
+
+export interface VmPaths {
+  qmp: string;
+  /** Second QMP monitor for observers and tests: QEMU allows one client per socket. */
+  qmpAux: string;
+  guestAgent: string;
+  pidfile: string;
+  serialLog: string;
+}
+
+/** Unix socket paths are limited to 107 bytes by the kernel. */
+const MAX_SOCKET_PATH = 107;
+
+export function vmPaths(dir: string): VmPaths {
+  return {
+    qmp: path.join(dir, 'qmp.sock'),
+    qmpAux: path.join(dir, 'qmp-aux.sock'),
+    guestAgent: path.join(dir, 'ga.sock'),
+    pidfile: path.join(dir, 'qemu.pid'),
+    serialLog: path.join(dir, 'serial.log'),
+  };
+}
+
+/** QEMU's option parser splits on ','; a literal comma is written ',,'. */
+export function escapeOptionValue(value: string): string {
+  return value.replaceAll(',', ',,');
+}
+
+export function qemuName(vmId: string): string {
+  return `vman-${vmId}`;
+}
+
+/** Node and device names QEMU uses for a disk, derived from the disk id. */
+export function diskNodeNames(diskId: string): { node: string; fileNode: string; device: string } {
+  assertId('disk id', diskId);
+  return { node: `drive-${diskId}`, fileNode: `file-${diskId}`, device: `disk-${diskId}` };
+}
+
+const MAC_PATTERN = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/;
+const IPV4_PATTERN = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+const CIDR_PATTERN = /^(\d{1,3}\.){3}\d{1,3}\/\d{1,2}$/;
+const IFNAME_PATTERN = /^[A-Za-z0-9_.-]{1,15}$/;
+
+export function buildQemuArgs(spec: QemuVmSpec): string[] {
+  assertId('vm id', spec.id);
+  if (!Number.isInteger(spec.cpus) || spec.cpus < 1 || spec.cpus > 64) throw new Error(`invalid cpus ${spec.cpus}`);
+  if (!Number.isInteger(spec.memoryMb) || spec.memoryMb < 16) throw new Error(`invalid memory ${spec.memoryMb} MB`);
+  const p = vmPaths(spec.dir);
+  for (const sock of [p.qmp, p.qmpAux, p.guestAgent]) {
+    if (Buffer.byteLength(sock) > MAX_SOCKET_PATH) {
+      throw new Error(`socket path too long (${Buffer.byteLength(sock)} > ${MAX_SOCKET_PATH} bytes): ${sock}`);
+    }
+  }
+
+  const args: string[] = [
+    '-name', qemuName(spec.id),
+    '-machine', `pc,accel=${spec.accel}`,
+    '-cpu', spec.accel === 'kvm' ? 'host' : 'max',
+    '-smp', String(spec.cpus),
+    '-m', String(spec.memoryMb),
+    '-nodefaults', '-no-user-config', '-display', 'none', '-vga', 'none',
+    // A guest-initiated reboot ends the process like a shutdown; vman restarts explicitly.
+    '-no-reboot',
+    '-serial', `file:${escapeOptionValue(p.serialLog)}`,
+    '-chardev', `socket,id=qmp,path=${escapeOptionValue(p.qmp)},server=on,wait=off`,
+    '-mon', 'chardev=qmp,mode=control',
+    '-chardev', `socket,id=qmp-aux,path=${escapeOptionValue(p.qmpAux)},server=on,wait=off`,
+    '-mon', 'chardev=qmp-aux,mode=control',
+    '-device', 'virtio-serial-pci,id=vser0',
+    '-chardev', `socket,id=ga,path=${escapeOptionValue(p.guestAgent)},server=on,wait=off`,
+    '-device', 'virtserialport,bus=vser0.0,chardev=ga,name=org.qemu.guest_agent.0',
+    '-pidfile', p.pidfile,
+    '-daemonize',
+  ];
+
+  if (spec.boot) {
+    args.push('-kernel', spec.boot.kernel);
+    if (spec.boot.initrd) args.push('-initrd', spec.boot.initrd);
+    if (spec.boot.cmdline) args.push('-append', spec.boot.cmdline);
+  }
+  if (spec.rootDisk) args.push(...diskArgs(spec.rootDisk, 1));
+  for (const disk of spec.disks) args.push(...diskArgs(disk));
+  args.push(...networkArgs(spec.network));
+  return args;
+}
+
+function diskArgs(disk: DiskSpec, bootIndex?: number): string[] {
+  const names = diskNodeNames(disk.id);
+  const file = `driver=file,node-name=${names.fileNode},filename=${escapeOptionValue(disk.path)}`;
+  const device = [`virtio-blk-pci`, `drive=${names.node}`, `id=${names.device}`];
+  if (bootIndex !== undefined) device.push(`bootindex=${bootIndex}`);
+  return [
+    '-blockdev', file,
+    '-blockdev', `driver=${disk.format},node-name=${names.node},file=${names.fileNode}`,
+    '-device', device.join(','),
+  ];
+}
+
+function networkArgs(net: NetworkSpec): string[] {
+  if (net.mode === 'none') return ['-net', 'none'];
+  if (!MAC_PATTERN.test(net.mac)) throw new Error(`invalid MAC address ${JSON.stringify(net.mac)}`);
+  const device = ['-device', `virtio-net-pci,netdev=net0,mac=${net.mac}`];
+  if (net.mode === 'user') {
+    if (!CIDR_PATTERN.test(net.subnet)) throw new Error(`invalid subnet ${JSON.stringify(net.subnet)}`);
+    if (!IPV4_PATTERN.test(net.address)) throw new Error(`invalid address ${JSON.stringify(net.address)}`);
+    // dhcpstart hands exactly this address to the first (only) DHCP client;
+    // restrict=on keeps the guest from reaching anything outside.
+    return ['-netdev', `user,id=net0,net=${net.subnet},dhcpstart=${net.address},restrict=on`, ...device];
+  }
+  if (!IFNAME_PATTERN.test(net.ifname)) throw new Error(`invalid tap name ${JSON.stringify(net.ifname)}`);
+  return ['-netdev', `tap,id=net0,ifname=${net.ifname},script=no,downscript=no`, ...device];
+}

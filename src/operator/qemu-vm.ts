@@ -1,0 +1,180 @@
+// A running QEMU VM: its process, its QMP connection and its guest agent.
+// Whatever starts a VM gets one of these and can always stop it: graceful
+// (ACPI powerdown) first, then QMP `quit`, then SIGKILL, each with a deadline.
+import { readFile } from 'node:fs/promises';
+import { GuestAgentClient } from './guest-agent-client.ts';
+import { QmpClient, type ProtocolLogEntry } from './qmp-client.ts';
+import { launchQemu, removeRuntimeFiles } from './qemu-launcher.ts';
+import { qemuName, vmPaths, type QemuVmSpec, type VmPaths } from './qemu-command.ts';
+import { isAlive, qemuNameOf, readProcess, signal, waitForExit } from './proc.ts';
+import { pollUntil, TerminalStateError } from '../poll.ts';
+
+export type StopMethod = 'already-stopped' | 'powerdown' | 'quit' | 'kill';
+
+export interface StopOptions {
+  /** Skip ACPI powerdown and go straight to `quit`. */
+  force?: boolean;
+  powerdownTimeoutMs?: number;
+  quitTimeoutMs?: number;
+}
+
+export interface VmHandleOptions {
+  /** Every QMP message sent and received, for the report. */
+  protocolLog?: (vmId: string, entry: ProtocolLogEntry) => void;
+}
+
+export class QemuVm {
+  readonly paths: VmPaths;
+  private exitListeners = new Set<() => void>();
+  private exitNotified = false;
+  private stopping = false;
+
+  private constructor(
+    readonly id: string,
+    readonly dir: string,
+    readonly pid: number,
+    readonly qmp: QmpClient,
+    private readonly opts: VmHandleOptions,
+  ) {
+    this.paths = vmPaths(dir);
+    // QEMU closes its monitor when it exits: that is how vman learns the VM is gone.
+    void qmp.closed.then(() => this.onQmpClosed());
+  }
+
+  static async start(spec: QemuVmSpec, opts: VmHandleOptions & { launchTimeoutMs?: number } = {}): Promise<QemuVm> {
+    const { pid } = await launchQemu(spec, opts.launchTimeoutMs);
+    try {
+      const qmp = await QmpClient.connect(vmPaths(spec.dir).qmp, qmpOptions(spec.id, opts));
+      return new QemuVm(spec.id, spec.dir, pid, qmp, opts);
+    } catch (err) {
+      signal(pid, 'SIGKILL');
+      await waitForExit(pid, 5_000);
+      await removeRuntimeFiles(spec.dir);
+      throw err;
+    }
+  }
+
+  /** Reconnects to a QEMU left running by an earlier vman, if its pidfile names a live QEMU of this VM. */
+  static async adopt(id: string, dir: string, opts: VmHandleOptions = {}): Promise<QemuVm | undefined> {
+    const pid = await readPidfile(dir);
+    if (pid === undefined) return undefined;
+    const proc = await readProcess(pid);
+    if (!proc || proc.state === 'Z' || qemuNameOf(proc.argv) !== qemuName(id)) return undefined;
+    const qmp = await QmpClient.connect(vmPaths(dir).qmp, qmpOptions(id, opts));
+    return new QemuVm(id, dir, pid, qmp, opts);
+  }
+
+  /** Called once when the QEMU process has gone, whoever ended it. */
+  onExit(listener: () => void): () => void {
+    if (this.exitNotified) queueMicrotask(listener);
+    else this.exitListeners.add(listener);
+    return () => this.exitListeners.delete(listener);
+  }
+
+  get isStopping(): boolean {
+    return this.stopping;
+  }
+
+  async isRunning(): Promise<boolean> {
+    return !this.qmp.isClosed && (await isAlive(this.pid));
+  }
+
+  /** QMP `query-status`: running, paused, shutdown, ... */
+  async runState(): Promise<string> {
+    const r = await this.qmp.execute<{ status: string; running: boolean }>('query-status');
+    return r.status;
+  }
+
+  /** A short-lived agent connection: the socket takes one client, and tests need their own turn. */
+  async withGuestAgent<T>(fn: (ga: GuestAgentClient) => Promise<T>, timeoutMs = 5_000): Promise<T> {
+    const ga = await GuestAgentClient.connect(this.paths.guestAgent, { timeoutMs });
+    try {
+      return await fn(ga);
+    } finally {
+      await ga.close();
+    }
+  }
+
+  /** Ready means the guest agent answers; stops early if QEMU exits. */
+  async waitForGuestReady(timeoutMs: number): Promise<number> {
+    const started = Date.now();
+    await pollUntil(
+      `the guest agent of VM ${this.id} to answer`,
+      async () => {
+        if (!(await this.isRunning())) throw new GuestGoneError(this.id);
+        await this.withGuestAgent(async (ga) => ga.ping(1_000), 1_500);
+        return { done: true, value: undefined };
+      },
+      { timeoutMs, intervalMs: 100 },
+    );
+    return Date.now() - started;
+  }
+
+  async stop(opts: StopOptions = {}): Promise<StopMethod> {
+    const { force = false, powerdownTimeoutMs = 20_000, quitTimeoutMs = 5_000 } = opts;
+    this.stopping = true;
+    try {
+      if (!(await isAlive(this.pid))) return 'already-stopped';
+      if (!force && !this.qmp.isClosed) {
+        const powerdown = await this.qmp.execute('system_powerdown').then(() => true, () => false);
+        if (powerdown && (await waitForExit(this.pid, powerdownTimeoutMs))) return 'powerdown';
+      }
+      if (!this.qmp.isClosed) {
+        await this.qmp.execute('quit', undefined, { timeoutMs: quitTimeoutMs }).catch(() => undefined);
+        if (await waitForExit(this.pid, quitTimeoutMs)) return 'quit';
+      }
+      await this.kill();
+      return 'kill';
+    } finally {
+      await this.cleanup();
+    }
+  }
+
+  /** SIGKILL and wait; safe to call twice. */
+  async kill(): Promise<void> {
+    this.stopping = true;
+    signal(this.pid, 'SIGKILL');
+    if (!(await waitForExit(this.pid, 10_000))) {
+      throw new Error(`QEMU process ${this.pid} of VM ${this.id} survived SIGKILL for 10 s`);
+    }
+    await this.cleanup();
+  }
+
+  /** Closes the monitor and removes sockets and pidfile once the process is gone. */
+  async cleanup(): Promise<void> {
+    await this.qmp.close();
+    if (!(await isAlive(this.pid))) await removeRuntimeFiles(this.dir);
+  }
+
+  async serialLog(): Promise<string> {
+    return readFile(this.paths.serialLog, 'utf8').catch(() => '');
+  }
+
+  private async onQmpClosed(): Promise<void> {
+    // The monitor closes just before the process ends; give it a moment.
+    await waitForExit(this.pid, 5_000);
+    if (await isAlive(this.pid)) return;
+    if (!this.stopping) await removeRuntimeFiles(this.dir);
+    this.exitNotified = true;
+    for (const l of this.exitListeners) l();
+    this.exitListeners.clear();
+  }
+}
+
+export class GuestGoneError extends TerminalStateError {
+  constructor(vmId: string) {
+    super(`QEMU of VM ${vmId} exited before its guest became ready`);
+    this.name = 'GuestGoneError';
+  }
+}
+
+async function readPidfile(dir: string): Promise<number | undefined> {
+  const text = await readFile(vmPaths(dir).pidfile, 'utf8').catch(() => '');
+  const pid = Number.parseInt(text.trim(), 10);
+  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+}
+
+function qmpOptions(vmId: string, opts: VmHandleOptions) {
+  const log = opts.protocolLog;
+  return log ? { timeoutMs: 5_000, log: (e: ProtocolLogEntry) => log(vmId, e) } : { timeoutMs: 5_000 };
+}

@@ -1,0 +1,78 @@
+// Lifecycle of a run and of each scenario: storage per scenario, teardown even
+// when a step failed, a leak guard at the end, and cleanup on Ctrl-C/SIGTERM.
+import { existsSync, rmSync } from 'node:fs';
+import { After, AfterAll, Before, BeforeAll, Status, setDefaultTimeout } from '@cucumber/cucumber';
+import type { VmanWorld } from '../world/vman-world.ts';
+import { hostStatus, qemuRequired } from './host.ts';
+import { killProcesses, qemuProcessesUnder, reapCrashedRuns, runContext } from './run-context.ts';
+import { formatProtocolLog } from './report.ts';
+
+// Boots under TCG take seconds; a step that takes a minute is broken.
+setDefaultTimeout(60_000);
+
+BeforeAll(async function () {
+  const reaped = await reapCrashedRuns();
+  if (reaped.length > 0) console.warn(`removed leftovers of crashed runs: ${reaped.join(', ')}`);
+  runContext();
+  installInterruptCleanup();
+});
+
+Before({ tags: '@integration' }, async function (this: VmanWorld) {
+  const status = await hostStatus();
+  if (!status.ok) {
+    if (qemuRequired()) throw new Error(`QEMU is required (VMAN_REQUIRE_QEMU=1) but unusable: ${status.reason}`);
+    this.attach(`Skipped: ${status.reason}`, 'text/plain');
+    return 'skipped';
+  }
+  this.host = status.host;
+  this.attach(`Host\n${status.description}`, { mediaType: 'text/plain', fileName: 'host.txt' });
+  return undefined;
+});
+
+Before(async function (this: VmanWorld) {
+  await this.prepareStorage();
+});
+
+After(async function (this: VmanWorld, { result }) {
+  for (const vm of this.vms.values()) {
+    const console = await vm.handle.serialLog();
+    this.attach(console || '(no console output)', { mediaType: 'text/plain', fileName: `serial console of ${vm.name}` });
+    if (vm.bootMs !== undefined) this.attach(`${vm.name} booted to a ready guest agent in ${vm.bootMs} ms`, 'text/plain');
+  }
+  if (this.protocolLog.length > 0) {
+    this.attach(formatProtocolLog(this.protocolLog), { mediaType: 'text/plain', fileName: 'QMP exchanges' });
+  }
+  if (result?.status === Status.FAILED) this.attach(`Storage at failure: ${this.storage}`, 'text/plain');
+  await this.destroyAll();
+});
+
+// The leak guard: no QEMU process and no folder of this run may outlive it.
+AfterAll(async function () {
+  const { root } = runContext();
+  const leaked = await qemuProcessesUnder(root);
+  await killProcesses(leaked);
+  rmSync(root, { recursive: true, force: true });
+  const problems: string[] = leaked.map((p) => `QEMU process ${p.pid} (${p.argv.slice(0, 3).join(' ')}) was still running`);
+  if (existsSync(root)) problems.push(`run folder ${root} could not be removed`);
+  if (problems.length > 0) throw new Error(`leak guard: ${problems.join('; ')}`);
+});
+
+let interruptInstalled = false;
+
+/** Ctrl-C in the middle of a boot must not leave QEMU behind: QEMU daemonizes, so no signal reaches it. */
+function installInterruptCleanup(): void {
+  if (interruptInstalled) return;
+  interruptInstalled = true;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    const { root } = runContext();
+    void qemuProcessesUnder(root)
+      .then(killProcesses)
+      .catch(() => undefined)
+      .finally(() => {
+        rmSync(root, { recursive: true, force: true });
+        process.exit(sig === 'SIGINT' ? 130 : 143);
+      });
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+}

@@ -1,0 +1,83 @@
+// One World per scenario: its own storage folder, the VMs it started (which
+// it always destroys), the host facts and the report attachments.
+import { rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { setWorldConstructor, World, type IWorldOptions } from '@cucumber/cucumber';
+import type { HostInfo } from '../src/host/probe.ts';
+import type { ProtocolLogEntry } from '../src/operator/qmp-client.ts';
+import { QemuVm } from '../src/operator/qemu-vm.ts';
+import type { QemuVmSpec } from '../src/operator/qemu-command.ts';
+import { newScenarioDir } from '../support/run-context.ts';
+import path from 'node:path';
+
+export interface GuestVm {
+  name: string;
+  handle: QemuVm;
+  spec: QemuVmSpec;
+  /** The address this scenario asked QEMU's DHCP to hand out. */
+  address: string;
+  bootMs?: number;
+}
+
+/** The user-mode network every directly booted guest sits on. */
+export const USER_SUBNET = '10.0.2.0/24';
+
+export class VmanWorld extends World {
+  host!: HostInfo;
+  storage = '';
+  readonly vms = new Map<string, GuestVm>();
+  readonly protocolLog: Array<ProtocolLogEntry & { vm: string }> = [];
+  /** The VM the last step talked about ("the VM"). */
+  currentVm?: GuestVm;
+
+  constructor(options: IWorldOptions) {
+    super(options);
+  }
+
+  async prepareStorage(): Promise<void> {
+    this.storage = newScenarioDir();
+  }
+
+  /** Boots the built test guest straight through the operator (no API). */
+  async bootGuest(name: string, address: string): Promise<GuestVm> {
+    const id = `${name}-${randomBytes(3).toString('hex')}`;
+    const g = this.host.guest;
+    const spec: QemuVmSpec = {
+      id,
+      dir: path.join(this.storage, id),
+      qemuBinary: this.host.qemu.path,
+      accel: this.host.accel.accel,
+      cpus: 1,
+      memoryMb: 512,
+      boot: { kernel: g.kernel, initrd: g.initrd, cmdline: g.cmdline },
+      disks: [],
+      network: { mode: 'user', subnet: USER_SUBNET, address, mac: `52:54:00:${randomBytes(3).toString('hex').match(/../g)!.join(':')}` },
+    };
+    const handle = await QemuVm.start(spec, {
+      protocolLog: (vm, e) => this.protocolLog.push({ ...e, vm }),
+    });
+    const vm: GuestVm = { name, handle, spec, address };
+    this.vms.set(name, vm);
+    this.currentVm = vm;
+    return vm;
+  }
+
+  vm(name?: string): GuestVm {
+    const vm = name === undefined ? this.currentVm : this.vms.get(name);
+    if (!vm) throw new Error(name ? `no VM named ${name} in this scenario` : 'no VM has been started in this scenario');
+    return vm;
+  }
+
+  /** Stops every VM of the scenario (forced: the scenario is over) and removes its storage. Safe to call twice. */
+  async destroyAll(): Promise<void> {
+    const errors: unknown[] = [];
+    for (const vm of this.vms.values()) {
+      await vm.handle.stop({ force: true, quitTimeoutMs: 3_000 }).catch((e: unknown) => errors.push(e));
+    }
+    this.vms.clear();
+    if (this.storage) await rm(this.storage, { recursive: true, force: true });
+    if (errors.length > 0) throw new AggregateError(errors, 'teardown could not stop every VM');
+  }
+}
+
+setWorldConstructor(VmanWorld);
