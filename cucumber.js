@@ -1,25 +1,22 @@
 // cucumber-js configuration. tsx is registered first so the TypeScript step
 // definitions load without a build; `tsc --noEmit` in `npm test` checks types.
+const reports = ['html:reports/cucumber.html', 'junit:reports/junit.xml', 'message:reports/cucumber.ndjson'];
+
 const common = {
   import: ['support/register-tsx.mjs', 'support/**/*.ts', 'world/**/*.ts', 'step-definitions/**/*.ts'],
   paths: ['features/**/*.feature'],
-  format: [
-    'html:reports/cucumber.html',
-    'junit:reports/junit.xml',
-    'message:reports/cucumber.ndjson',
-  ],
   formatOptions: { snippetInterface: 'async-await', junit: { suiteName: 'vman acceptance' } },
 };
 
+// On a terminal every step as it runs; in CI (CI=true) compact progress with
+// failures in full at the end.
 export default {
   ...common,
-  format: ['pretty', ...common.format],
+  format: [process.env.CI ? 'progress' : 'pretty', ...reports],
 };
 
-// CI: compact progress on the terminal (failures and a summary at the end).
 export const ci = {
   ...common,
-  format: ['progress', ...common.format],
-  retry: 0,
+  format: ['progress', ...reports],
   strict: true,
 };

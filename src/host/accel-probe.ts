@@ -29,7 +29,12 @@ export interface AccelProbeOptions {
   requested: AccelRequest;
   cacheFile?: string;
   probeTimeoutMs?: number;
+  /** Seams for unit tests of the decision; the defaults touch /dev/kvm and boot QEMU. */
+  kvmAccessible?: () => Promise<boolean>;
+  probe?: (opts: AccelProbeOptions) => Promise<ProbeOutcome>;
 }
+
+export type ProbeOutcome = { ok: true; ms: number } | { ok: false; detail: string };
 
 export function defaultAccelCacheFile(): string {
   const cache = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
@@ -43,7 +48,7 @@ export async function decideAccelerator(opts: AccelProbeOptions): Promise<AccelD
   });
   if (opts.requested === 'tcg') return decided('tcg', 'TCG requested (VMAN_ACCEL=tcg)');
 
-  const kvmUsable = await access('/dev/kvm', constants.R_OK | constants.W_OK).then(() => true, () => false);
+  const kvmUsable = await (opts.kvmAccessible ?? devKvmAccessible)();
   if (!kvmUsable) {
     if (opts.requested === 'kvm') throw new Error('KVM requested (VMAN_ACCEL=kvm) but /dev/kvm is missing or not accessible');
     return decided('tcg', '/dev/kvm is missing or not accessible: software emulation (TCG)');
@@ -54,7 +59,7 @@ export async function decideAccelerator(opts: AccelProbeOptions): Promise<AccelD
   const hit = cache[key];
   if (hit && opts.requested === 'auto') return { ...hit, fromCache: true };
 
-  const probe = await probeKvm(opts);
+  const probe = await (opts.probe ?? probeKvm)(opts);
   const decision = probe.ok
     ? decided('kvm', `a KVM probe VM reached its ready marker in ${probe.ms} ms`)
     : decided('tcg', `/dev/kvm exists but a KVM probe VM did not boot (${probe.detail}): falling back to TCG`);
@@ -73,7 +78,11 @@ async function readCache(file: string): Promise<Record<string, AccelDecision>> {
   }
 }
 
-async function probeKvm(opts: AccelProbeOptions): Promise<{ ok: true; ms: number } | { ok: false; detail: string }> {
+function devKvmAccessible(): Promise<boolean> {
+  return access('/dev/kvm', constants.R_OK | constants.W_OK).then(() => true, () => false);
+}
+
+async function probeKvm(opts: AccelProbeOptions): Promise<ProbeOutcome> {
   const timeoutMs = opts.probeTimeoutMs ?? 6_000;
   // Short path: unix socket paths must stay under 108 bytes.
   const dir = await mkdtemp(path.join(os.tmpdir(), 'vman-probe-'));

@@ -60,10 +60,7 @@ export class GuestAgentClient {
     this.closed = sock.closed.then(() => this.#onClose?.());
   }
 
-  static async connect(
-    socketPath: string,
-    opts: { timeoutMs?: number; log?: (e: ProtocolLogEntry) => void } = {},
-  ): Promise<GuestAgentClient> {
+  static async connect(socketPath: string, opts: { timeoutMs?: number; log?: (e: ProtocolLogEntry) => void } = {}): Promise<GuestAgentClient> {
     const timeoutMs = opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     const deadline = Date.now() + timeoutMs;
     const sock = await JsonLinesSocket.connect(socketPath, timeoutMs, opts.log);
@@ -123,6 +120,7 @@ export class GuestAgentClient {
     const remaining = (): number => deadline - Date.now();
     const timeout = (cause?: unknown): GuestAgentTimeoutError =>
       new GuestAgentTimeoutError('guest-exec', timeoutMs, `guest-exec of "${cmdline}"`, cause);
+    let expired: GuestAgentTimeoutError | undefined;
     const request: Record<string, unknown> = { path, arg: args, 'capture-output': true };
     if (opts.input !== undefined) request['input-data'] = Buffer.from(opts.input, 'utf8').toString('base64');
     try {
@@ -133,12 +131,12 @@ export class GuestAgentClient {
         const status = await this.execute<unknown>('guest-exec-status', { pid }, { timeoutMs: Math.max(1, remaining()) });
         if (!isRecord(status)) throw this.#protocolError('guest-exec-status', status);
         if (status['exited'] === true) return toExecResult(status);
-        if (remaining() <= EXEC_POLL_MS) throw timeout();
+        if (remaining() <= EXEC_POLL_MS) throw (expired = timeout());
         await new Promise<void>((resolve) => setTimeout(resolve, EXEC_POLL_MS));
       }
     } catch (err) {
-      // Report the command line rather than whichever poll happened to run out of time.
-      if (err instanceof GuestAgentTimeoutError && err.command !== 'guest-exec') throw timeout(err);
+      // Report the command line rather than whichever step happened to run out of time.
+      if (err instanceof GuestAgentTimeoutError && err !== expired) throw timeout(err);
       throw err;
     }
   }
@@ -150,7 +148,7 @@ export class GuestAgentClient {
     const handle = await this.execute<unknown>('guest-file-open', { path, mode: 'r' }, budget());
     if (typeof handle !== 'number') throw this.#protocolError('guest-file-open', handle);
     const chunks: Buffer[] = [];
-    let failed = false;
+    let done = false;
     try {
       for (;;) {
         const res = await this.execute<unknown>('guest-file-read', { handle, count: READ_CHUNK }, budget());
@@ -159,15 +157,13 @@ export class GuestAgentClient {
         if (typeof b64 === 'string' && b64 !== '') chunks.push(Buffer.from(b64, 'base64'));
         if (res['eof'] === true) break;
       }
-    } catch (err) {
-      failed = true;
-      throw err;
+      done = true;
     } finally {
       // Always release the guest handle; give it its own small budget if ours is spent.
       const closing = this.execute('guest-file-close', { handle }, { timeoutMs: Math.max(2000, deadline - Date.now()) });
       // A close failure must not mask the error that got us here.
-      if (failed) await closing.catch(() => undefined);
-      else await closing;
+      if (done) await closing;
+      else await closing.catch(() => undefined);
     }
     // Decode once at the end so multi-byte characters split across chunks survive.
     return Buffer.concat(chunks).toString('utf8');

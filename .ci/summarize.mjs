@@ -1,0 +1,51 @@
+// Prints the closing line CI reads: "N passed, N failed[, N skipped]", counting
+// unit tests (TAP from node:test) and scenarios (Cucumber messages).
+import { existsSync, readFileSync } from 'node:fs';
+
+const totals = { passed: 0, failed: 0, skipped: 0 };
+
+if (existsSync('reports/unit.tap')) {
+  const tap = readFileSync('reports/unit.tap', 'utf8');
+  const count = (key) => Number(new RegExp(`^# ${key} (\\d+)$`, 'm').exec(tap)?.[1] ?? 0);
+  totals.passed += count('pass');
+  totals.failed += count('fail') + count('cancelled');
+  totals.skipped += count('skipped') + count('todo');
+  console.log(`unit tests: ${count('pass')} passed, ${count('fail') + count('cancelled')} failed, ${count('skipped') + count('todo')} skipped`);
+} else {
+  console.log('unit tests: no reports/unit.tap (did they run?)');
+  totals.failed += 1;
+}
+
+if (existsSync('reports/cucumber.ndjson')) {
+  const rank = { UNKNOWN: 0, PASSED: 1, SKIPPED: 2, PENDING: 3, UNDEFINED: 4, AMBIGUOUS: 5, FAILED: 6 };
+  const caseOfStarted = new Map();
+  const worst = new Map();
+  const scenarios = { passed: 0, failed: 0, skipped: 0 };
+  let runHookFailures = 0;
+  for (const line of readFileSync('reports/cucumber.ndjson', 'utf8').split('\n')) {
+    if (!line.trim()) continue;
+    const m = JSON.parse(line);
+    if (m.testCaseStarted) caseOfStarted.set(m.testCaseStarted.id, m.testCaseStarted.testCaseId);
+    if (m.testStepFinished) {
+      const id = m.testStepFinished.testCaseStartedId;
+      const s = m.testStepFinished.testStepResult.status;
+      if ((rank[s] ?? 0) > (rank[worst.get(id)] ?? 0)) worst.set(id, s);
+    }
+    if (m.testCaseFinished && !m.testCaseFinished.willBeRetried) {
+      const s = worst.get(m.testCaseFinished.testCaseStartedId) ?? 'UNKNOWN';
+      if (s === 'PASSED') scenarios.passed++;
+      else if (s === 'SKIPPED') scenarios.skipped++;
+      else scenarios.failed++;
+    }
+    if (m.testRunHookFinished && m.testRunHookFinished.result?.status === 'FAILED') runHookFailures++;
+  }
+  console.log(`scenarios: ${scenarios.passed} passed, ${scenarios.failed} failed, ${scenarios.skipped} skipped` +
+    (runHookFailures ? ` (+${runHookFailures} failed BeforeAll/AfterAll hook, e.g. the leak guard)` : ''));
+  totals.passed += scenarios.passed;
+  totals.failed += scenarios.failed + runHookFailures;
+  totals.skipped += scenarios.skipped;
+} else {
+  console.log('scenarios: no reports/cucumber.ndjson (the acceptance suite did not run)');
+}
+
+console.log(`${totals.passed} passed, ${totals.failed} failed` + (totals.skipped ? `, ${totals.skipped} skipped` : ''));

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Installs everything a fresh Debian machine lacks to build, run and test vman:
+# Debian packages, the npm dependencies and the test guest image. Idempotent:
+# a second run checks and does nothing slow.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+log() { printf 'setup: %s\n' "$*"; }
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { log "not root and no sudo: install the Debian packages below as root"; exit 1; }
+  SUDO=(sudo)
+fi
+
+# qemu-guest-agent's libraries (libglib2.0-0, libnuma1, libudev1, liburing2) are
+# copied from the host into the guest's initramfs, so they must be installed here.
+packages=(
+  qemu-system-x86 qemu-utils busybox-static cpio gzip dnsmasq-base iproute2 sqlite3
+  libglib2.0-0 libnuma1 libudev1 liburing2
+  python3 make g++ ca-certificates
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+# The guest build asks apt which cloud kernel is current; that needs package lists.
+kernel_known=$(apt-cache policy linux-image-cloud-amd64 2>/dev/null | awk '/Candidate:/ {print $2}')
+if [ ${#missing[@]} -gt 0 ] || [ -z "$kernel_known" ] || [ "$kernel_known" = "(none)" ]; then
+  log "apt-get update"
+  "${SUDO[@]}" apt-get update -qq
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]}"
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  log "Debian packages present"
+fi
+
+command -v node >/dev/null || { log "Node.js 20 or newer is required (not found on PATH)"; exit 1; }
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+[ "$node_major" -ge 20 ] || { log "Node.js 20 or newer is required (found $(node --version))"; exit 1; }
+
+# npm ci only when the lockfile changed since the last install.
+lock_sum=$(sha256sum package-lock.json | cut -c1-16)
+if [ "$(cat node_modules/.vman-lock 2>/dev/null)" != "$lock_sum" ]; then
+  log "npm ci (native modules build from source: about two minutes)"
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$lock_sum" > node_modules/.vman-lock
+else
+  log "npm dependencies up to date"
+fi
+
+log "guest image: $(guest/build.sh)"

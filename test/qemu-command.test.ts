@@ -1,0 +1,93 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { buildQemuArgs, diskNodeNames, escapeOptionValue, vmPaths, type QemuVmSpec } from '../src/operator/qemu-command.ts';
+
+const base: QemuVmSpec = {
+  id: 'vm-1',
+  dir: '/tmp/vman/vm-1',
+  qemuBinary: '/usr/bin/qemu-system-x86_64',
+  accel: 'tcg',
+  cpus: 1,
+  memoryMb: 512,
+  boot: { kernel: '/g/vmlinuz', initrd: '/g/initrd.img', cmdline: 'console=ttyS0 quiet' },
+  disks: [],
+  network: { mode: 'user', subnet: '10.0.2.0/24', address: '10.0.2.15', mac: '52:54:00:12:34:56' },
+};
+
+/** The value following `flag`, for each occurrence. */
+function values(args: string[], flag: string): string[] {
+  return args.flatMap((a, i) => (a === flag ? [args[i + 1] ?? ''] : []));
+}
+
+describe('QEMU command line', () => {
+  test('names the process vman-<id> and daemonizes with a pidfile in the VM folder', () => {
+    const args = buildQemuArgs(base);
+    assert.deepEqual(values(args, '-name'), ['vman-vm-1']);
+    assert.ok(args.includes('-daemonize'));
+    assert.deepEqual(values(args, '-pidfile'), ['/tmp/vman/vm-1/qemu.pid']);
+    assert.deepEqual(values(args, '-serial'), ['file:/tmp/vman/vm-1/serial.log']);
+  });
+
+  test('two QMP monitors (operator and observers) and the guest agent port', () => {
+    const args = buildQemuArgs(base);
+    const chardevs = values(args, '-chardev');
+    const p = vmPaths(base.dir);
+    assert.ok(chardevs.includes(`socket,id=qmp,path=${p.qmp},server=on,wait=off`));
+    assert.ok(chardevs.includes(`socket,id=qmp-aux,path=${p.qmpAux},server=on,wait=off`));
+    assert.deepEqual(values(args, '-mon'), ['chardev=qmp,mode=control', 'chardev=qmp-aux,mode=control']);
+    assert.ok(values(args, '-device').includes('virtserialport,bus=vser0.0,chardev=ga,name=org.qemu.guest_agent.0'));
+  });
+
+  test('accelerator, CPUs, memory and direct kernel boot', () => {
+    const args = buildQemuArgs({ ...base, accel: 'kvm', cpus: 2, memoryMb: 1024 });
+    assert.deepEqual(values(args, '-machine'), ['pc,accel=kvm']);
+    assert.deepEqual(values(args, '-cpu'), ['host']);
+    assert.deepEqual(values(args, '-smp'), ['2']);
+    assert.deepEqual(values(args, '-m'), ['1024']);
+    assert.deepEqual(values(args, '-kernel'), ['/g/vmlinuz']);
+    assert.deepEqual(values(args, '-initrd'), ['/g/initrd.img']);
+    assert.deepEqual(values(args, '-append'), ['console=ttyS0 quiet']);
+    assert.deepEqual(values(buildQemuArgs(base), '-cpu'), ['max']);
+  });
+
+  test('user networking hands out exactly the allocated address and is restricted', () => {
+    const args = buildQemuArgs(base);
+    assert.deepEqual(values(args, '-netdev'), ['user,id=net0,net=10.0.2.0/24,dhcpstart=10.0.2.15,restrict=on']);
+    assert.ok(values(args, '-device').includes('virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56'));
+  });
+
+  test('tap networking without helper scripts', () => {
+    const args = buildQemuArgs({ ...base, network: { mode: 'tap', ifname: 'vtap0', mac: '52:54:00:00:00:01' } });
+    assert.deepEqual(values(args, '-netdev'), ['tap,id=net0,ifname=vtap0,script=no,downscript=no']);
+  });
+
+  test('cold-attached disks become blockdev nodes and virtio-blk devices named after the disk', () => {
+    const args = buildQemuArgs({ ...base, disks: [{ id: 'd1', path: '/s/disks/d1.qcow2', format: 'qcow2' }] });
+    const names = diskNodeNames('d1');
+    assert.deepEqual(values(args, '-blockdev'), [
+      `driver=file,node-name=${names.fileNode},filename=/s/disks/d1.qcow2`,
+      `driver=qcow2,node-name=${names.node},file=${names.fileNode}`,
+    ]);
+    assert.ok(values(args, '-device').includes(`virtio-blk-pci,drive=${names.node},id=${names.device}`));
+  });
+
+  test('commas in paths are escaped for QEMU option strings', () => {
+    assert.equal(escapeOptionValue('/a,b/c'), '/a,,b/c');
+    const args = buildQemuArgs({ ...base, disks: [{ id: 'd1', path: '/s/x,y.qcow2', format: 'qcow2' }] });
+    assert.ok(values(args, '-blockdev')[0]!.endsWith('filename=/s/x,,y.qcow2'));
+  });
+
+  test('refuses ids and values that could inject QEMU options', () => {
+    assert.throws(() => buildQemuArgs({ ...base, id: 'a,b' }), /invalid vm id/);
+    assert.throws(() => buildQemuArgs({ ...base, id: '../x' }), /invalid vm id/);
+    assert.throws(() => buildQemuArgs({ ...base, network: { ...base.network, mode: 'user', subnet: '10.0.2.0/24,hostfwd=tcp::22-:22', address: '10.0.2.15', mac: '52:54:00:12:34:56' } }), /invalid subnet/);
+    assert.throws(() => buildQemuArgs({ ...base, network: { mode: 'tap', ifname: 'x,script=/bin/sh', mac: '52:54:00:00:00:01' } }), /invalid tap name/);
+    assert.throws(() => buildQemuArgs({ ...base, network: { mode: 'user', subnet: '10.0.2.0/24', address: '10.0.2.15', mac: 'zz' } }), /invalid MAC/);
+    assert.throws(() => buildQemuArgs({ ...base, disks: [{ id: 'D,1', path: '/x', format: 'qcow2' }] }), /invalid disk id/);
+    assert.throws(() => buildQemuArgs({ ...base, cpus: 0 }), /invalid cpus/);
+  });
+
+  test('refuses a VM folder whose socket paths would exceed the kernel limit', () => {
+    assert.throws(() => buildQemuArgs({ ...base, dir: `/tmp/${'x'.repeat(100)}` }), /socket path too long/);
+  });
+});
