@@ -1,6 +1,8 @@
 // Lifecycle of a run and of each scenario: storage per scenario, teardown even
 // when a step failed, a leak guard at the end, and cleanup on Ctrl-C/SIGTERM.
 import { existsSync, rmSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { After, AfterAll, Before, BeforeAll, Status, setDefaultTimeout } from '@cucumber/cucumber';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { hostStatus, qemuRequired } from './host.ts';
@@ -39,10 +41,14 @@ After(async function (this: VmanWorld, { result }) {
     this.attach(console || '(no console output)', { mediaType: 'text/plain', fileName: `serial console of ${vm.name}` });
     if (vm.bootMs !== undefined) this.attach(`${vm.name} booted to a ready guest agent in ${vm.bootMs} ms`, 'text/plain');
   }
+  await attachManagedConsoles(this);
   if (this.protocolLog.length > 0) {
     this.attach(formatProtocolLog(this.protocolLog), { mediaType: 'text/plain', fileName: 'QMP exchanges' });
   }
-  if (result?.status === Status.FAILED) this.attach(`Storage at failure: ${this.storage}`, 'text/plain');
+  if (result?.status === Status.FAILED) {
+    this.attach(`Storage at failure: ${this.storage}`, 'text/plain');
+    if (this.vman) this.attach(this.vman.log() || '(vman logged nothing)', { mediaType: 'text/plain', fileName: 'vman log' });
+  }
   await this.destroyAll();
 });
 
@@ -56,6 +62,18 @@ AfterAll(async function () {
   if (existsSync(root)) problems.push(`run folder ${root} could not be removed`);
   if (problems.length > 0) throw new Error(`leak guard: ${problems.join('; ')}`);
 });
+
+/** Serial consoles of the VMs vman started in this scenario (read from their folders). */
+async function attachManagedConsoles(world: VmanWorld): Promise<void> {
+  if (!world.vman) return;
+  const vmsDir = path.join(world.vman.storagePath, 'vms');
+  const names = new Map<string, string>();
+  for (const [name, id] of world.ids) names.set(id, name);
+  for (const id of await readdir(vmsDir).catch(() => [] as string[])) {
+    const log = await readFile(path.join(vmsDir, id, 'serial.log'), 'utf8').catch(() => undefined);
+    if (log !== undefined) world.attach(log || '(no console output)', { mediaType: 'text/plain', fileName: `serial console of ${names.get(id) ?? id}` });
+  }
+}
 
 let interruptInstalled = false;
 

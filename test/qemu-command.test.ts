@@ -68,7 +68,7 @@ describe('QEMU command line', () => {
       `driver=file,node-name=${names.fileNode},filename=/s/disks/d1.qcow2`,
       `driver=qcow2,node-name=${names.node},file=${names.fileNode}`,
     ]);
-    assert.ok(values(args, '-device').includes(`virtio-blk-pci,drive=${names.node},id=${names.device}`));
+    assert.ok(values(args, '-device').includes(`virtio-blk-pci,drive=${names.node},id=${names.device},serial=d1`));
   });
 
   test('commas in paths are escaped for QEMU option strings', () => {

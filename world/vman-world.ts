@@ -7,7 +7,10 @@ import type { HostInfo } from '../src/host/probe.ts';
 import type { ProtocolLogEntry } from '../src/operator/qmp-client.ts';
 import { QemuVm } from '../src/operator/qemu-vm.ts';
 import type { QemuVmSpec } from '../src/operator/qemu-command.ts';
-import { newScenarioDir } from '../support/run-context.ts';
+import { newScenarioDir, qemuProcessesUnder, killProcesses } from '../support/run-context.ts';
+import { DbReader } from '../support/db-reader.ts';
+import { startChildVman, startInProcessVman, type ChildVman, type VmanEndpoint } from './vman-service.ts';
+import type { Response } from 'got';
 import path from 'node:path';
 
 export interface GuestVm {
@@ -29,6 +32,15 @@ export class VmanWorld extends World {
   readonly protocolLog: Array<ProtocolLogEntry & { vm: string }> = [];
   /** The VM the last step talked about ("the VM"). */
   currentVm?: GuestVm;
+  /** The vman under test, and an independent reader of its database file. */
+  vman?: VmanEndpoint;
+  child?: ChildVman;
+  dbReader?: DbReader;
+  /** VM and template ids by the names the scenario gave them. */
+  readonly ids = new Map<string, string>();
+  lastResponse?: Response<unknown>;
+  /** Facts remembered between steps (a pid before a restart, ...). */
+  readonly remembered = new Map<string, unknown>();
 
   constructor(options: IWorldOptions) {
     super(options);
@@ -68,15 +80,61 @@ export class VmanWorld extends World {
     return vm;
   }
 
-  /** Stops every VM of the scenario (forced: the scenario is over) and removes its storage. Safe to call twice. */
+  /** Starts vman on this scenario's storage: in-process, or as `vman serve` in a child process. */
+  async startVman(opts: { child?: boolean; env?: Record<string, string> } = {}): Promise<VmanEndpoint> {
+    const settings = {
+      storagePath: path.join(this.storage, 'vman'),
+      hostInfo: this.host,
+      protocolLog: (vm: string, e: ProtocolLogEntry) => this.protocolLog.push({ ...e, vm }),
+      ...(opts.env ? { env: opts.env } : {}),
+    };
+    if (opts.child) {
+      this.child = await startChildVman(settings);
+      this.vman = this.child;
+    } else {
+      this.vman = await startInProcessVman(settings);
+    }
+    this.dbReader ??= await DbReader.open(this.vman.dbPath);
+    return this.vman;
+  }
+
+  api(): VmanEndpoint {
+    if (!this.vman) throw new Error('vman is not running in this scenario');
+    return this.vman;
+  }
+
+  db(): DbReader {
+    if (!this.dbReader) throw new Error('no database to read: vman was not started');
+    return this.dbReader;
+  }
+
+  idOf(name: string): string {
+    const id = this.ids.get(name);
+    if (!id) throw new Error(`nothing named ${name} was created in this scenario`);
+    return id;
+  }
+
+  /**
+   * Stops every VM of the scenario (forced: the scenario is over), vman, and
+   * any QEMU left under the scenario's storage; removes the storage. Safe to call twice.
+   */
   async destroyAll(): Promise<void> {
     const errors: unknown[] = [];
     for (const vm of this.vms.values()) {
       await vm.handle.stop({ force: true, quitTimeoutMs: 3_000 }).catch((e: unknown) => errors.push(e));
     }
     this.vms.clear();
-    if (this.storage) await rm(this.storage, { recursive: true, force: true });
-    if (errors.length > 0) throw new AggregateError(errors, 'teardown could not stop every VM');
+    await this.vman?.stop().catch((e: unknown) => errors.push(e));
+    this.vman = undefined;
+    this.child = undefined;
+    await this.dbReader?.close();
+    this.dbReader = undefined;
+    if (this.storage) {
+      // VMs started through vman outlive it by design: end them by their folder.
+      await killProcesses(await qemuProcessesUnder(this.storage));
+      await rm(this.storage, { recursive: true, force: true });
+    }
+    if (errors.length > 0) throw new AggregateError(errors, 'teardown could not stop everything');
   }
 }
 

@@ -21,7 +21,7 @@ export interface DiskSpec {
 
 export type NetworkSpec =
   | { mode: 'none' }
-  | { mode: 'user'; subnet: string; address: string; mac: string }
+  | { mode: 'user'; subnet: string; address: string; mac: string; gateway?: string }
   | { mode: 'tap'; ifname: string; mac: string };
 
 export interface QemuVmSpec {
@@ -74,6 +74,8 @@ export function qemuName(vmId: string): string {
 /** Node and device names QEMU uses for a disk, derived from the disk id. */
 export function diskNodeNames(diskId: string): { node: string; fileNode: string; device: string } {
   assertId('disk id', diskId);
+  // virtio-blk serials hold at most 20 bytes, and the serial is the disk id.
+  if (diskId.length > 20) throw new Error(`invalid disk id ${JSON.stringify(diskId)}: at most 20 characters`);
   return { node: `drive-${diskId}`, fileNode: `file-${diskId}`, device: `disk-${diskId}` };
 }
 
@@ -128,7 +130,9 @@ export function buildQemuArgs(spec: QemuVmSpec): string[] {
 function diskArgs(disk: DiskSpec, bootIndex?: number): string[] {
   const names = diskNodeNames(disk.id);
   const file = `driver=file,node-name=${names.fileNode},filename=${escapeOptionValue(disk.path)}`;
-  const device = [`virtio-blk-pci`, `drive=${names.node}`, `id=${names.device}`];
+  // The serial carries the disk id into the guest (/sys/block/vdX/serial): how
+  // vman learns which device the guest gave the disk, instead of guessing.
+  const device = [`virtio-blk-pci`, `drive=${names.node}`, `id=${names.device}`, `serial=${disk.id}`];
   if (bootIndex !== undefined) device.push(`bootindex=${bootIndex}`);
   return [
     '-blockdev', file,
@@ -146,7 +150,9 @@ function networkArgs(net: NetworkSpec): string[] {
     if (!IPV4_PATTERN.test(net.address)) throw new Error(`invalid address ${JSON.stringify(net.address)}`);
     // dhcpstart hands exactly this address to the first (only) DHCP client;
     // restrict=on keeps the guest from reaching anything outside.
-    return ['-netdev', `user,id=net0,net=${net.subnet},dhcpstart=${net.address},restrict=on`, ...device];
+    if (net.gateway !== undefined && !IPV4_PATTERN.test(net.gateway)) throw new Error(`invalid gateway ${JSON.stringify(net.gateway)}`);
+    const host = net.gateway ? `,host=${net.gateway}` : '';
+    return ['-netdev', `user,id=net0,net=${net.subnet}${host},dhcpstart=${net.address},restrict=on`, ...device];
   }
   if (!IFNAME_PATTERN.test(net.ifname)) throw new Error(`invalid tap name ${JSON.stringify(net.ifname)}`);
   return ['-netdev', `tap,id=net0,ifname=${net.ifname},script=no,downscript=no`, ...device];

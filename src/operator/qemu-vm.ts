@@ -3,9 +3,12 @@
 // (ACPI powerdown) first, then QMP `quit`, then SIGKILL, each with a deadline.
 import { readFile } from 'node:fs/promises';
 import { GuestAgentClient } from './guest-agent-client.ts';
-import { QmpClient, type ProtocolLogEntry } from './qmp-client.ts';
+import { QmpClient, type ProtocolLogEntry, type QmpEvent } from './qmp-client.ts';
+import type { ExitInfo, VmHandle } from './operator.ts';
 import { launchQemu, removeRuntimeFiles } from './qemu-launcher.ts';
-import { qemuName, vmPaths, type QemuVmSpec, type VmPaths } from './qemu-command.ts';
+import { qemuName, vmPaths, type DiskSpec, type QemuVmSpec, type VmPaths } from './qemu-command.ts';
+import { hotplugDisk, unplugDisk } from './hotplug.ts';
+import { waitForGuestDisk } from './guest-disks.ts';
 import { isAlive, qemuNameOf, readProcess, signal, waitForExit } from './proc.ts';
 import { pollUntil, TerminalStateError } from '../poll.ts';
 
@@ -23,10 +26,11 @@ export interface VmHandleOptions {
   protocolLog?: (vmId: string, entry: ProtocolLogEntry) => void;
 }
 
-export class QemuVm {
+export class QemuVm implements VmHandle {
   readonly paths: VmPaths;
-  private exitListeners = new Set<() => void>();
-  private exitNotified = false;
+  private exitListeners = new Set<(info: ExitInfo) => void>();
+  private exitInfo: ExitInfo | undefined;
+  private shutdownEvent: QmpEvent | undefined;
   private stopping = false;
 
   private constructor(
@@ -37,6 +41,9 @@ export class QemuVm {
     private readonly opts: VmHandleOptions,
   ) {
     this.paths = vmPaths(dir);
+    qmp.onEvent((ev) => {
+      if (ev.event === 'SHUTDOWN') this.shutdownEvent = ev;
+    });
     // QEMU closes its monitor when it exits: that is how vman learns the VM is gone.
     void qmp.closed.then(() => this.onQmpClosed());
   }
@@ -65,8 +72,9 @@ export class QemuVm {
   }
 
   /** Called once when the QEMU process has gone, whoever ended it. */
-  onExit(listener: () => void): () => void {
-    if (this.exitNotified) queueMicrotask(listener);
+  onExit(listener: (info: ExitInfo) => void): () => void {
+    const info = this.exitInfo;
+    if (info) queueMicrotask(() => listener(info));
     else this.exitListeners.add(listener);
     return () => this.exitListeners.delete(listener);
   }
@@ -146,6 +154,28 @@ export class QemuVm {
     if (!(await isAlive(this.pid))) await removeRuntimeFiles(this.dir);
   }
 
+  async attachDisk(disk: DiskSpec, opts: { timeoutMs?: number } = {}): Promise<string> {
+    const timeoutMs = opts.timeoutMs ?? 15_000;
+    await hotplugDisk(this.qmp, disk, { timeoutMs });
+    try {
+      const seen = await waitForGuestDisk((fn) => this.withGuestAgent(fn), disk.id, { timeoutMs, present: true });
+      return seen!.path;
+    } catch (err) {
+      // The guest never saw it: take it out again so QEMU holds no node for a disk vman calls available.
+      await unplugDisk(this.qmp, disk.id, { timeoutMs }).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  detachDisk(diskId: string, opts: { timeoutMs?: number } = {}): Promise<void> {
+    return unplugDisk(this.qmp, diskId, { timeoutMs: opts.timeoutMs ?? 15_000 });
+  }
+
+  async guestDevicePath(diskId: string, opts: { timeoutMs?: number } = {}): Promise<string | undefined> {
+    const seen = await waitForGuestDisk((fn) => this.withGuestAgent(fn), diskId, { timeoutMs: opts.timeoutMs ?? 10_000, present: true });
+    return seen?.path;
+  }
+
   async serialLog(): Promise<string> {
     return readFile(this.paths.serialLog, 'utf8').catch(() => '');
   }
@@ -155,8 +185,16 @@ export class QemuVm {
     await waitForExit(this.pid, 5_000);
     if (await isAlive(this.pid)) return;
     if (!this.stopping) await removeRuntimeFiles(this.dir);
-    this.exitNotified = true;
-    for (const l of this.exitListeners) l();
+    const guestInitiated = this.shutdownEvent?.data?.guest === true;
+    const reason = this.shutdownEvent?.data?.reason;
+    const info: ExitInfo = {
+      guestInitiated,
+      detail: this.shutdownEvent
+        ? `QEMU ${this.pid} shut down (${typeof reason === 'string' ? reason : 'no reason given'})`
+        : `QEMU ${this.pid} exited without a shutdown event (killed or crashed)`,
+    };
+    this.exitInfo = info;
+    for (const l of this.exitListeners) l(info);
     this.exitListeners.clear();
   }
 }

@@ -1,0 +1,80 @@
+@integration @vm-lifecycle
+Feature: VM lifecycle
+  An operator creates VMs from templates and starts, stops, restarts and
+  deletes them through vman's API. What vman records must match what is really
+  there: the QEMU process, what QEMU says over QMP, and what the guest itself
+  reports through its agent. A VM that cannot start must say why and leave
+  nothing behind, and VMs must outlive vman itself.
+
+  Background:
+    Given vman is running on this host
+
+  Rule: A started VM really runs, and the guest agrees with vman
+
+    Scenario: Create and start a VM
+      Given a VM "web" created from the small template
+      When the VM "web" is started
+      Then the VM "web" is recorded as running
+      And QEMU runs the VM "web" and QMP says it is running
+      And the guest agent of "web" answers
+      And the guest of "web" has the address vman recorded for it
+
+    Scenario: Stop a running VM
+      Given a running VM "web" from the small template
+      When the VM "web" is stopped
+      Then no QEMU process of "web" is left
+      And the VM "web" is recorded as stopped
+      And the sockets and pidfile of "web" are gone
+      And "web" holds no address
+
+    Scenario: Restart a running VM
+      Given a running VM "web" from the small template
+      When the VM "web" is restarted
+      Then "web" runs in a new QEMU process
+      And the VM "web" is recorded as running
+      And the guest agent of "web" answers
+
+    Scenario: Delete a running VM
+      Given a running VM "web" from the small template
+      When the VM "web" is deleted
+      Then no QEMU process of "web" is left
+      And the database has no record of "web"
+      And the storage folder of "web" is gone
+
+  Rule: The recorded state follows the real process
+
+    Scenario: A guest that powers itself off is recorded as stopped
+      Given a running VM "web" from the small template
+      When the guest of "web" powers itself off
+      Then the VM "web" is recorded as stopped
+      And no QEMU process of "web" is left
+
+    Scenario: A VM whose QEMU is killed is recorded as failed
+      Given a running VM "web" from the small template
+      When the QEMU process of "web" is killed
+      Then the VM "web" is recorded as error with a reason mentioning "died"
+      And "web" holds no address
+
+  Rule: A VM that cannot start says why and leaves nothing behind
+
+    Scenario: A template whose kernel file went missing
+      Given a template "broken" whose kernel file has since been removed
+      And a VM "doomed" created from the broken template
+      When the VM "doomed" is started
+      Then the request is refused with status 409
+      And the VM "doomed" is recorded as error with a reason mentioning "kernel"
+      And no QEMU process of "doomed" is left
+      And the storage folder of "doomed" holds no sockets or pidfile
+      And "doomed" holds no address
+      And the VM "doomed" can be deleted
+
+  Rule: VMs outlive vman
+
+    Scenario: vman killed while a VM runs adopts it when it comes back
+      Given vman runs as a separate process
+      And a running VM "web" from the small template
+      When vman is killed with SIGKILL and started again
+      Then the VM "web" is recorded as running
+      And "web" still runs in the same QEMU process
+      And the guest agent of "web" answers
+      And the VM "web" can be stopped through the API

@@ -1,0 +1,44 @@
+// The Fastify application: routes, schemas, problem+json errors, OpenAPI.
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import swagger from '@fastify/swagger';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { TemplateService } from '../services/template-service.ts';
+import type { VmService } from '../services/vm-service.ts';
+import { installProblemHandlers } from './problem.ts';
+import { Problem } from './schemas.ts';
+import { templateRoutes } from './routes/templates.ts';
+import { vmRoutes } from './routes/vms.ts';
+import { healthRoute, systemRoutes, type HostSummary } from './routes/system.ts';
+
+export interface AppServices {
+  templates: TemplateService;
+  vms: VmService;
+  host: HostSummary;
+}
+
+export async function buildApp(services: AppServices, opts: { logger?: FastifyServerOptions['logger'] } = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: opts.logger ?? false,
+    // Unknown fields are refused (400), never silently dropped; types are not coerced.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true } },
+    bodyLimit: 64 * 1024,
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  installProblemHandlers(app);
+  app.addSchema(Problem);
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'vman', description: 'A small QEMU virtual-machine manager', version: '0.1.0' },
+      tags: [{ name: 'templates' }, { name: 'vms' }, { name: 'system' }],
+    },
+  });
+
+  await app.register(healthRoute);
+  await app.register(async (v1) => {
+    await v1.register(systemRoutes(services.host));
+    await v1.register(templateRoutes(services.templates));
+    await v1.register(vmRoutes(services.vms));
+  }, { prefix: '/api/v1' });
+  return app;
+}

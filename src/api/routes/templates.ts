@@ -1,0 +1,44 @@
+// /api/v1/templates
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@fastify/type-provider-typebox';
+import type { TemplateRecord } from '../../db/types.ts';
+import type { TemplateService } from '../../services/template-service.ts';
+import { IdParams, problemResponses, Template, TemplateCreate } from '../schemas.ts';
+
+export function templateJson(t: TemplateRecord) {
+  return {
+    id: t.id, name: t.name, cpus: t.cpus, memory_mb: t.memoryMb,
+    kernel_path: t.kernelPath, initrd_path: t.initrdPath, cmdline: t.cmdline,
+    base_image_path: t.baseImagePath, base_image_format: t.baseImageFormat,
+    builtin: t.builtin, created_at: t.createdAt,
+  };
+}
+
+export const templateRoutes = (templates: TemplateService): FastifyPluginAsyncTypebox => async (app) => {
+  app.post('/templates', {
+    schema: { tags: ['templates'], body: TemplateCreate, response: { 201: Template, ...problemResponses(400, 409) } },
+  }, async (req, reply) => {
+    const b = req.body;
+    const t = await templates.create({
+      name: b.name, cpus: b.cpus, memoryMb: b.memory_mb,
+      kernelPath: b.kernel_path ?? null, initrdPath: b.initrd_path ?? null, cmdline: b.cmdline ?? null,
+      baseImagePath: b.base_image_path ?? null, baseImageFormat: b.base_image_format ?? null,
+    });
+    return reply.code(201).send(templateJson(t));
+  });
+
+  app.get('/templates', { schema: { tags: ['templates'], response: { 200: Type.Array(Template) } } }, async () =>
+    templates.list().map(templateJson),
+  );
+
+  app.get('/templates/:id', {
+    schema: { tags: ['templates'], params: IdParams, response: { 200: Template, ...problemResponses(404) } },
+  }, async (req) => templateJson(templates.get(req.params.id)));
+
+  app.delete('/templates/:id', {
+    schema: { tags: ['templates'], params: IdParams, response: { 204: Type.Null(), ...problemResponses(404, 409) } },
+  }, async (req, reply) => {
+    templates.delete(req.params.id);
+    return reply.code(204).send(null);
+  });
+};

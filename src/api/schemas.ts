@@ -1,0 +1,80 @@
+// Request and response schemas (TypeBox): validated by Fastify and published
+// in the OpenAPI document.
+import { Type, type Static } from '@fastify/type-provider-typebox';
+import { NAME_PATTERN } from '../names.ts';
+
+const name = Type.String({ pattern: NAME_PATTERN.source, minLength: 1, maxLength: 63 });
+const absolutePath = Type.String({ minLength: 1, maxLength: 1024, pattern: '^/' });
+const nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
+
+export const Problem = Type.Object({
+  type: Type.String(),
+  title: Type.String(),
+  status: Type.Integer(),
+  detail: Type.String(),
+  instance: Type.Optional(Type.String()),
+  errors: Type.Optional(Type.Array(Type.Object({ path: Type.String(), message: Type.String() }))),
+}, { $id: 'Problem' });
+
+export const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) });
+
+export const TemplateCreate = Type.Object({
+  name,
+  cpus: Type.Integer({ minimum: 1, maximum: 64 }),
+  memory_mb: Type.Integer({ minimum: 64, maximum: 1024 * 1024 }),
+  kernel_path: Type.Optional(nullable(absolutePath)),
+  initrd_path: Type.Optional(nullable(absolutePath)),
+  cmdline: Type.Optional(nullable(Type.String({ maxLength: 2048 }))),
+  base_image_path: Type.Optional(nullable(absolutePath)),
+  base_image_format: Type.Optional(nullable(Type.Union([Type.Literal('qcow2'), Type.Literal('raw')]))),
+}, { additionalProperties: false });
+export type TemplateCreate = Static<typeof TemplateCreate>;
+
+export const Template = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  cpus: Type.Integer(),
+  memory_mb: Type.Integer(),
+  kernel_path: nullable(Type.String()),
+  initrd_path: nullable(Type.String()),
+  cmdline: nullable(Type.String()),
+  base_image_path: nullable(Type.String()),
+  base_image_format: nullable(Type.String()),
+  builtin: Type.Boolean(),
+  created_at: Type.String(),
+});
+
+export const VmState = Type.Union([
+  Type.Literal('created'), Type.Literal('starting'), Type.Literal('running'),
+  Type.Literal('stopping'), Type.Literal('stopped'), Type.Literal('error'),
+]);
+
+export const VmCreate = Type.Object({
+  name,
+  template: Type.String({ minLength: 1, maxLength: 128, description: 'template id or name' }),
+}, { additionalProperties: false });
+export type VmCreate = Static<typeof VmCreate>;
+
+export const StopBody = Type.Union([
+  Type.Object({ force: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
+  Type.Null(),
+]);
+export const StopQuery = Type.Object({ force: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')])) }, { additionalProperties: false });
+
+export const Vm = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  template_id: Type.String(),
+  template: Type.String(),
+  state: VmState,
+  state_reason: nullable(Type.String()),
+  pid: nullable(Type.Integer()),
+  address: nullable(Type.String()),
+  mac: Type.String(),
+  storage_dir: Type.String(),
+  created_at: Type.String(),
+  updated_at: Type.String(),
+});
+
+export const problemResponses = (...statuses: number[]) =>
+  Object.fromEntries(statuses.map((s) => [s, { $ref: 'Problem#' }])) as Record<number, { $ref: string }>;

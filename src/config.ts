@@ -1,0 +1,104 @@
+// vman's configuration: environment variables, overridden by `vman serve`
+// flags of the same names. Validated once, at start-up.
+import os from 'node:os';
+import path from 'node:path';
+import type { AccelRequest } from './host/accel-probe.ts';
+import { parseNetworkConfig, type NetworkConfig, type NetworkSettings } from './network/config.ts';
+
+export interface VmanConfig {
+  storagePath: string;
+  dbPath: string;
+  listen: { host: string; port: number };
+  dryRun: boolean;
+  accel: AccelRequest;
+  /** Seconds between observer checks; 0 turns the loop off. */
+  observerInterval: number;
+  bootTimeoutMs: number;
+  guestDir: string | undefined;
+  network: NetworkConfig;
+  apiToken: string | undefined;
+  maxDiskGb: number;
+}
+
+/** Flag name (without --) → environment variable. */
+export const SETTINGS = {
+  storage: 'VMAN_STORAGE_PATH',
+  db: 'VMAN_DB_PATH',
+  listen: 'VMAN_LISTEN',
+  'dry-run': 'VMAN_OPERATOR_DRY_RUN',
+  accel: 'VMAN_ACCEL',
+  'observer-interval': 'VMAN_OBSERVER_INTERVAL',
+  'boot-timeout': 'VMAN_BOOT_TIMEOUT',
+  'guest-dir': 'VMAN_GUEST_DIR',
+  'network-mode': 'VMAN_NETWORK_MODE',
+  bridge: 'VMAN_BRIDGE',
+  vlan: 'VMAN_VLAN',
+  subnet: 'VMAN_SUBNET',
+  gateway: 'VMAN_GATEWAY',
+  range: 'VMAN_RANGE',
+  'api-token': 'VMAN_API_TOKEN',
+  'max-disk-gb': 'VMAN_MAX_DISK_GB',
+} as const;
+
+export type SettingName = keyof typeof SETTINGS;
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+export function defaultStoragePath(): string {
+  const data = process.env.XDG_DATA_HOME || path.join(os.homedir(), '.local', 'share');
+  return path.join(data, 'vman');
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: Partial<Record<SettingName, string>> = {}): VmanConfig {
+  const get = (name: SettingName): string | undefined => flags[name] ?? (env[SETTINGS[name]] || undefined);
+
+  const storagePath = path.resolve(get('storage') ?? defaultStoragePath());
+  const dbPath = path.resolve(get('db') ?? path.join(storagePath, 'vman.db'));
+
+  const listenText = get('listen') ?? '127.0.0.1:8600';
+  const m = /^(?:(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):)?(\d{1,5})$/.exec(listenText);
+  if (!m || Number(m[2]) > 65535) throw new ConfigError(`${SETTINGS.listen} ${JSON.stringify(listenText)} is not host:port`);
+  const listen = { host: (m[1] ?? '127.0.0.1').replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+
+  const accel = get('accel') ?? 'auto';
+  if (accel !== 'auto' && accel !== 'kvm' && accel !== 'tcg') throw new ConfigError(`${SETTINGS.accel} must be auto, kvm or tcg, not ${JSON.stringify(accel)}`);
+
+  const number = (name: SettingName, fallback: number, min: number, max: number): number => {
+    const text = get(name);
+    if (text === undefined) return fallback;
+    const n = Number(text);
+    if (!Number.isFinite(n) || n < min || n > max) throw new ConfigError(`${SETTINGS[name]} must be a number from ${min} to ${max}, not ${JSON.stringify(text)}`);
+    return n;
+  };
+
+  const networkSettings: NetworkSettings = {
+    mode: get('network-mode'), bridge: get('bridge'), vlan: get('vlan'),
+    subnet: get('subnet'), gateway: get('gateway'), range: get('range'),
+  };
+  let network: NetworkConfig;
+  try {
+    network = parseNetworkConfig(networkSettings);
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+
+  const dry = get('dry-run');
+  return {
+    storagePath,
+    dbPath,
+    listen,
+    dryRun: dry === '1' || dry === 'true',
+    accel,
+    observerInterval: number('observer-interval', 30, 0, 86_400),
+    bootTimeoutMs: number('boot-timeout', 60, 1, 3_600) * 1000,
+    guestDir: get('guest-dir'),
+    network,
+    apiToken: get('api-token'),
+    maxDiskGb: number('max-disk-gb', 1024, 1, 1024 * 1024),
+  };
+}

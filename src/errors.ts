@@ -1,0 +1,33 @@
+// Error codes in one place. Services throw VmanError; the API edge turns it
+// into problem+json with the status that goes with its kind.
+
+export type ErrorKind = 'invalid' | 'not-found' | 'conflict' | 'unavailable' | 'internal';
+
+export const STATUS_OF: Record<ErrorKind, number> = {
+  invalid: 400,
+  'not-found': 404,
+  conflict: 409,
+  unavailable: 503,
+  internal: 500,
+};
+
+export class VmanError extends Error {
+  constructor(
+    readonly kind: ErrorKind,
+    /** Short, stable code, e.g. `vm-state-conflict`; the problem type is derived from it. */
+    readonly code: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'VmanError';
+  }
+}
+
+export const notFound = (what: string, id: string): VmanError =>
+  new VmanError('not-found', `${what}-not-found`, `${what} ${JSON.stringify(id)} does not exist`);
+
+export const conflict = (code: string, message: string): VmanError => new VmanError('conflict', code, message);
+
+export const invalid = (code: string, message: string, cause?: unknown): VmanError =>
+  new VmanError('invalid', code, message, cause === undefined ? undefined : { cause });

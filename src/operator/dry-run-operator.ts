@@ -1,0 +1,108 @@
+// Simulated QEMU for unit tests of vman's own logic (VMAN_OPERATOR_DRY_RUN=1).
+// Same interface as the real operator; no process, no socket, no file. Never
+// used by an acceptance scenario.
+import { mkdir } from 'node:fs/promises';
+import { vmPaths, type DiskSpec, type QemuVmSpec, type VmPaths } from './qemu-command.ts';
+import type { ExitInfo, Operator, VmHandle } from './operator.ts';
+import type { StopMethod, StopOptions } from './qemu-vm.ts';
+
+/** Knobs a unit test turns to make the simulated QEMU misbehave. */
+export interface DryRunBehaviour {
+  failLaunch?: string;
+  neverReady?: boolean;
+  failHotplug?: string;
+}
+
+export class DryRunOperator implements Operator {
+  readonly dryRun = true;
+  /** Simulated processes by VM id: survive a "vman restart" when the same operator is reused. */
+  readonly vms = new Map<string, DryRunVm>();
+  behaviour: DryRunBehaviour = {};
+  launches = 0;
+  private nextPid = 4_000_000;
+
+  async start(spec: QemuVmSpec): Promise<VmHandle> {
+    this.launches++;
+    if (this.behaviour.failLaunch) throw new Error(this.behaviour.failLaunch);
+    await mkdir(spec.dir, { recursive: true, mode: 0o700 });
+    const vm = new DryRunVm(spec, this.nextPid++, this);
+    this.vms.set(spec.id, vm);
+    return vm;
+  }
+
+  async adopt(vmId: string): Promise<VmHandle | undefined> {
+    const vm = this.vms.get(vmId);
+    return vm?.alive ? vm : undefined;
+  }
+}
+
+export class DryRunVm implements VmHandle {
+  readonly id: string;
+  readonly paths: VmPaths;
+  alive = true;
+  readonly disks = new Map<string, string>();
+  private listeners = new Set<(info: ExitInfo) => void>();
+
+  constructor(
+    spec: QemuVmSpec,
+    readonly pid: number,
+    private readonly operator: DryRunOperator,
+  ) {
+    this.id = spec.id;
+    this.paths = vmPaths(spec.dir);
+    spec.disks.forEach((d) => this.disks.set(d.id, this.nextDevice()));
+  }
+
+  onExit(listener: (info: ExitInfo) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  async isRunning(): Promise<boolean> {
+    return this.alive;
+  }
+
+  async runState(): Promise<string> {
+    return this.alive ? 'running' : 'shutdown';
+  }
+
+  async waitForGuestReady(timeoutMs: number): Promise<number> {
+    if (this.operator.behaviour.neverReady) throw new Error(`the guest agent did not answer within ${timeoutMs} ms (simulated)`);
+    return 1;
+  }
+
+  async stop(opts: StopOptions = {}): Promise<StopMethod> {
+    if (!this.alive) return 'already-stopped';
+    this.alive = false;
+    return opts.force ? 'quit' : 'powerdown';
+  }
+
+  async kill(): Promise<void> {
+    this.alive = false;
+  }
+
+  /** Simulates QEMU dying on its own (or the guest powering off). */
+  crash(info: ExitInfo = { guestInitiated: false, detail: `QEMU ${this.pid} exited (simulated)` }): void {
+    this.alive = false;
+    for (const l of this.listeners) l(info);
+  }
+
+  async attachDisk(disk: DiskSpec): Promise<string> {
+    if (this.operator.behaviour.failHotplug) throw new Error(this.operator.behaviour.failHotplug);
+    const device = this.nextDevice();
+    this.disks.set(disk.id, device);
+    return device;
+  }
+
+  async detachDisk(diskId: string): Promise<void> {
+    this.disks.delete(diskId);
+  }
+
+  async guestDevicePath(diskId: string): Promise<string | undefined> {
+    return this.disks.get(diskId);
+  }
+
+  private nextDevice(): string {
+    return `/dev/vd${String.fromCharCode('b'.charCodeAt(0) + this.disks.size)}`;
+  }
+}

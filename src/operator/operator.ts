@@ -1,0 +1,55 @@
+// The operator: what vman asks of QEMU. One interface, two implementations:
+// real QEMU processes, and simulated ones (dry run) for unit tests of vman's
+// own logic.
+import { QemuVm, type StopMethod, type StopOptions, type VmHandleOptions } from './qemu-vm.ts';
+import type { DiskSpec, QemuVmSpec, VmPaths } from './qemu-command.ts';
+
+export interface VmHandle {
+  readonly id: string;
+  readonly pid: number;
+  readonly paths: VmPaths;
+  onExit(listener: (info: ExitInfo) => void): () => void;
+  isRunning(): Promise<boolean>;
+  /** QMP `query-status`. */
+  runState(): Promise<string>;
+  waitForGuestReady(timeoutMs: number): Promise<number>;
+  stop(opts?: StopOptions): Promise<StopMethod>;
+  kill(): Promise<void>;
+  /** Hot-plug: the disk is attached once the guest sees it; returns the guest's device path. */
+  attachDisk(disk: DiskSpec, opts?: { timeoutMs?: number }): Promise<string>;
+  /** Hot-unplug: done on DEVICE_DELETED, then the block nodes are removed. */
+  detachDisk(diskId: string, opts?: { timeoutMs?: number }): Promise<void>;
+  /** The guest device path of a disk, as the guest reports it (by the disk's serial). */
+  guestDevicePath(diskId: string, opts?: { timeoutMs?: number }): Promise<string | undefined>;
+}
+
+export interface ExitInfo {
+  /** True when the guest powered itself off (QMP SHUTDOWN from the guest). */
+  guestInitiated: boolean;
+  /** What vman saw, for the VM's error reason. */
+  detail: string;
+}
+
+export interface Operator {
+  readonly dryRun: boolean;
+  start(spec: QemuVmSpec): Promise<VmHandle>;
+  /** Reconnects to a VM's QEMU left running by an earlier vman; undefined when it is gone. */
+  adopt(vmId: string, dir: string): Promise<VmHandle | undefined>;
+}
+
+export interface QemuOperatorOptions extends VmHandleOptions {
+  launchTimeoutMs?: number;
+}
+
+export class QemuOperator implements Operator {
+  readonly dryRun = false;
+  constructor(private readonly opts: QemuOperatorOptions = {}) {}
+
+  start(spec: QemuVmSpec): Promise<VmHandle> {
+    return QemuVm.start(spec, this.opts);
+  }
+
+  adopt(vmId: string, dir: string): Promise<VmHandle | undefined> {
+    return QemuVm.adopt(vmId, dir, this.opts);
+  }
+}

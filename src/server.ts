@@ -1,0 +1,111 @@
+// Puts vman together: storage, database, host probe, operator, services,
+// API. `createVman` is what `vman serve` runs and what tests start in-process.
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import os from 'node:os';
+import type { FastifyInstance, FastifyServerOptions } from 'fastify';
+import { buildApp } from './api/app.ts';
+import type { HostSummary } from './api/routes/system.ts';
+import type { VmanConfig } from './config.ts';
+import { openDatabase, type VmanDb } from './db/database.ts';
+import { formatVersion } from './host/binaries.ts';
+import { defaultGuestDir, describeGuest, loadGuestImage } from './host/guest-image.ts';
+import { probeHost, type HostInfo } from './host/probe.ts';
+import { AddressPool } from './network/address-pool.ts';
+import { DryRunOperator } from './operator/dry-run-operator.ts';
+import { QemuOperator, type Operator } from './operator/operator.ts';
+import type { ProtocolLogEntry } from './operator/qmp-client.ts';
+import { TemplateService, type BootFiles } from './services/template-service.ts';
+import { VmService } from './services/vm-service.ts';
+
+export interface Vman {
+  config: VmanConfig;
+  app: FastifyInstance;
+  db: VmanDb;
+  templates: TemplateService;
+  vms: VmService;
+  host: HostSummary;
+  operator: Operator;
+  /** Starts listening; returns the base URL. */
+  listen(): Promise<string>;
+  /** Stops serving and lets go of QEMU; running VMs keep running (they outlive vman). */
+  close(): Promise<void>;
+}
+
+export interface CreateOptions {
+  /** A shared dry-run operator lets unit tests "restart" vman over the same simulated processes. */
+  operator?: Operator;
+  /** A host probe already made (the suite probes once per run). */
+  hostInfo?: HostInfo;
+  logger?: FastifyServerOptions['logger'];
+  protocolLog?: (vmId: string, entry: ProtocolLogEntry) => void;
+}
+
+export async function createVman(config: VmanConfig, opts: CreateOptions = {}): Promise<Vman> {
+  await mkdir(path.join(config.storagePath, 'vms'), { recursive: true, mode: 0o700 });
+  await mkdir(path.join(config.storagePath, 'disks'), { recursive: true, mode: 0o700 });
+  await mkdir(path.dirname(config.dbPath), { recursive: true, mode: 0o700 });
+
+  let operator: Operator;
+  let host: HostSummary;
+  let boot: BootFiles;
+  let qemuBinary = 'qemu-system-x86_64';
+  let qemuImg = 'qemu-img';
+  let accel: 'kvm' | 'tcg' = 'tcg';
+  if (config.dryRun) {
+    operator = opts.operator ?? new DryRunOperator();
+    const guest = await loadGuestImage(config.guestDir).catch(() => undefined);
+    const dir = config.guestDir ?? defaultGuestDir();
+    boot = guest ?? { kernel: path.join(dir, 'vmlinuz'), initrd: path.join(dir, 'initrd.img'), cmdline: 'console=ttyS0' };
+    host = {
+      qemu_version: null, qemu_path: null, qemu_img_path: null, accelerator: 'none',
+      accelerator_reason: 'dry run: simulated processes (VMAN_OPERATOR_DRY_RUN=1)', host_kernel: os.release(),
+      guest_image: guest ? describeGuest(guest) : null, dry_run: true,
+    };
+  } else {
+    const info = opts.hostInfo ?? (await probeHost({ storagePath: config.storagePath, requestedAccel: config.accel, guestDir: config.guestDir }));
+    operator = opts.operator ?? new QemuOperator(opts.protocolLog ? { protocolLog: opts.protocolLog } : {});
+    boot = info.guest;
+    qemuBinary = info.qemu.path;
+    qemuImg = info.qemuImg.path;
+    accel = info.accel.accel;
+    host = {
+      qemu_version: formatVersion(info.qemu.version), qemu_path: info.qemu.path, qemu_img_path: info.qemuImg.path,
+      accelerator: info.accel.accel, accelerator_reason: info.accel.reason, host_kernel: info.hostKernel,
+      guest_image: describeGuest(info.guest), dry_run: false,
+    };
+  }
+
+  const db = openDatabase(config.dbPath);
+  try {
+    const templates = new TemplateService(db);
+    templates.ensureBuiltins(boot);
+    const pool = new AddressPool(config.network, db.addresses);
+    let log: (msg: string) => void = () => undefined;
+    const vms = new VmService({
+      db, operator, templates, pool, network: config.network, storagePath: config.storagePath,
+      qemuBinary, qemuImg, accel, bootTimeoutMs: config.bootTimeoutMs, log: (m) => log(m),
+    });
+    const app = await buildApp({ templates, vms, host }, opts.logger === undefined ? {} : { logger: opts.logger });
+    log = (m) => app.log.info(m);
+    await vms.adoptAll();
+
+    let closed = false;
+    return {
+      config, app, db, templates, vms, host, operator,
+      async listen() {
+        return app.listen({ host: config.listen.host, port: config.listen.port });
+      },
+      async close() {
+        if (closed) return;
+        closed = true;
+        await app.close();
+        await vms.release();
+        db.close();
+      },
+    };
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}

@@ -1,0 +1,17 @@
+// Steps about templates.
+import { Given } from '@cucumber/cucumber';
+import { copyFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { VmanWorld } from '../world/vman-world.ts';
+import { expectStatus } from '../support/vm-tasks.ts';
+
+Given('a template {string} whose kernel file has since been removed', async function (this: VmanWorld, name: string) {
+  const kernel = path.join(this.storage, `${name}-vmlinuz`);
+  await copyFile(this.host.guest.kernel, kernel);
+  const res = await this.api().http.post('api/v1/templates', {
+    json: { name, cpus: 1, memory_mb: 512, kernel_path: kernel, initrd_path: this.host.guest.initrd, cmdline: this.host.guest.cmdline },
+  });
+  const t = expectStatus<{ id: string }>(res, 201, `create template ${name}`);
+  this.ids.set(`template:${name}`, t.id);
+  await rm(kernel);
+});

@@ -1,0 +1,136 @@
+// Steps about VMs managed through vman's API, checked through the database
+// file, /proc, QMP and the guest agent.
+import { Given, Then, When } from '@cucumber/cucumber';
+import { expect } from 'chai';
+import { access } from 'node:fs/promises';
+import type { VmanWorld } from '../world/vman-world.ts';
+import { createVm, deleteVm, expectStatus, startRunningVm, vmAction } from '../support/vm-tasks.ts';
+import {
+  guestIpv4, recordedVm, remembered, rememberVm, runtimeFilesPresent, waitForNoQemu, waitForRecordedState, withGuestAgent,
+} from '../support/vm-facts.ts';
+import { qemuProcessOf, qmpRunState } from '../support/qemu-facts.ts';
+import { signal } from '../src/operator/proc.ts';
+
+Given('a VM {string} created from the {word} template', async function (this: VmanWorld, name: string, template: string) {
+  await createVm(this, name, template);
+  await rememberVm(this, name);
+});
+
+Given('a running VM {string} from the {word} template', async function (this: VmanWorld, name: string, template: string) {
+  await startRunningVm(this, name, template);
+  await rememberVm(this, name);
+});
+
+When('the VM {string} is started', async function (this: VmanWorld, name: string) {
+  await vmAction(this, name, 'start');
+  await rememberVm(this, name);
+});
+
+When('the VM {string} is stopped', async function (this: VmanWorld, name: string) {
+  expectStatus(await vmAction(this, name, 'stop'), 200, `stop ${name}`);
+});
+
+When('the VM {string} is restarted', async function (this: VmanWorld, name: string) {
+  expectStatus(await vmAction(this, name, 'restart'), 200, `restart ${name}`);
+});
+
+When('the VM {string} is deleted', async function (this: VmanWorld, name: string) {
+  expectStatus(await deleteVm(this, name), 204, `delete ${name}`);
+});
+
+When('the guest of {string} powers itself off', async function (this: VmanWorld, name: string) {
+  // guest-shutdown has no reply on success: the guest is gone before it could send one.
+  await withGuestAgent(remembered<string>(this, `${name}:dir`), (ga) =>
+    ga.execute('guest-shutdown', { mode: 'powerdown' }, { timeoutMs: 2_000 }).catch(() => undefined),
+  );
+});
+
+When('the QEMU process of {string} is killed', async function (this: VmanWorld, name: string) {
+  const p = await qemuProcessOf(remembered(this, `${name}:id`), remembered(this, `${name}:dir`));
+  if (!p) throw new Error(`no QEMU process of ${name} to kill`);
+  signal(p.pid, 'SIGKILL');
+});
+
+Then('the VM {string} is recorded as {word}', async function (this: VmanWorld, name: string, state: string) {
+  await waitForRecordedState(this, name, state);
+});
+
+Then('the VM {string} is recorded as error with a reason mentioning {string}', async function (this: VmanWorld, name: string, words: string) {
+  const vm = await waitForRecordedState(this, name, 'error');
+  expect(vm.reason ?? '', 'recorded state_reason').to.include(words);
+});
+
+Then('QEMU runs the VM {string} and QMP says it is running', async function (this: VmanWorld, name: string) {
+  const vm = await recordedVm(this, name);
+  const proc = await qemuProcessOf(vm.id, vm.dir);
+  expect(proc, `a QEMU process named vman-${vm.id} under ${vm.dir}`).to.not.equal(undefined);
+  expect(vm.pid, 'pid recorded in the database').to.equal(proc!.pid);
+  expect(await qmpRunState(vm.dir), 'QMP query-status').to.equal('running');
+});
+
+Then('the guest agent of {string} answers', async function (this: VmanWorld, name: string) {
+  await withGuestAgent((await recordedVm(this, name)).dir, (ga) => ga.ping(2_000));
+});
+
+Then('the guest of {string} has the address vman recorded for it', async function (this: VmanWorld, name: string) {
+  const vm = await recordedVm(this, name);
+  const recorded = await this.db().addressOf(vm.id);
+  expect(recorded, 'address allocated to the VM in the database').to.be.a('string');
+  expect(await guestIpv4(vm.dir), 'IPv4 addresses the guest agent reports').to.deep.equal([recorded]);
+});
+
+Then('no QEMU process of {string} is left', async function (this: VmanWorld, name: string) {
+  await waitForNoQemu(remembered(this, `${name}:id`), remembered(this, `${name}:dir`));
+});
+
+Then('the sockets and pidfile of {string} are gone', async function (this: VmanWorld, name: string) {
+  expect(await runtimeFilesPresent(remembered(this, `${name}:dir`))).to.deep.equal([]);
+});
+
+Then('the storage folder of {string} holds no sockets or pidfile', async function (this: VmanWorld, name: string) {
+  expect(await runtimeFilesPresent(remembered(this, `${name}:dir`))).to.deep.equal([]);
+});
+
+Then('{string} holds no address', async function (this: VmanWorld, name: string) {
+  expect(await this.db().addressOf(remembered(this, `${name}:id`)), 'address allocation in the database').to.equal(undefined);
+});
+
+Then('{string} runs in a new QEMU process', async function (this: VmanWorld, name: string) {
+  const vm = await recordedVm(this, name);
+  const proc = await qemuProcessOf(vm.id, vm.dir);
+  expect(proc, 'a live QEMU process').to.not.equal(undefined);
+  expect(proc!.pid, 'pid after the restart').to.not.equal(remembered<number>(this, `${name}:pid`));
+});
+
+Then('{string} still runs in the same QEMU process', async function (this: VmanWorld, name: string) {
+  const vm = await recordedVm(this, name);
+  const proc = await qemuProcessOf(vm.id, vm.dir);
+  expect(proc?.pid, 'live QEMU pid').to.equal(remembered<number>(this, `${name}:pid`));
+  expect(vm.pid, 'pid recorded in the database').to.equal(proc?.pid);
+});
+
+Then('the database has no record of {string}', async function (this: VmanWorld, name: string) {
+  expect(await this.db().vmByName(name)).to.equal(undefined);
+});
+
+Then('the storage folder of {string} is gone', async function (this: VmanWorld, name: string) {
+  const exists = await access(remembered<string>(this, `${name}:dir`)).then(() => true, () => false);
+  expect(exists, 'VM folder exists').to.equal(false);
+});
+
+Then('the request is refused with status {int}', function (this: VmanWorld, status: number) {
+  const res = this.lastResponse;
+  expect(res?.statusCode, `HTTP status; body ${JSON.stringify(res?.body)}`).to.equal(status);
+  expect(res?.headers['content-type'] ?? '').to.include('application/problem+json');
+});
+
+Then('the VM {string} can be deleted', async function (this: VmanWorld, name: string) {
+  expectStatus(await deleteVm(this, name), 204, `delete ${name}`);
+  expect(await this.db().vmByName(name)).to.equal(undefined);
+});
+
+Then('the VM {string} can be stopped through the API', async function (this: VmanWorld, name: string) {
+  expectStatus(await vmAction(this, name, 'stop'), 200, `stop ${name}`);
+  await waitForNoQemu(remembered(this, `${name}:id`), remembered(this, `${name}:dir`));
+  await waitForRecordedState(this, name, 'stopped');
+});

@@ -1,0 +1,18 @@
+// Steps about vman itself: running it, killing it, starting it again.
+import { Given, When } from '@cucumber/cucumber';
+import type { VmanWorld } from '../world/vman-world.ts';
+
+Given('vman is running on this host', async function (this: VmanWorld) {
+  await this.startVman();
+});
+
+Given('vman runs as a separate process', async function (this: VmanWorld) {
+  await this.vman?.stop();
+  await this.startVman({ child: true });
+});
+
+When('vman is killed with SIGKILL and started again', async function (this: VmanWorld) {
+  if (!this.child) throw new Error('vman is not running as a separate process in this scenario');
+  await this.child.kill('SIGKILL');
+  await this.startVman({ child: true });
+});

@@ -1,0 +1,92 @@
+// Facts about a VM from independent sources: the database file (sqlite3),
+// /proc, QMP on the second monitor, and the guest agent.
+import { access } from 'node:fs/promises';
+import { GuestAgentClient } from '../src/operator/guest-agent-client.ts';
+import { vmPaths } from '../src/operator/qemu-command.ts';
+import { pollUntil, TerminalStateError } from '../src/poll.ts';
+import type { VmanWorld } from '../world/vman-world.ts';
+import type { Row } from './db-reader.ts';
+import { qemuProcessOf } from './qemu-facts.ts';
+
+export interface RecordedVm {
+  id: string;
+  dir: string;
+  state: string;
+  reason: string | null;
+  pid: number | null;
+}
+
+export async function recordedVm(world: VmanWorld, name: string): Promise<RecordedVm> {
+  const row: Row | undefined = await world.db().vmByName(name);
+  if (!row) throw new Error(`the database has no VM named ${name}`);
+  return {
+    id: String(row.id), dir: String(row.storage_dir), state: String(row.state),
+    reason: (row.state_reason as string | null) ?? null, pid: (row.pid as number | null) ?? null,
+  };
+}
+
+/** Remembers where a VM lives, so later steps can check it after the row is gone. */
+export async function rememberVm(world: VmanWorld, name: string): Promise<RecordedVm> {
+  const vm = await recordedVm(world, name);
+  world.remembered.set(`${name}:dir`, vm.dir);
+  world.remembered.set(`${name}:id`, vm.id);
+  if (vm.pid !== null) world.remembered.set(`${name}:pid`, vm.pid);
+  return vm;
+}
+
+export function remembered<T>(world: VmanWorld, key: string): T {
+  if (!world.remembered.has(key)) throw new Error(`nothing remembered as ${key}`);
+  return world.remembered.get(key) as T;
+}
+
+/** Polls the database file until the VM is in `state`; stops early on `error` when waiting for something else. */
+export async function waitForRecordedState(world: VmanWorld, name: string, state: string, timeoutMs = 15_000): Promise<RecordedVm> {
+  return pollUntil(
+    `VM ${name} recorded as ${state} in the database`,
+    async () => {
+      const vm = await recordedVm(world, name);
+      if (vm.state === state) return { done: true, value: vm };
+      if (vm.state === 'error') throw new TerminalStateError(`VM ${name} is recorded as error: ${vm.reason}`);
+      return { done: false, seen: `state ${vm.state}${vm.reason ? ` (${vm.reason})` : ''}` };
+    },
+    { timeoutMs, intervalMs: 100 },
+  );
+}
+
+export async function waitForNoQemu(vmId: string, dir: string, timeoutMs = 10_000): Promise<void> {
+  await pollUntil(
+    `no QEMU process for VM ${vmId}`,
+    async () => {
+      const p = await qemuProcessOf(vmId, dir);
+      return p ? { done: false, seen: `QEMU pid ${p.pid} alive` } : { done: true, value: undefined };
+    },
+    { timeoutMs, intervalMs: 100 },
+  );
+}
+
+export async function withGuestAgent<T>(dir: string, fn: (ga: GuestAgentClient) => Promise<T>): Promise<T> {
+  const ga = await GuestAgentClient.connect(vmPaths(dir).guestAgent, { timeoutMs: 5_000 });
+  try {
+    return await fn(ga);
+  } finally {
+    await ga.close();
+  }
+}
+
+export async function guestIpv4(dir: string): Promise<string[]> {
+  const ifaces = await withGuestAgent(dir, (ga) => ga.networkInterfaces());
+  return ifaces
+    .filter((i) => i.name !== 'lo')
+    .flatMap((i) => i['ip-addresses'] ?? [])
+    .filter((a) => a['ip-address-type'] === 'ipv4')
+    .map((a) => a['ip-address']);
+}
+
+export async function runtimeFilesPresent(dir: string): Promise<string[]> {
+  const p = vmPaths(dir);
+  const present: string[] = [];
+  for (const f of [p.qmp, p.qmpAux, p.guestAgent, p.pidfile]) {
+    if (await access(f).then(() => true, () => false)) present.push(f);
+  }
+  return present;
+}

@@ -1,0 +1,45 @@
+// Tasks: what a user does through vman's API, one call each. Steps stay one
+// line; these say what was expected when vman answers otherwise.
+import type { Response } from 'got';
+import type { VmanWorld } from '../world/vman-world.ts';
+
+export interface VmJson {
+  id: string;
+  name: string;
+  state: string;
+  state_reason: string | null;
+  pid: number | null;
+  address: string | null;
+  storage_dir: string;
+}
+
+export function expectStatus<T>(res: Response<unknown>, status: number, what: string): T {
+  if (res.statusCode !== status) {
+    throw new Error(`${what}: expected HTTP ${status}, got ${res.statusCode}: ${JSON.stringify(res.body)}`);
+  }
+  return res.body as T;
+}
+
+export async function createVm(world: VmanWorld, name: string, template: string): Promise<VmJson> {
+  const res = await world.api().http.post('api/v1/vms', { json: { name, template } });
+  const vm = expectStatus<VmJson>(res, 201, `create VM ${name}`);
+  world.ids.set(name, vm.id);
+  return vm;
+}
+
+export async function vmAction(world: VmanWorld, name: string, action: 'start' | 'stop' | 'restart', body?: object): Promise<Response<unknown>> {
+  const res = await world.api().http.post(`api/v1/vms/${world.idOf(name)}/${action}`, body ? { json: body } : {});
+  world.lastResponse = res;
+  return res;
+}
+
+export async function deleteVm(world: VmanWorld, name: string): Promise<Response<unknown>> {
+  const res = await world.api().http.delete(`api/v1/vms/${world.idOf(name)}`);
+  world.lastResponse = res;
+  return res;
+}
+
+export async function startRunningVm(world: VmanWorld, name: string, template: string): Promise<VmJson> {
+  await createVm(world, name, template);
+  return expectStatus<VmJson>(await vmAction(world, name, 'start'), 200, `start VM ${name}`);
+}

@@ -1,0 +1,249 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { AddressRecord, DiskRecord, VmRecord } from '../src/db/types.ts';
+import {
+  ALL_CHECKS,
+  checkAddressesOwnedByRunningVms,
+  checkAttachedDisksPresent,
+  checkDiskFilesExist,
+  checkOrphanDiskFiles,
+  checkOrphanProcesses,
+  checkRunningVmsHaveProcess,
+  checkStoppedVmsHaveNoProcess,
+  runChecks,
+} from '../src/observer/checks.ts';
+import { vmanQemuProcesses } from '../src/observer/snapshot.ts';
+import type { ObserverSnapshot, QemuProcessView, VmRuntimeView } from '../src/observer/snapshot.ts';
+
+const S = '/srv/vman-a';
+const T = '2024-01-01T00:00:00.000Z';
+
+function vm(id: string, state: VmRecord['state'], pid: number | null = null): VmRecord {
+  return {
+    id, name: `n-${id}`, templateId: 't1', state, stateReason: null, pid, mac: '52:54:00:00:00:01',
+    storageDir: `${S}/vms/${id}`, createdAt: T, updatedAt: T,
+  };
+}
+
+function disk(id: string, over: Partial<DiskRecord> = {}): DiskRecord {
+  return {
+    id, name: `d-${id}`, sizeGb: 1, format: 'qcow2', path: `${S}/disks/${id}.qcow2`, state: 'available',
+    vmId: null, mountPoint: null, createdAt: T, updatedAt: T, ...over,
+  };
+}
+
+/** A QEMU command line as vman builds it: -name plus sockets in the VM's folder. */
+function qemu(pid: number, vmId: string | undefined, storage = S): QemuProcessView {
+  const argv = ['/usr/bin/qemu-system-x86_64'];
+  if (vmId !== undefined) argv.push('-name', `vman-${vmId}`);
+  argv.push('-pidfile', `${storage}/vms/${vmId ?? 'manual'}/qemu.pid`);
+  argv.push('-chardev', `socket,id=qmp,path=${storage}/vms/${vmId ?? 'manual'}/qmp.sock,server=on,wait=off`);
+  return vmId === undefined ? { pid, argv } : { pid, vmId, argv };
+}
+
+function snap(over: Partial<ObserverSnapshot> = {}): ObserverSnapshot {
+  return {
+    storagePath: S, vms: [], disks: [], addresses: [], processes: [], diskFiles: [],
+    runtime: new Map<string, VmRuntimeView>(), ...over,
+  };
+}
+
+function runtime(...views: VmRuntimeView[]): Map<string, VmRuntimeView> {
+  return new Map(views.map((v) => [v.vmId, v]));
+}
+
+const addr = (address: string, vmId: string): AddressRecord => ({ address, vmId, allocatedAt: T });
+
+describe('checkRunningVmsHaveProcess', () => {
+  it('flags a running VM without a QEMU process', () => {
+    const f = checkRunningVmsHaveProcess(snap({ vms: [vm('a', 'running', 123)] }));
+    assert.equal(f.length, 1);
+    assert.equal(f[0]?.kind, 'vm-not-running');
+    assert.equal(f[0]?.resourceType, 'vm');
+    assert.equal(f[0]?.resourceId, 'a');
+    assert.equal(f[0]?.observed, 'no QEMU process');
+    assert.match(f[0]?.recorded ?? '', /running.*123/);
+  });
+
+  it('flags a running VM whose QEMU reports another status', () => {
+    const s = snap({
+      vms: [vm('a', 'running', 10)], processes: [qemu(10, 'a')],
+      runtime: runtime({ vmId: 'a', qmpStatus: 'shutdown' }),
+    });
+    const f = checkRunningVmsHaveProcess(s);
+    assert.deepEqual(f.map((x) => [x.kind, x.observed, x.pid]), [['vm-not-running', 'QEMU is shutdown', 10]]);
+  });
+
+  it('accepts a running VM with a running QEMU, or one whose monitor was unreachable', () => {
+    const s = snap({
+      vms: [vm('a', 'running', 10), vm('b', 'running', 11)],
+      processes: [qemu(10, 'a'), qemu(11, 'b')],
+      runtime: runtime({ vmId: 'a', qmpStatus: 'running' }, { vmId: 'b' }),
+    });
+    assert.deepEqual(checkRunningVmsHaveProcess(s), []);
+  });
+
+  it('ignores starting, stopping and stopped VMs', () => {
+    const s = snap({ vms: [vm('a', 'starting'), vm('b', 'stopping'), vm('c', 'stopped')] });
+    assert.deepEqual(checkRunningVmsHaveProcess(s), []);
+  });
+
+  it('does not count a process of another storage with the same -name', () => {
+    // What the snapshot would keep from a QEMU of another vman instance: nothing.
+    const other = vmanQemuProcesses([{ pid: 10, argv: qemu(10, 'a', '/srv/vman-b').argv, state: 'S' }], S);
+    const f = checkRunningVmsHaveProcess(snap({ vms: [vm('a', 'running', 10)], processes: other }));
+    assert.equal(f[0]?.observed, 'no QEMU process');
+  });
+});
+
+describe('checkStoppedVmsHaveNoProcess', () => {
+  it('flags created, stopped and error VMs whose QEMU is alive', () => {
+    const s = snap({
+      vms: [vm('a', 'created'), vm('b', 'stopped'), vm('c', 'error')],
+      processes: [qemu(1, 'a'), qemu(2, 'b'), qemu(3, 'c')],
+    });
+    const f = checkStoppedVmsHaveNoProcess(s);
+    assert.deepEqual(f.map((x) => [x.kind, x.resourceId, x.pid]), [
+      ['vm-process-unexpected', 'a', 1], ['vm-process-unexpected', 'b', 2], ['vm-process-unexpected', 'c', 3],
+    ]);
+  });
+
+  it('is silent for stopped VMs without a process and for running VMs with one', () => {
+    const s = snap({ vms: [vm('a', 'stopped'), vm('b', 'running', 2)], processes: [qemu(2, 'b')] });
+    assert.deepEqual(checkStoppedVmsHaveNoProcess(s), []);
+  });
+});
+
+describe('checkOrphanProcesses', () => {
+  it('flags a vman QEMU whose VM row does not exist', () => {
+    const f = checkOrphanProcesses(snap({ processes: [qemu(42, 'gone')] }));
+    assert.equal(f.length, 1);
+    assert.equal(f[0]?.kind, 'orphan-process');
+    assert.equal(f[0]?.resourceType, 'process');
+    assert.equal(f[0]?.resourceId, '42');
+    assert.equal(f[0]?.pid, 42);
+    assert.match(f[0]?.observed ?? '', /qemu-system-x86_64 -name vman-gone/);
+  });
+
+  it('flags a QEMU started by hand under storage without -name', () => {
+    const f = checkOrphanProcesses(snap({ processes: [qemu(7, undefined)] }));
+    assert.deepEqual(f.map((x) => x.pid), [7]);
+  });
+
+  it('flags the second of two processes named for the same VM', () => {
+    const s = snap({ vms: [vm('a', 'running', 2)], processes: [qemu(1, 'a'), qemu(2, 'a')] });
+    assert.deepEqual(checkOrphanProcesses(s).map((x) => x.pid), [1]);
+  });
+
+  it('is silent for processes owned by a row, by -name or by recorded pid', () => {
+    const s = snap({ vms: [vm('a', 'running'), vm('b', 'running', 9)], processes: [qemu(5, 'a'), qemu(9, undefined)] });
+    assert.deepEqual(checkOrphanProcesses(s), []);
+  });
+
+  it('never sees a QEMU of another storage folder, even named vman-<id>', () => {
+    const all = [
+      { pid: 1, argv: qemu(1, 'x', '/srv/vman-b').argv, state: 'S' },
+      // Prefix of a sibling folder name is not inside S.
+      { pid: 2, argv: qemu(2, 'y', `${S}-old`).argv, state: 'S' },
+    ];
+    assert.deepEqual(checkOrphanProcesses(snap({ processes: vmanQemuProcesses(all, S) })), []);
+  });
+});
+
+describe('checkDiskFilesExist', () => {
+  it('flags a disk row whose file is missing', () => {
+    const s = snap({ disks: [disk('d1'), disk('d2')], diskFiles: [`${S}/disks/d2.qcow2`] });
+    const f = checkDiskFilesExist(s);
+    assert.deepEqual(f.map((x) => [x.kind, x.resourceType, x.resourceId, x.path]), [
+      ['disk-file-missing', 'disk', 'd1', `${S}/disks/d1.qcow2`],
+    ]);
+  });
+
+  it('is silent when every file is there', () => {
+    assert.deepEqual(checkDiskFilesExist(snap({ disks: [disk('d1')], diskFiles: [`${S}/disks/d1.qcow2`] })), []);
+  });
+});
+
+describe('checkOrphanDiskFiles', () => {
+  it('flags a file no row references', () => {
+    const s = snap({ disks: [disk('d1')], diskFiles: [`${S}/disks/d1.qcow2`, `${S}/disks/stray.qcow2`] });
+    const f = checkOrphanDiskFiles(s);
+    assert.deepEqual(f.map((x) => [x.kind, x.resourceType, x.resourceId]), [
+      ['orphan-disk-file', 'file', `${S}/disks/stray.qcow2`],
+    ]);
+  });
+
+  it('ignores hidden and temporary files', () => {
+    const s = snap({ diskFiles: [`${S}/disks/.d9.qcow2.tmp`, `${S}/disks/.lock`] });
+    assert.deepEqual(checkOrphanDiskFiles(s), []);
+  });
+});
+
+describe('checkAttachedDisksPresent', () => {
+  const attached = disk('d1', { state: 'attached', vmId: 'a', mountPoint: '/dev/vdb' });
+
+  it('flags an attached disk missing from the running VM', () => {
+    const s = snap({
+      vms: [vm('a', 'running', 1)], disks: [attached], processes: [qemu(1, 'a')],
+      runtime: runtime({ vmId: 'a', qmpStatus: 'running', diskDevices: ['disk-other'] }),
+    });
+    const f = checkAttachedDisksPresent(s);
+    assert.deepEqual(f.map((x) => [x.kind, x.resourceId]), [['disk-device-missing', 'd1']]);
+    assert.match(f[0]?.observed ?? '', /disk-d1/);
+  });
+
+  it('is silent when the device is there, when devices are unknown, or when the VM is not running', () => {
+    const present = snap({
+      vms: [vm('a', 'running', 1)], disks: [attached],
+      runtime: runtime({ vmId: 'a', qmpStatus: 'running', diskDevices: ['disk-d1'] }),
+    });
+    const unknown = snap({ vms: [vm('a', 'running', 1)], disks: [attached], runtime: runtime({ vmId: 'a' }) });
+    const stopped = snap({
+      vms: [vm('a', 'stopped')], disks: [attached], runtime: runtime({ vmId: 'a', diskDevices: [] }),
+    });
+    for (const s of [present, unknown, stopped]) assert.deepEqual(checkAttachedDisksPresent(s), []);
+  });
+});
+
+describe('checkAddressesOwnedByRunningVms', () => {
+  it('flags an address held by a stopped or error VM', () => {
+    const s = snap({
+      vms: [vm('a', 'stopped'), vm('b', 'error')],
+      addresses: [addr('10.0.2.15', 'a'), addr('10.0.2.16', 'b')],
+    });
+    const f = checkAddressesOwnedByRunningVms(s);
+    assert.deepEqual(f.map((x) => [x.kind, x.resourceType, x.resourceId]), [
+      ['address-without-running-vm', 'address', '10.0.2.15'],
+      ['address-without-running-vm', 'address', '10.0.2.16'],
+    ]);
+    assert.match(f[0]?.observed ?? '', /stopped/);
+  });
+
+  it('accepts starting, running and stopping VMs', () => {
+    const s = snap({
+      vms: [vm('a', 'starting'), vm('b', 'running'), vm('c', 'stopping')],
+      addresses: [addr('10.0.2.15', 'a'), addr('10.0.2.16', 'b'), addr('10.0.2.17', 'c')],
+    });
+    assert.deepEqual(checkAddressesOwnedByRunningVms(s), []);
+  });
+});
+
+describe('runChecks', () => {
+  it('runs every check and finds nothing in a coherent snapshot', () => {
+    assert.equal(ALL_CHECKS.length, 7);
+    const s = snap({
+      vms: [vm('a', 'running', 1), vm('b', 'stopped')],
+      disks: [disk('d1', { state: 'attached', vmId: 'a' }), disk('d2')],
+      addresses: [addr('10.0.2.15', 'a')],
+      processes: [qemu(1, 'a')],
+      diskFiles: [`${S}/disks/d1.qcow2`, `${S}/disks/d2.qcow2`],
+      runtime: runtime({ vmId: 'a', qmpStatus: 'running', diskDevices: ['disk-d1'] }),
+    });
+    assert.deepEqual(runChecks(s), []);
+  });
+
+  it('collects findings of several kinds', () => {
+    const s = snap({ vms: [vm('a', 'running')], processes: [qemu(3, 'zzz')], diskFiles: [`${S}/disks/x.qcow2`] });
+    assert.deepEqual(runChecks(s).map((f) => f.kind).sort(), ['orphan-disk-file', 'orphan-process', 'vm-not-running']);
+  });
+});

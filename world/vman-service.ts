@@ -1,0 +1,120 @@
+// The vman a scenario talks to: in-process on an ephemeral port (fast), or a
+// child process (`vman serve`) when the scenario kills and restarts it.
+import { createServer } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa, type ResultPromise } from 'execa';
+import got, { type Got } from 'got';
+import { loadConfig } from '../src/config.ts';
+import type { HostInfo } from '../src/host/probe.ts';
+import type { ProtocolLogEntry } from '../src/operator/qmp-client.ts';
+import { createVman, type Vman } from '../src/server.ts';
+import { pollUntil } from '../src/poll.ts';
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+export interface VmanEndpoint {
+  baseUrl: string;
+  http: Got;
+  storagePath: string;
+  dbPath: string;
+  /** Lines vman logged, for the report when a scenario fails. */
+  log(): string;
+  stop(): Promise<void>;
+}
+
+export interface VmanSettings {
+  storagePath: string;
+  env?: Record<string, string>;
+  hostInfo?: HostInfo;
+  protocolLog?: (vmId: string, entry: ProtocolLogEntry) => void;
+}
+
+function client(baseUrl: string): Got {
+  return got.extend({
+    prefixUrl: baseUrl,
+    throwHttpErrors: false,
+    responseType: 'json',
+    retry: { limit: 0 },
+    timeout: { request: 120_000 },
+  });
+}
+
+function baseEnv(s: VmanSettings): Record<string, string> {
+  return {
+    VMAN_STORAGE_PATH: s.storagePath,
+    VMAN_OBSERVER_INTERVAL: '0',
+    VMAN_BOOT_TIMEOUT: '60',
+    ...(process.env.VMAN_ACCEL ? { VMAN_ACCEL: process.env.VMAN_ACCEL } : {}),
+    ...s.env,
+  };
+}
+
+export async function startInProcessVman(s: VmanSettings): Promise<VmanEndpoint & { vman: Vman }> {
+  const config = loadConfig(baseEnv(s), { listen: '127.0.0.1:0' });
+  const lines: string[] = [];
+  const vman = await createVman(config, {
+    ...(s.hostInfo ? { hostInfo: s.hostInfo } : {}),
+    ...(s.protocolLog ? { protocolLog: s.protocolLog } : {}),
+    logger: { level: 'info', stream: { write: (line: string) => void lines.push(line.trimEnd()) } },
+  });
+  const baseUrl = `${await vman.listen()}/`;
+  return {
+    vman, baseUrl, http: client(baseUrl), storagePath: config.storagePath, dbPath: config.dbPath,
+    log: () => lines.join('\n'),
+    stop: () => vman.close(),
+  };
+}
+
+export interface ChildVman extends VmanEndpoint {
+  pid: number;
+  kill(signal: NodeJS.Signals): Promise<void>;
+}
+
+export async function startChildVman(s: VmanSettings, port?: number): Promise<ChildVman> {
+  const listenPort = port ?? (await freePort());
+  const baseUrl = `http://127.0.0.1:${listenPort}/`;
+  const lines: string[] = [];
+  const child: ResultPromise = execa(process.execPath, [path.join(REPO, 'bin', 'vman.mjs'), 'serve', '--listen', `127.0.0.1:${listenPort}`], {
+    env: { ...baseEnv(s), VMAN_LOG_LEVEL: 'info' },
+    reject: false,
+    all: true,
+    cleanup: true,
+  });
+  child.all?.on('data', (d: Buffer) => lines.push(d.toString().trimEnd()));
+  const http = client(baseUrl);
+  await pollUntil(
+    `vman serve to answer on ${baseUrl}`,
+    async () => {
+      if (child.exitCode !== null) throw new Error(`vman serve exited with ${child.exitCode}: ${lines.join('\n').slice(-500)}`);
+      const r = await http.get('health', { timeout: { request: 1_000 } }).catch(() => undefined);
+      return r?.statusCode === 200 ? { done: true, value: undefined } : { done: false, seen: r ? `HTTP ${r.statusCode}` : 'no answer' };
+    },
+    { timeoutMs: 30_000, intervalMs: 100 },
+  );
+  const config = loadConfig(baseEnv(s));
+  const exited = (child as unknown as Promise<unknown>).then(() => undefined, () => undefined);
+  return {
+    baseUrl, http, storagePath: config.storagePath, dbPath: config.dbPath, pid: child.pid!,
+    log: () => lines.join('\n'),
+    async kill(signal) {
+      child.kill(signal);
+      await exited;
+    },
+    async stop() {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
