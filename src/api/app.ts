@@ -32,6 +32,8 @@ export async function buildApp(services: AppServices, opts: { logger?: FastifySe
       info: { title: 'vman', description: 'A small QEMU virtual-machine manager', version: '0.1.0' },
       tags: [{ name: 'templates' }, { name: 'vms' }, { name: 'system' }],
     },
+    // Shared schemas keep their $id as their name in the document (Problem, not def-0).
+    refResolver: { buildLocalReference: (json, _base, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
   });
 
   await app.register(healthRoute);

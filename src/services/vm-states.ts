@@ -11,7 +11,7 @@ export const ALLOWED_FROM: Record<VmAction, readonly VmState[]> = {
   restart: ['running'],
   // Transitional states are never seen here: actions on one VM are serialised.
   delete: ['created', 'running', 'stopped', 'error'],
-  'attach-disk': ['running', 'stopped', 'created'],
+  'attach-disk': ['running', 'stopped'],
 };
 
 export function assertActionAllowed(action: VmAction, vmId: string, state: VmState): void {
