@@ -17,6 +17,7 @@ import { QemuOperator, type Operator } from './operator/operator.ts';
 import type { ProtocolLogEntry } from './operator/qmp-client.ts';
 import { TemplateService, type BootFiles } from './services/template-service.ts';
 import { VmService } from './services/vm-service.ts';
+import { DiskService } from './services/disk-service.ts';
 
 export interface Vman {
   config: VmanConfig;
@@ -24,6 +25,7 @@ export interface Vman {
   db: VmanDb;
   templates: TemplateService;
   vms: VmService;
+  disks: DiskService;
   host: HostSummary;
   operator: Operator;
   /** Starts listening; returns the base URL. */
@@ -86,13 +88,16 @@ export async function createVman(config: VmanConfig, opts: CreateOptions = {}): 
       db, operator, templates, pool, network: config.network, storagePath: config.storagePath,
       qemuBinary, qemuImg, accel, bootTimeoutMs: config.bootTimeoutMs, log: (m) => log(m),
     });
-    const app = await buildApp({ templates, vms, host }, opts.logger === undefined ? {} : { logger: opts.logger });
+    const disks = new DiskService({
+      db, vms, storagePath: config.storagePath, qemuImg, maxDiskGb: config.maxDiskGb, log: (m) => log(m),
+    });
+    const app = await buildApp({ templates, vms, disks, host }, opts.logger === undefined ? {} : { logger: opts.logger });
     log = (m) => app.log.info(m);
     await vms.adoptAll();
 
     let closed = false;
     return {
-      config, app, db, templates, vms, host, operator,
+      config, app, db, templates, vms, disks, host, operator,
       async listen() {
         return app.listen({ host: config.listen.host, port: config.listen.port });
       },

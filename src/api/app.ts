@@ -4,6 +4,8 @@ import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { TemplateService } from '../services/template-service.ts';
 import type { VmService } from '../services/vm-service.ts';
+import type { DiskService } from '../services/disk-service.ts';
+import { diskRoutes } from './routes/disks.ts';
 import { installProblemHandlers } from './problem.ts';
 import { Problem } from './schemas.ts';
 import { templateRoutes } from './routes/templates.ts';
@@ -13,6 +15,7 @@ import { healthRoute, systemRoutes, type HostSummary } from './routes/system.ts'
 export interface AppServices {
   templates: TemplateService;
   vms: VmService;
+  disks: DiskService;
   host: HostSummary;
 }
 
@@ -30,7 +33,7 @@ export async function buildApp(services: AppServices, opts: { logger?: FastifySe
     openapi: {
       openapi: '3.0.3',
       info: { title: 'vman', description: 'A small QEMU virtual-machine manager', version: '0.1.0' },
-      tags: [{ name: 'templates' }, { name: 'vms' }, { name: 'system' }],
+      tags: [{ name: 'templates' }, { name: 'vms' }, { name: 'disks' }, { name: 'network' }, { name: 'observer' }, { name: 'system' }],
     },
     // Shared schemas keep their $id as their name in the document (Problem, not def-0).
     refResolver: { buildLocalReference: (json, _base, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
@@ -41,6 +44,7 @@ export async function buildApp(services: AppServices, opts: { logger?: FastifySe
     await v1.register(systemRoutes(services.host));
     await v1.register(templateRoutes(services.templates));
     await v1.register(vmRoutes(services.vms));
+    await v1.register(diskRoutes(services.disks));
   }, { prefix: '/api/v1' });
   return app;
 }

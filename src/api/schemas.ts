@@ -78,3 +78,24 @@ export const Vm = Type.Object({
 
 export const problemResponses = (...statuses: number[]) =>
   Object.fromEntries(statuses.map((s) => [s, { $ref: 'Problem#' }])) as Record<number, { $ref: string }>;
+
+export const DiskCreate = Type.Object({
+  name,
+  size_gb: Type.Integer({ minimum: 1, description: 'size in GB (GiB); at most the configured maximum (VMAN_MAX_DISK_GB)' }),
+  format: Type.Optional(Type.Literal('qcow2')),
+}, { additionalProperties: false });
+
+export const AttachBody = Type.Object({ vm_id: Type.String({ minLength: 1, maxLength: 128 }) }, { additionalProperties: false });
+
+export const Disk = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  size_gb: Type.Integer(),
+  format: Type.String(),
+  path: Type.String(),
+  state: Type.Union([Type.Literal('available'), Type.Literal('attached')]),
+  vm_id: nullable(Type.String()),
+  mount_point: nullable(Type.String()),
+  created_at: Type.String(),
+  updated_at: Type.String(),
+});

@@ -1,0 +1,43 @@
+// /api/v1/disks
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@fastify/type-provider-typebox';
+import type { DiskRecord } from '../../db/types.ts';
+import type { DiskService } from '../../services/disk-service.ts';
+import { AttachBody, Disk, DiskCreate, IdParams, problemResponses } from '../schemas.ts';
+
+export function diskJson(d: DiskRecord) {
+  return {
+    id: d.id, name: d.name, size_gb: d.sizeGb, format: d.format, path: d.path, state: d.state,
+    vm_id: d.vmId, mount_point: d.mountPoint, created_at: d.createdAt, updated_at: d.updatedAt,
+  };
+}
+
+export const diskRoutes = (disks: DiskService): FastifyPluginAsyncTypebox => async (app) => {
+  app.post('/disks', {
+    schema: { tags: ['disks'], body: DiskCreate, response: { 201: Disk, ...problemResponses(400, 409) } },
+  }, async (req, reply) => {
+    const b = req.body;
+    return reply.code(201).send(diskJson(await disks.create({ name: b.name, sizeGb: b.size_gb, format: b.format ?? 'qcow2' })));
+  });
+
+  app.get('/disks', { schema: { tags: ['disks'], response: { 200: Type.Array(Disk) } } }, async () => disks.list().map(diskJson));
+
+  app.get('/disks/:id', {
+    schema: { tags: ['disks'], params: IdParams, response: { 200: Disk, ...problemResponses(404) } },
+  }, async (req) => diskJson(disks.get(req.params.id)));
+
+  app.delete('/disks/:id', {
+    schema: { tags: ['disks'], params: IdParams, response: { 204: Type.Null(), ...problemResponses(404, 409) } },
+  }, async (req, reply) => {
+    await disks.delete(req.params.id);
+    return reply.code(204).send(null);
+  });
+
+  app.post('/disks/:id/attach', {
+    schema: { tags: ['disks'], params: IdParams, body: AttachBody, response: { 200: Disk, ...problemResponses(400, 404, 409) } },
+  }, async (req) => diskJson(await disks.attach(req.params.id, req.body.vm_id)));
+
+  app.post('/disks/:id/detach', {
+    schema: { tags: ['disks'], params: IdParams, response: { 200: Disk, ...problemResponses(404, 409) } },
+  }, async (req) => diskJson(await disks.detach(req.params.id)));
+};
