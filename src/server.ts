@@ -12,12 +12,15 @@ import { formatVersion } from './host/binaries.ts';
 import { defaultGuestDir, describeGuest, loadGuestImage } from './host/guest-image.ts';
 import { probeHost, type HostInfo } from './host/probe.ts';
 import { AddressPool } from './network/address-pool.ts';
+import { UserNetworkBackend, type NetworkBackend } from './network/backend.ts';
 import { DryRunOperator } from './operator/dry-run-operator.ts';
 import { QemuOperator, type Operator } from './operator/operator.ts';
 import type { ProtocolLogEntry } from './operator/qmp-client.ts';
 import { TemplateService, type BootFiles } from './services/template-service.ts';
 import { VmService } from './services/vm-service.ts';
 import { DiskService } from './services/disk-service.ts';
+import { Observer } from './observer/observer.ts';
+import { defaultSources } from './observer/snapshot.ts';
 
 export interface Vman {
   config: VmanConfig;
@@ -26,6 +29,7 @@ export interface Vman {
   templates: TemplateService;
   vms: VmService;
   disks: DiskService;
+  observer: Observer;
   host: HostSummary;
   operator: Operator;
   /** Starts listening; returns the base URL. */
@@ -41,6 +45,7 @@ export interface CreateOptions {
   hostInfo?: HostInfo;
   logger?: FastifyServerOptions['logger'];
   protocolLog?: (vmId: string, entry: ProtocolLogEntry) => void;
+  networkBackend?: NetworkBackend;
 }
 
 export async function createVman(config: VmanConfig, opts: CreateOptions = {}): Promise<Vman> {
@@ -83,29 +88,41 @@ export async function createVman(config: VmanConfig, opts: CreateOptions = {}): 
     const templates = new TemplateService(db);
     templates.ensureBuiltins(boot);
     const pool = new AddressPool(config.network, db.addresses);
+    const network: NetworkBackend = opts.networkBackend ?? new UserNetworkBackend(config.network);
+    await network.open();
     let log: (msg: string) => void = () => undefined;
     const vms = new VmService({
-      db, operator, templates, pool, network: config.network, storagePath: config.storagePath,
+      db, operator, templates, pool, network, storagePath: config.storagePath,
       qemuBinary, qemuImg, accel, bootTimeoutMs: config.bootTimeoutMs, log: (m) => log(m),
     });
     const disks = new DiskService({
       db, vms, storagePath: config.storagePath, qemuImg, maxDiskGb: config.maxDiskGb, log: (m) => log(m),
     });
-    const app = await buildApp({ templates, vms, disks, host }, opts.logger === undefined ? {} : { logger: opts.logger });
+    const observer = new Observer({
+      sources: defaultSources(db, config.storagePath),
+      storagePath: config.storagePath,
+      intervalSeconds: config.observerInterval,
+      log: (msg, findings) => log(`${msg}: ${findings.map((f) => `${f.kind} ${f.resourceId} (${f.observed})`).join('; ')}`),
+    });
+    const app = await buildApp({ templates, vms, disks, observer, db, network: config.network, host }, opts.logger === undefined ? {} : { logger: opts.logger });
     log = (m) => app.log.info(m);
     await vms.adoptAll();
+    observer.start();
 
     let closed = false;
     return {
-      config, app, db, templates, vms, disks, host, operator,
+      config, app, db, templates, vms, disks, observer, host, operator,
       async listen() {
         return app.listen({ host: config.listen.host, port: config.listen.port });
       },
       async close() {
         if (closed) return;
         closed = true;
+        // The loop first: no check may run against a closed database.
+        await observer.stop();
         await app.close();
         await vms.release();
+        await network.close();
         db.close();
       },
     };

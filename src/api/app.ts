@@ -6,6 +6,11 @@ import type { TemplateService } from '../services/template-service.ts';
 import type { VmService } from '../services/vm-service.ts';
 import type { DiskService } from '../services/disk-service.ts';
 import { diskRoutes } from './routes/disks.ts';
+import { observerRoutes } from './routes/observer.ts';
+import { networkRoutes } from './routes/network.ts';
+import type { Observer } from '../observer/observer.ts';
+import type { VmanDb } from '../db/database.ts';
+import type { NetworkConfig } from '../network/config.ts';
 import { installProblemHandlers } from './problem.ts';
 import { Problem } from './schemas.ts';
 import { templateRoutes } from './routes/templates.ts';
@@ -16,6 +21,9 @@ export interface AppServices {
   templates: TemplateService;
   vms: VmService;
   disks: DiskService;
+  observer: Observer;
+  db: VmanDb;
+  network: NetworkConfig;
   host: HostSummary;
 }
 
@@ -45,6 +53,8 @@ export async function buildApp(services: AppServices, opts: { logger?: FastifySe
     await v1.register(templateRoutes(services.templates));
     await v1.register(vmRoutes(services.vms));
     await v1.register(diskRoutes(services.disks));
+    await v1.register(networkRoutes(services.network, services.db));
+    await v1.register(observerRoutes(services.observer, services.db, services.vms.locks));
   }, { prefix: '/api/v1' });
   return app;
 }

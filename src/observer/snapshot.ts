@@ -48,6 +48,11 @@ export interface SnapshotSources {
   listProcesses(): Promise<ProcessInfo[]>;
   listDiskFiles(): Promise<string[]>;
   inspectVm(vm: VmRecord, pid: number): Promise<VmRuntimeView>;
+  /**
+   * Optional: a value that changes whenever any row is written. When it is the
+   * same after the observations as before, the rows are not read a second time.
+   */
+  changeToken?(): string;
 }
 
 /** QEMU writes a literal ',' as ',,' inside an option string. */
@@ -123,21 +128,19 @@ export function claimProcesses(vms: readonly VmRecord[], processes: readonly Qem
   return claimed;
 }
 
-/** Row versions: every repository write bumps updatedAt, so equal keys mean untouched rows. */
-function rowsKey(r: Rows): Map<string, string> {
-  const m = new Map<string, string>();
-  for (const v of r.vms) m.set(`vm:${v.id}`, `${v.state}|${v.pid}|${v.updatedAt}`);
-  for (const d of r.disks) m.set(`disk:${d.id}`, `${d.state}|${d.vmId}|${d.path}|${d.updatedAt}`);
-  for (const a of r.addresses) m.set(`addr:${a.address}`, `${a.vmId}|${a.allocatedAt}`);
-  return m;
-}
-
-function sameRows(a: Rows, b: Rows): boolean {
-  const ka = rowsKey(a);
-  const kb = rowsKey(b);
-  if (ka.size !== kb.size) return false;
-  for (const [k, v] of ka) if (kb.get(k) !== v) return false;
-  return true;
+/**
+ * True when no row changed between two reads. Every repository write bumps
+ * updatedAt, and the lists come in a fixed order, so an index-by-index walk
+ * suffices: a row that moved, appeared or vanished shows up as a difference.
+ */
+export function sameRows(a: Rows, b: Rows): boolean {
+  const sameList = <T>(x: readonly T[], y: readonly T[], eq: (p: T, q: T) => boolean): boolean =>
+    x.length === y.length && x.every((p, i) => eq(p, y[i] as T));
+  return (
+    sameList(a.vms, b.vms, (p, q) => p.id === q.id && p.state === q.state && p.pid === q.pid && p.updatedAt === q.updatedAt) &&
+    sameList(a.disks, b.disks, (p, q) => p.id === q.id && p.state === q.state && p.vmId === q.vmId && p.path === q.path && p.updatedAt === q.updatedAt) &&
+    sameList(a.addresses, b.addresses, (p, q) => p.address === q.address && p.vmId === q.vmId && p.allocatedAt === q.allocatedAt)
+  );
 }
 
 async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
@@ -169,6 +172,7 @@ export interface TakeSnapshotOptions {
 export async function takeSnapshot(storagePath: string, src: SnapshotSources, opts: TakeSnapshotOptions = {}): Promise<ObserverSnapshot> {
   const attempts = Math.max(1, opts.maxAttempts ?? 3);
   for (let attempt = 1; ; attempt++) {
+    const token = src.changeToken?.();
     const before = src.readRows();
     const [all, diskFiles] = await Promise.all([src.listProcesses(), src.listDiskFiles()]);
     const processes = vmanQemuProcesses(all, storagePath);
@@ -178,8 +182,9 @@ export async function takeSnapshot(storagePath: string, src: SnapshotSources, op
       return p ? [{ vm, pid: p.pid }] : [];
     });
     const views = await mapLimited(targets, opts.inspectConcurrency ?? 8, (t) => src.inspectVm(t.vm, t.pid));
-    const after = src.readRows();
-    if (attempt >= attempts || sameRows(before, after)) {
+    const untouched = token !== undefined && src.changeToken?.() === token;
+    const after = untouched ? before : src.readRows();
+    if (untouched || attempt >= attempts || sameRows(before, after)) {
       const runtime = new Map<string, VmRuntimeView>(views.map((v) => [v.vmId, v]));
       return { storagePath, ...after, processes, diskFiles, runtime };
     }
@@ -242,8 +247,11 @@ export function defaultSources(db: VmanDb, storagePath: string): SnapshotSources
     disks: db.disks.list(),
     addresses: db.addresses.list(),
   }));
+  // data_version moves on another connection's commit, total_changes() on this one's writes.
+  const totalChanges = db.db.prepare<[], number>('SELECT total_changes()').pluck();
   return {
     readRows: () => read(),
+    changeToken: () => `${String(db.db.pragma('data_version', { simple: true }))}:${totalChanges.get() ?? 0}`,
     listProcesses,
     listDiskFiles: () => listDiskFilesIn(storagePath),
     inspectVm: (vm) => inspectOverQmp(vm),

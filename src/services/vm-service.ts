@@ -10,8 +10,7 @@ import type { VmRecord, VmState } from '../db/types.ts';
 import { conflict, invalid, notFound, VmanError } from '../errors.ts';
 import { assertName, InvalidNameError } from '../names.ts';
 import type { AddressPool } from '../network/address-pool.ts';
-import { formatCidr, formatIpv4 } from '../network/ipv4.ts';
-import type { NetworkConfig } from '../network/config.ts';
+import type { NetworkBackend } from '../network/backend.ts';
 import type { Accelerator, QemuVmSpec } from '../operator/qemu-command.ts';
 import type { ExitInfo, Operator, VmHandle } from '../operator/operator.ts';
 import { createOverlay } from '../operator/qemu-img.ts';
@@ -29,7 +28,7 @@ export interface VmServiceOptions {
   operator: Operator;
   templates: TemplateService;
   pool: AddressPool;
-  network: NetworkConfig;
+  network: NetworkBackend;
   storagePath: string;
   qemuBinary: string;
   qemuImg: string;
@@ -150,6 +149,7 @@ export class VmService {
         adopted.push(vm.id);
       } else {
         const to: VmState = vm.state === 'stopping' ? 'stopped' : 'error';
+        await this.o.network.release(vm.id).catch(() => undefined);
         this.o.db.transaction(() => {
           this.o.db.vms.setState(vm.id, to, { pid: null, reason: to === 'error' ? 'QEMU process gone while vman was not running' : null });
           this.o.pool.release(vm.id);
@@ -175,6 +175,14 @@ export class VmService {
       return this.o.pool.allocate(vm.id);
     });
     const rootDisk = template.baseImagePath ? path.join(vm.storageDir, 'root.qcow2') : undefined;
+    let network: QemuVmSpec['network'];
+    try {
+      network = await this.o.network.prepare({ vmId: vm.id, mac: vm.mac, address });
+    } catch (err) {
+      await this.o.network.release(vm.id).catch(() => undefined);
+      await this.fail(vm.id, `the network could not be set up: ${message(err)}`);
+      throw new VmanError('conflict', 'vm-network-failed', `VM ${vm.id} could not start: ${message(err)}`, { cause: err });
+    }
     const spec: QemuVmSpec = {
       id: vm.id,
       dir: vm.storageDir,
@@ -187,7 +195,7 @@ export class VmService {
         : null,
       ...(rootDisk ? { rootDisk: { id: `root-${vm.id.slice(3)}`, path: rootDisk, format: 'qcow2' as const } } : {}),
       disks: this.o.db.disks.listByVm(vm.id).map((d) => ({ id: d.id, path: d.path, format: d.format })),
-      network: { mode: 'user', subnet: formatCidr(this.o.network.subnet), gateway: formatIpv4(this.o.network.gateway), address, mac: vm.mac },
+      network,
     };
 
     let handle: VmHandle;
@@ -226,6 +234,7 @@ export class VmService {
     const handle = this.handles.get(vm.id);
     const method = handle ? await handle.stop({ force }) : 'already-stopped';
     this.handles.delete(vm.id);
+    await this.o.network.release(vm.id);
     this.o.db.transaction(() => {
       this.o.db.vms.setState(vm.id, 'stopped', { pid: null });
       this.o.pool.release(vm.id);
@@ -243,6 +252,7 @@ export class VmService {
         const vm = this.o.db.vms.get(vmId);
         if (!vm || (vm.state !== 'running' && vm.state !== 'starting')) return;
         if (info.guestInitiated) {
+          await this.o.network.release(vmId);
           this.o.db.transaction(() => {
             this.o.db.vms.setState(vmId, 'stopped', { pid: null, reason: 'the guest powered off' });
             this.o.pool.release(vmId);
@@ -256,6 +266,7 @@ export class VmService {
   }
 
   private async fail(vmId: string, reason: string): Promise<void> {
+    await this.o.network.release(vmId).catch((err: unknown) => this.log(`vm ${vmId}: network release failed: ${message(err)}`));
     this.o.db.transaction(() => {
       this.o.db.vms.setState(vmId, 'error', { pid: null, reason });
       this.o.pool.release(vmId);

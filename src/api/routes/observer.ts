@@ -1,0 +1,84 @@
+// /api/v1/observer: coherence checks on demand, the latest periodic report,
+// and repair only when asked.
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@fastify/type-provider-typebox';
+import type { VmanDb } from '../../db/database.ts';
+import { notFound, VmanError } from '../../errors.ts';
+import type { ObserverReport } from '../../observer/findings.ts';
+import type { Observer } from '../../observer/observer.ts';
+import { reconcile } from '../../observer/reconcile.ts';
+import type { KeyedMutex } from '../../services/keyed-mutex.ts';
+import { problemResponses } from '../schemas.ts';
+
+const Finding = Type.Object({
+  kind: Type.String(),
+  resource_type: Type.String(),
+  resource_id: Type.String(),
+  recorded: Type.String(),
+  observed: Type.String(),
+  pid: Type.Optional(Type.Integer()),
+  path: Type.Optional(Type.String()),
+});
+
+const Report = Type.Object({
+  checked_at: Type.String(),
+  duration_ms: Type.Number(),
+  findings: Type.Array(Finding),
+  counts: Type.Object({ vms: Type.Integer(), disks: Type.Integer(), processes: Type.Integer(), disk_files: Type.Integer() }),
+});
+
+export function reportJson(r: ObserverReport) {
+  return {
+    checked_at: r.checkedAt,
+    duration_ms: r.durationMs,
+    findings: r.findings.map((f) => ({
+      kind: f.kind, resource_type: f.resourceType, resource_id: f.resourceId, recorded: f.recorded, observed: f.observed,
+      ...(f.pid !== undefined ? { pid: f.pid } : {}), ...(f.path !== undefined ? { path: f.path } : {}),
+    })),
+    counts: { vms: r.counts.vms, disks: r.counts.disks, processes: r.counts.processes, disk_files: r.counts.diskFiles },
+  };
+}
+
+export const observerRoutes = (observer: Observer, db: VmanDb, locks: KeyedMutex): FastifyPluginAsyncTypebox => async (app) => {
+  const check = async (): Promise<ObserverReport> => {
+    try {
+      return await observer.check();
+    } catch (err) {
+      throw new VmanError('unavailable', 'observer-unavailable', `the check could not run: ${(err as Error).message}`, { cause: err });
+    }
+  };
+
+  app.post('/observer/check', { schema: { tags: ['observer'], response: { 200: Report, ...problemResponses(503) } } }, async () =>
+    reportJson(await check()),
+  );
+
+  app.get('/observer/report', { schema: { tags: ['observer'], response: { 200: Report, ...problemResponses(404) } } }, async () => {
+    const latest = observer.latest;
+    if (!latest) throw notFound('observer report', 'latest');
+    return reportJson(latest);
+  });
+
+  app.post('/observer/reconcile', {
+    schema: {
+      tags: ['observer'],
+      response: {
+        200: Type.Object({
+          report: Report,
+          changed: Type.Array(Type.Object({ vm_id: Type.String(), from: Type.String(), to: Type.String(), reason: Type.String() })),
+          released_addresses: Type.Array(Type.String()),
+        }),
+        ...problemResponses(503),
+      },
+    },
+  }, async () => {
+    const report = await check();
+    // Under every affected VM's lock, so a repair never races a start or a stop.
+    const vmIds = report.findings.filter((f) => f.resourceType === 'vm').map((f) => f.resourceId);
+    const result = await locks.runAll(vmIds, async () => reconcile(db, report));
+    return {
+      report: reportJson(report),
+      changed: result.changed.map((c) => ({ vm_id: c.vmId, from: c.from, to: c.to, reason: c.reason })),
+      released_addresses: result.releasedAddresses,
+    };
+  });
+};

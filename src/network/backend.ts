@@ -1,0 +1,40 @@
+// How a VM gets onto the network. The address comes from the AddressPool; the
+// backend turns it into QEMU network options and sets up (and later removes)
+// whatever the host needs for it.
+import type { NetworkSpec } from '../operator/qemu-command.ts';
+import { formatCidr, formatIpv4 } from './ipv4.ts';
+import type { NetworkConfig } from './config.ts';
+
+export interface VmNetworkRequest {
+  vmId: string;
+  mac: string;
+  address: string;
+}
+
+export interface NetworkBackend {
+  readonly mode: NetworkConfig['mode'];
+  /** Called once at vman start-up (e.g. start a DHCP server); refuses a host that cannot serve this config. */
+  open(): Promise<void>;
+  /** Before QEMU starts: host-side set-up for this VM; returns QEMU's network spec. */
+  prepare(req: VmNetworkRequest): Promise<NetworkSpec>;
+  /** After QEMU has gone (stop, crash, failed start): undo prepare. Safe to call twice. */
+  release(vmId: string): Promise<void>;
+  /** vman is shutting down: stop helpers it started. VMs keep their set-up (they outlive vman). */
+  close(): Promise<void>;
+}
+
+/** Unprivileged: QEMU's own user-mode network hands the guest exactly its address. */
+export class UserNetworkBackend implements NetworkBackend {
+  readonly mode = 'user' as const;
+  constructor(private readonly config: NetworkConfig) {}
+
+  async open(): Promise<void> {}
+
+  async prepare(req: VmNetworkRequest): Promise<NetworkSpec> {
+    return { mode: 'user', subnet: formatCidr(this.config.subnet), gateway: formatIpv4(this.config.gateway), address: req.address, mac: req.mac };
+  }
+
+  async release(): Promise<void> {}
+
+  async close(): Promise<void> {}
+}
