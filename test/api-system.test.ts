@@ -73,6 +73,39 @@ describe('system API', () => {
     }
   });
 
+  it('a body too large is a 413 problem+json', async (t) => {
+    const v = await dryVman(t);
+    const res = await v.api('POST', '/api/v1/templates', JSON.stringify({ name: 'x'.repeat(70 * 1024) }), { 'content-type': 'application/json' });
+    assert.equal(res.status, 413);
+    assert.match(res.type, PROBLEM);
+    assertProblem(res.body, 413);
+  });
+
+  it('a body that is not JSON is a 4xx problem+json', async (t) => {
+    const v = await dryVman(t);
+    const res = await v.api('POST', '/api/v1/templates', 'name=x', { 'content-type': 'text/plain' });
+    assert.ok(res.status === 400 || res.status === 415, `status ${res.status}`);
+    assert.match(res.type, PROBLEM);
+    assertProblem(res.body, res.status);
+  });
+
+  // Errors Fastify's router raises before any route runs must be problem+json too.
+  it('an overlong id in the path is a 4xx problem+json', async (t) => {
+    const v = await dryVman(t);
+    const res = await v.api('GET', `/api/v1/vms/vm-${'a'.repeat(120)}`);
+    assert.ok(res.status >= 400 && res.status < 500, `status ${res.status}`);
+    assert.match(res.type, PROBLEM, `content-type ${res.type}: ${res.raw}`);
+    assertProblem(res.body, res.status);
+  });
+
+  it('a badly percent-encoded path is a 400 problem+json', async (t) => {
+    const v = await dryVman(t);
+    const res = await v.api('GET', '/api/v1/vms/%E0%A4%A');
+    assert.equal(res.status, 400);
+    assert.match(res.type, PROBLEM, `content-type ${res.type}: ${res.raw}`);
+    assertProblem(res.body, 400);
+  });
+
   it('a wrong method on a known path is a problem+json too', async (t) => {
     const v = await dryVman(t);
     const res = await v.api('PUT', '/api/v1/templates');

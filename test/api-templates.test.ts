@@ -2,12 +2,12 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { describe, it, type TestContext } from 'node:test';
-import { dryVman, type DryVman } from './helpers/dry-vman.ts';
+import { describe, it } from 'node:test';
+import { dryVman, sharedDryVman, type ApiResponse, type DryVman } from './helpers/dry-vman.ts';
 
 const PROBLEM = /^application\/problem\+json/;
 
-function assertProblem(res: { status: number; type: string; body: any }, status: number, detail?: RegExp): void {
+function assertProblem(res: ApiResponse, status: number, detail?: RegExp): void {
   assert.equal(res.status, status, `expected ${status}, got ${res.status}: ${res.raw ?? JSON.stringify(res.body)}`);
   assert.match(res.type, PROBLEM);
   assert.equal(typeof res.body.type, 'string');
@@ -24,10 +24,10 @@ function body(v: DryVman, over: Record<string, unknown> = {}): Record<string, un
 }
 
 /** Posts a template that must be refused with `status`, and checks the templates table did not change. */
-async function refused(t: TestContext, v: DryVman, payload: unknown, status: number, detail?: RegExp, headers?: Record<string, string>) {
+async function refused(v: DryVman, payload: unknown, status: number, detail?: RegExp, headers?: Record<string, string>) {
   const before = templatesTable(v);
   const res = await v.api('POST', '/api/v1/templates', payload as any, headers);
-  assertProblem(res as any, status, detail);
+  assertProblem(res, status, detail);
   assert.deepEqual(templatesTable(v), before, 'a refused request changes no template');
   return res;
 }
@@ -101,90 +101,99 @@ describe('templates API: create', () => {
   it('refuses a duplicate name with 409', async (t) => {
     const v = await dryVman(t);
     assert.equal((await v.api('POST', '/api/v1/templates', body(v))).status, 201);
-    await refused(t, v, body(v, { cpus: 4 }), 409, /custom/);
+    await refused(v, body(v, { cpus: 4 }), 409, /custom/);
   });
 
   it('refuses the name of a built-in with 409', async (t) => {
     const v = await dryVman(t);
-    await refused(t, v, body(v, { name: 'small' }), 409, /small/);
+    await refused(v, body(v, { name: 'small' }), 409, /small/);
+  });
+});
+
+// Every refusal below leaves the database as it was, so they share one vman;
+// each uses a name of its own, so one wrongly accepted template cannot fail the others.
+describe('templates API: malformed input is refused', () => {
+  const shared = sharedDryVman();
+  let n = 0;
+  const unique = () => `refused-${++n}`;
+
+  it('refuses a kernel_path that does not exist with 400', async () => {
+    const v = shared();
+    await refused(v, body(v, { name: unique(), kernel_path: path.join(v.dir, 'missing-kernel') }), 400, /kernel_path/);
   });
 
-  it('refuses a kernel_path that does not exist with 400', async (t) => {
-    const v = await dryVman(t);
-    await refused(t, v, body(v, { kernel_path: path.join(v.dir, 'missing-kernel') }), 400, /kernel_path/);
+  it('refuses a kernel_path that is a folder with 400', async () => {
+    const v = shared();
+    await refused(v, body(v, { name: unique(), kernel_path: v.dir }), 400, /kernel_path/);
   });
 
-  it('refuses a kernel_path that is a folder with 400', async (t) => {
-    const v = await dryVman(t);
-    await refused(t, v, body(v, { kernel_path: v.dir }), 400, /kernel_path/);
+  it('refuses a missing initrd file with 400', async () => {
+    const v = shared();
+    await refused(v, body(v, { name: unique(), initrd_path: path.join(v.dir, 'missing-initrd') }), 400, /initrd_path/);
   });
 
-  it('refuses a missing initrd file with 400', async (t) => {
-    const v = await dryVman(t);
-    await refused(t, v, body(v, { initrd_path: path.join(v.dir, 'missing-initrd') }), 400, /initrd_path/);
+  it('refuses a relative path with 400', async () => {
+    const v = shared();
+    await refused(v, body(v, { name: unique(), kernel_path: 'vmlinuz-test' }), 400);
+    await refused(v, body(v, { name: unique(), kernel_path: './vmlinuz-test' }), 400);
   });
 
-  it('refuses a relative path with 400', async (t) => {
-    const v = await dryVman(t);
-    await refused(t, v, body(v, { kernel_path: 'vmlinuz-test' }), 400);
-    await refused(t, v, body(v, { kernel_path: './vmlinuz-test' }), 400);
-  });
-
-  it('refuses a path that is not normalised with 400', async (t) => {
-    const v = await dryVman(t);
+  it('refuses a path that is not normalised with 400', async () => {
+    const v = shared();
     const sneaky = path.join(v.dir, 'storage') + '/../' + path.basename(v.kernel);
     assert.ok(fs.existsSync(sneaky));
-    await refused(t, v, body(v, { kernel_path: sneaky }), 400, /kernel_path/);
+    await refused(v, body(v, { name: unique(), kernel_path: sneaky }), 400, /kernel_path/);
   });
 
-  it('refuses a template with no boot source with 400', async (t) => {
-    const v = await dryVman(t);
-    await refused(t, v, { name: 'nothing', cpus: 1, memory_mb: 128 }, 400, /kernel_path|base_image_path/);
-    await refused(t, v, { name: 'nothing', cpus: 1, memory_mb: 128, kernel_path: null }, 400);
+  it('refuses a template with no boot source with 400', async () => {
+    const v = shared();
+    await refused(v, { name: unique(), cpus: 1, memory_mb: 128 }, 400, /kernel_path|base_image_path/);
+    await refused(v, { name: unique(), cpus: 1, memory_mb: 128, kernel_path: null }, 400);
   });
 
-  it('refuses a cmdline without a kernel with 400', async (t) => {
-    const v = await dryVman(t);
+  it('refuses a cmdline without a kernel with 400', async () => {
+    const v = shared();
     const image = path.join(v.dir, 'base.raw');
     fs.writeFileSync(image, '');
-    await refused(t, v, { name: 'img', cpus: 1, memory_mb: 128, base_image_path: image, base_image_format: 'raw', cmdline: 'quiet' }, 400, /cmdline/);
+    await refused(v, { name: unique(), cpus: 1, memory_mb: 128, base_image_path: image }, 400, /base_image_format/);
+    await refused(v, { name: unique(), cpus: 1, memory_mb: 128, base_image_path: image, base_image_format: 'raw', cmdline: 'quiet' }, 400, /cmdline/);
   });
 
   for (const [label, cpus] of [['0', 0], ['65', 65], ['"2" (a string)', '2'], ['1.5', 1.5], ['-1', -1], ['null', null]] as const) {
-    it(`refuses cpus ${label} with 400`, async (t) => {
-      const v = await dryVman(t);
-      await refused(t, v, body(v, { cpus }), 400, /cpus/);
+    it(`refuses cpus ${label} with 400`, async () => {
+      const v = shared();
+      await refused(v, body(v, { name: unique(), cpus }), 400, /cpus/);
     });
   }
 
-  it('refuses memory_mb below 64, or a string, with 400', async (t) => {
-    const v = await dryVman(t);
-    await refused(t, v, body(v, { memory_mb: 63 }), 400, /memory_mb/);
-    await refused(t, v, body(v, { memory_mb: '512' }), 400, /memory_mb/);
+  it('refuses memory_mb below 64, or a string, with 400', async () => {
+    const v = shared();
+    await refused(v, body(v, { name: unique(), memory_mb: 63 }), 400, /memory_mb/);
+    await refused(v, body(v, { name: unique(), memory_mb: '512' }), 400, /memory_mb/);
   });
 
-  it('refuses a missing required field with 400 naming it', async (t) => {
-    const v = await dryVman(t);
-    await refused(t, v, { name: 'x', cpus: 1, kernel_path: v.kernel }, 400, /memory_mb/);
-    await refused(t, v, { cpus: 1, memory_mb: 128, kernel_path: v.kernel }, 400, /name/);
+  it('refuses a missing required field with 400 naming it', async () => {
+    const v = shared();
+    await refused(v, { name: unique(), cpus: 1, kernel_path: v.kernel }, 400, /memory_mb/);
+    await refused(v, { cpus: 1, memory_mb: 128, kernel_path: v.kernel }, 400, /name/);
   });
 
-  it('refuses an unknown extra field with 400 naming it', async (t) => {
-    const v = await dryVman(t);
-    const res = await refused(t, v, body(v, { disk_gb: 10 }), 400, /disk_gb/);
+  it('refuses an unknown extra field with 400 naming it', async () => {
+    const v = shared();
+    const res = await refused(v, body(v, { name: unique(), disk_gb: 10 }), 400, /disk_gb/);
     assert.ok(Array.isArray(res.body.errors), 'the problem lists the errors');
     assert.ok(res.body.errors.some((e: any) => /disk_gb/.test(e.message)));
   });
 
-  it('refuses a malformed JSON body with a 400 problem+json', async (t) => {
-    const v = await dryVman(t);
-    await refused(t, v, '{"name": "broken", "cpus": ', 400, undefined, { 'content-type': 'application/json' });
+  it('refuses a malformed JSON body with a 400 problem+json', async () => {
+    const v = shared();
+    await refused(v, '{"name": "broken", "cpus": ', 400, undefined, { 'content-type': 'application/json' });
   });
 
-  it('refuses a body that is not an object with 400', async (t) => {
-    const v = await dryVman(t);
-    await refused(t, v, '[1, 2]', 400, undefined, { 'content-type': 'application/json' });
-    await refused(t, v, 'null', 400, undefined, { 'content-type': 'application/json' });
+  it('refuses a body that is not an object with 400', async () => {
+    const v = shared();
+    await refused(v, '[1, 2]', 400, undefined, { 'content-type': 'application/json' });
+    await refused(v, 'null', 400, undefined, { 'content-type': 'application/json' });
   });
 
   const badNames: Array<[string, string]> = [
@@ -204,9 +213,9 @@ describe('templates API: create', () => {
     ['non-ASCII letters', 'tëmplate'],
   ];
   for (const [label, name] of badNames) {
-    it(`refuses a name with ${label} with 400`, async (t) => {
-      const v = await dryVman(t);
-      await refused(t, v, body(v, { name }), 400);
+    it(`refuses a name with ${label} with 400`, async () => {
+      const v = shared();
+      await refused(v, body(v, { name }), 400);
     });
   }
 });

@@ -111,6 +111,22 @@ describe('defaultSources', () => {
     assert.deepEqual(rows.addresses.map((a) => [a.address, a.vmId]), [['10.0.2.15', 'r1']]);
   });
 
+  it('has a change token that moves on writes from this connection and from others', () => {
+    const src = defaultSources(db, S);
+    const t0 = src.changeToken?.();
+    assert.equal(src.changeToken?.(), t0);
+    insertVm('tok1', 'stopped', '52:54:00:00:01:10');
+    const t1 = src.changeToken?.();
+    assert.notEqual(t1, t0);
+    const other = openDatabase(path.join(S, 'vman.db'));
+    try {
+      other.vms.setState('tok1', 'error', { reason: 'from another connection' });
+    } finally {
+      other.close();
+    }
+    assert.notEqual(src.changeToken?.(), t1);
+  });
+
   it('asks qmp-aux.sock, never the operator\'s qmp.sock, and closes the connection', async () => {
     const vm = insertVm('q1', 'running', '52:54:00:00:01:02');
     const opened: string[] = [];
@@ -173,6 +189,20 @@ describe('takeSnapshot', () => {
     assert.deepEqual(inspected, ['a:5']);
     assert.deepEqual(s.processes.map((p) => p.pid), [5, 6]);
     assert.deepEqual([...s.runtime.keys()], ['a']);
+  });
+
+  it('reads the rows once when the change token did not move, twice when it did', async () => {
+    let reads = 0;
+    let token = 0;
+    const base = fake(() => {
+      reads++;
+      return { vms: [vmA] };
+    }, []);
+    await takeSnapshot('/s', { ...base, changeToken: () => 'same' });
+    assert.equal(reads, 1);
+    // A moved token (a write elsewhere) with unchanged rows: one re-read, no retry.
+    await takeSnapshot('/s', { ...base, changeToken: () => String(token++) });
+    assert.equal(reads, 3);
   });
 
   it('takes the picture again when a row changed meanwhile', async () => {

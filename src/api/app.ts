@@ -11,7 +11,7 @@ import { networkRoutes } from './routes/network.ts';
 import type { Observer } from '../observer/observer.ts';
 import type { VmanDb } from '../db/database.ts';
 import type { NetworkConfig } from '../network/config.ts';
-import { installProblemHandlers } from './problem.ts';
+import { installProblemHandlers, sendProblem } from './problem.ts';
 import { Problem } from './schemas.ts';
 import { templateRoutes } from './routes/templates.ts';
 import { vmRoutes } from './routes/vms.ts';
@@ -33,6 +33,12 @@ export async function buildApp(services: AppServices, opts: { logger?: FastifySe
     // Unknown fields are refused (400), never silently dropped; types are not coerced.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true } },
     bodyLimit: 64 * 1024,
+    // Ids longer than this are refused by the schema with a problem, not by the router.
+    routerOptions: { maxParamLength: 256 },
+    // Errors the router raises before any handler (bad URL encoding, ...) are problems too.
+    frameworkErrors: (error, _req, reply) => {
+      void sendProblem(reply, error.statusCode ?? 400, (error.code ?? 'bad-request').toLowerCase(), error.message);
+    },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   installProblemHandlers(app);

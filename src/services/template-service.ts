@@ -100,9 +100,9 @@ export class TemplateService {
     return t;
   }
 
-  delete(id: string): void {
-    const t = this.db.templates.get(id);
-    if (!t) throw notFound('template', id);
+  delete(idOrName: string): void {
+    const t = this.get(idOrName);
+    const id = t.id;
     if (t.builtin) throw conflict('template-builtin', `template ${t.name} is built in and cannot be deleted`);
     const users = this.db.templates.countVms(id);
     if (users > 0) throw conflict('template-in-use', `template ${t.name} is used by ${users} VM(s); delete them first`);

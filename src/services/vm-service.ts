@@ -78,6 +78,8 @@ export class VmService {
       if (err instanceof Error && /UNIQUE constraint failed: vms.name/.test(err.message)) {
         throw conflict('vm-name-taken', `a VM named ${input.name} already exists`);
       }
+      // The template was deleted while this VM was being made.
+      if (err instanceof Error && /FOREIGN KEY constraint failed/.test(err.message)) throw notFound('template', input.template);
       throw err;
     }
   }

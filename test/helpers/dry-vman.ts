@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { after, before } from 'node:test';
 import type { InjectOptions } from 'fastify';
 import { loadConfig, type VmanConfig } from '../../src/config.ts';
 import { DryRunOperator } from '../../src/operator/dry-run-operator.ts';
@@ -101,6 +102,24 @@ export async function dryVman(t: HasAfter, opts: DryVmanOptions = {}): Promise<D
     };
   };
   return open(opts.operator ?? new DryRunOperator());
+}
+
+/**
+ * One vman shared by the tests of the enclosing `describe` (made in `before`,
+ * cleaned up in `after`): only for tests that change nothing, e.g. refusals.
+ */
+export function sharedDryVman(opts: DryVmanOptions = {}): () => DryVman {
+  let v: DryVman | undefined;
+  before(async () => {
+    v = await dryVman({ after: () => undefined }, opts);
+  });
+  after(async () => {
+    await v?.cleanup();
+  });
+  return () => {
+    if (!v) throw new Error('the shared vman is only there inside the tests of its describe');
+    return v;
+  };
 }
 
 /** Polls `check` until it returns a truthy value (returned), or fails after `timeoutMs`. */
