@@ -13,6 +13,7 @@ import { defaultGuestDir, describeGuest, loadGuestImage } from './host/guest-ima
 import { probeHost, type HostInfo } from './host/probe.ts';
 import { AddressPool } from './network/address-pool.ts';
 import { UserNetworkBackend, type NetworkBackend } from './network/backend.ts';
+import { BridgeNetworkBackend, reservationsFrom } from './network/bridge-backend.ts';
 import { DryRunOperator } from './operator/dry-run-operator.ts';
 import { QemuOperator, type Operator } from './operator/operator.ts';
 import type { ProtocolLogEntry } from './operator/qmp-client.ts';
@@ -88,7 +89,9 @@ export async function createVman(config: VmanConfig, opts: CreateOptions = {}): 
     const templates = new TemplateService(db);
     templates.ensureBuiltins(boot);
     const pool = new AddressPool(config.network, db.addresses);
-    const network: NetworkBackend = opts.networkBackend ?? new UserNetworkBackend(config.network);
+    const network: NetworkBackend = opts.networkBackend ?? (config.network.mode === 'bridge'
+      ? new BridgeNetworkBackend(config.network, { storagePath: config.storagePath, reservations: () => reservationsFrom(db) })
+      : new UserNetworkBackend(config.network));
     await network.open();
     let log: (msg: string) => void = () => undefined;
     const vms = new VmService({
@@ -106,6 +109,9 @@ export async function createVman(config: VmanConfig, opts: CreateOptions = {}): 
     });
     const app = await buildApp({ templates, vms, disks, observer, db, network: config.network, host }, opts.logger === undefined ? {} : { logger: opts.logger });
     log = (m) => app.log.info(m);
+    // What was wrong while vman was away, before adoption settles it: the first report.
+    const startup = await observer.check();
+    if (startup.findings.length > 0) log(`start-up check found ${startup.findings.length} disagreement(s)`);
     await vms.adoptAll();
     observer.start();
 

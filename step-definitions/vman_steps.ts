@@ -12,7 +12,19 @@ Given('vman runs as a separate process', async function (this: VmanWorld) {
 });
 
 When('vman is killed with SIGKILL and started again', async function (this: VmanWorld) {
-  if (!this.child) throw new Error('vman is not running as a separate process in this scenario');
-  await this.child.kill('SIGKILL');
+  await killVman(this);
   await this.startVman({ child: true });
 });
+
+When('vman is killed with SIGKILL', async function (this: VmanWorld) {
+  await killVman(this);
+});
+
+When('vman is started again', async function (this: VmanWorld) {
+  await this.startVman({ child: true });
+});
+
+async function killVman(world: VmanWorld): Promise<void> {
+  if (!world.child) throw new Error('vman is not running as a separate process in this scenario');
+  await world.child.kill('SIGKILL');
+}

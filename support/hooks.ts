@@ -8,6 +8,7 @@ import type { VmanWorld } from '../world/vman-world.ts';
 import { hostStatus, qemuRequired } from './host.ts';
 import { killProcesses, qemuProcessesUnder, reapCrashedRuns, runContext } from './run-context.ts';
 import { formatProtocolLog } from './report.ts';
+import { stopSqliteProcess } from './db-reader.ts';
 
 // Boots under TCG take seconds; a step that takes a minute is broken.
 setDefaultTimeout(60_000);
@@ -54,6 +55,7 @@ After(async function (this: VmanWorld, { result }) {
 
 // The leak guard: no QEMU process and no folder of this run may outlive it.
 AfterAll(async function () {
+  stopSqliteProcess();
   const { root } = runContext();
   const leaked = await qemuProcessesUnder(root);
   await killProcesses(leaked);

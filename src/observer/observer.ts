@@ -62,7 +62,8 @@ export class Observer {
     if (this.#intervalMs <= 0 || this.#looping) return;
     this.#stopped = false;
     this.#looping = true;
-    this.#schedule(0, ++this.#generation);
+    // Just checked (e.g. at start-up)? Then the next check is one interval away.
+    this.#schedule(this.#latest ? this.#intervalMs : 0, ++this.#generation);
   }
 
   /** Clears the timer and waits for a check in flight; no check starts afterwards. */

@@ -1,0 +1,88 @@
+// Steps about the observer: inconsistencies made by hand, checks, reports, repair.
+import { Given, Then, When } from '@cucumber/cucumber';
+import { expect } from 'chai';
+import { access, rm } from 'node:fs/promises';
+import type { VmanWorld } from '../world/vman-world.ts';
+import { tamperWithDatabase } from '../support/db-reader.ts';
+import { createVm, expectStatus } from '../support/vm-tasks.ts';
+import { rememberVm, remembered } from '../support/vm-facts.ts';
+import {
+  checkNow, findingAbout, lastReport, latestReport, makeDiskFileByHand, startQemuByHand, waitForPeriodicFinding,
+} from '../support/observer-tasks.ts';
+import { isAlive } from '../src/operator/proc.ts';
+
+Given('vman is running with the observer checking every second', async function (this: VmanWorld) {
+  await this.startVman({ env: { VMAN_OBSERVER_INTERVAL: '1' } });
+});
+
+Given('a VM {string} recorded as running although its QEMU was never started', async function (this: VmanWorld, name: string) {
+  const vm = await createVm(this, name, 'small');
+  const changed = await tamperWithDatabase(this.api().dbPath, "UPDATE vms SET state = 'running' WHERE id = ?", [vm.id]);
+  expect(changed, 'rows changed behind vman').to.equal(1);
+  await rememberVm(this, name);
+});
+
+Given("a QEMU process started by hand under vman's storage", async function (this: VmanWorld) {
+  await startQemuByHand(this);
+});
+
+Given("a disk file made by hand with qemu-img in vman's disk folder", async function (this: VmanWorld) {
+  await makeDiskFileByHand(this);
+});
+
+When('the file of disk {string} is deleted by hand', async function (this: VmanWorld, name: string) {
+  const row = await this.db().one('SELECT path FROM disks WHERE id = ?', [this.idOf(name)]);
+  await rm(String(row?.path));
+});
+
+When('the observer checks', async function (this: VmanWorld) {
+  await checkNow(this);
+});
+
+When('a repair is asked for', async function (this: VmanWorld) {
+  const res = await this.api().http.post('api/v1/observer/reconcile');
+  this.remembered.set('repair', expectStatus(res, 200, 'observer reconcile'));
+});
+
+Then('the report says {string} is recorded running but has no QEMU process', function (this: VmanWorld, name: string) {
+  const f = findingAbout(lastReport(this), 'vm-not-running', this.idOf(name));
+  expect(f.observed).to.include('no QEMU process');
+});
+
+Then('the start-up report says {string} was recorded running but had no QEMU process', async function (this: VmanWorld, name: string) {
+  const report = await latestReport(this);
+  if (!report) throw new Error('vman has no observer report after starting');
+  const f = findingAbout(report, 'vm-not-running', this.idOf(name));
+  expect(f.observed).to.include('no QEMU process');
+});
+
+Then('the report names the hand-started QEMU as an orphan, with its pid', function (this: VmanWorld) {
+  const pid = remembered<number>(this, 'hand-qemu-pid');
+  const f = findingAbout(lastReport(this), 'orphan-process', String(pid));
+  expect(f.pid, 'pid in the finding').to.equal(pid);
+});
+
+Then('the report says disk {string} has no file', function (this: VmanWorld, name: string) {
+  findingAbout(lastReport(this), 'disk-file-missing', this.idOf(name));
+});
+
+Then('the report names the hand-made file as an orphan disk file', function (this: VmanWorld) {
+  const file = remembered<string>(this, 'hand-disk-file');
+  findingAbout(lastReport(this), 'orphan-disk-file', file);
+});
+
+Then('the report has no findings', function (this: VmanWorld) {
+  expect(lastReport(this).findings, 'findings').to.deep.equal([]);
+});
+
+Then('within {int} seconds the latest periodic report says disk {string} has no file', async function (this: VmanWorld, seconds: number, name: string) {
+  await waitForPeriodicFinding(this, 'disk-file-missing', this.idOf(name), seconds * 1000);
+});
+
+Then('the hand-started QEMU is still running', async function (this: VmanWorld) {
+  expect(await isAlive(remembered<number>(this, 'hand-qemu-pid')), 'hand-started QEMU alive').to.equal(true);
+});
+
+Then('the hand-made disk file is still there', async function (this: VmanWorld) {
+  await access(remembered<string>(this, 'hand-disk-file'));
+});

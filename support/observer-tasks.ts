@@ -1,0 +1,83 @@
+// The observer through vman's API, and the inconsistencies a scenario makes by
+// hand (outside the API) for it to find.
+import { mkdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { execa } from 'execa';
+import type { VmanWorld } from '../world/vman-world.ts';
+import { expectStatus } from './vm-tasks.ts';
+import { pollUntil } from '../src/poll.ts';
+
+export interface FindingJson {
+  kind: string;
+  resource_type: string;
+  resource_id: string;
+  recorded: string;
+  observed: string;
+  pid?: number;
+  path?: string;
+}
+
+export interface ReportJson {
+  checked_at: string;
+  findings: FindingJson[];
+}
+
+export async function checkNow(world: VmanWorld): Promise<ReportJson> {
+  const report = expectStatus<ReportJson>(await world.api().http.post('api/v1/observer/check'), 200, 'observer check');
+  world.remembered.set('report', report);
+  return report;
+}
+
+export async function latestReport(world: VmanWorld): Promise<ReportJson | undefined> {
+  const res = await world.api().http.get('api/v1/observer/report');
+  return res.statusCode === 200 ? (res.body as unknown as ReportJson) : undefined;
+}
+
+export function lastReport(world: VmanWorld): ReportJson {
+  const r = world.remembered.get('report') as ReportJson | undefined;
+  if (!r) throw new Error('no observer report was fetched in this scenario');
+  return r;
+}
+
+/** The one finding of this kind about this resource; the error lists what the report did say. */
+export function findingAbout(report: ReportJson, kind: string, resourceId: string): FindingJson {
+  const f = report.findings.find((x) => x.kind === kind && x.resource_id === resourceId);
+  if (!f) {
+    const said = report.findings.map((x) => `${x.kind} ${x.resource_id} (${x.observed})`).join('; ') || 'no findings';
+    throw new Error(`expected a ${kind} finding about ${resourceId}; the report said: ${said}`);
+  }
+  return f;
+}
+
+export async function waitForPeriodicFinding(world: VmanWorld, kind: string, resourceId: string, timeoutMs: number): Promise<FindingJson> {
+  return pollUntil(
+    `a periodic report with a ${kind} finding about ${resourceId}`,
+    async () => {
+      const r = await latestReport(world);
+      const f = r?.findings.find((x) => x.kind === kind && x.resource_id === resourceId);
+      return f ? { done: true, value: f } : { done: false, seen: r ? `report of ${r.checked_at} with ${r.findings.length} finding(s)` : 'no report yet' };
+    },
+    { timeoutMs, intervalMs: 200 },
+  );
+}
+
+/** A QEMU nobody asked vman for, paused (-S) so it costs nothing, whose files sit in vman's storage. */
+export async function startQemuByHand(world: VmanWorld): Promise<number> {
+  const dir = path.join(world.api().storagePath, 'by-hand');
+  await mkdir(dir, { recursive: true });
+  const pidfile = path.join(dir, 'qemu.pid');
+  await execa(world.host.qemu.path, [
+    '-machine', 'pc,accel=tcg', '-m', '64', '-nodefaults', '-display', 'none', '-S',
+    '-serial', `file:${path.join(dir, 'serial.log')}`, '-pidfile', pidfile, '-daemonize',
+  ]);
+  const pid = Number.parseInt(await readFile(pidfile, 'utf8'), 10);
+  world.remembered.set('hand-qemu-pid', pid);
+  return pid;
+}
+
+export async function makeDiskFileByHand(world: VmanWorld): Promise<string> {
+  const file = path.join(world.api().storagePath, 'disks', 'made-by-hand.qcow2');
+  await execa(world.host.qemuImg.path, ['create', '-q', '-f', 'qcow2', file, '1G']);
+  world.remembered.set('hand-disk-file', file);
+  return file;
+}
