@@ -1,6 +1,6 @@
 // Puts vman together: storage, database, host probe, operator, services,
 // API. `createVman` is what `vman serve` runs and what tests start in-process.
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import os from 'node:os';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
@@ -50,8 +50,11 @@ export interface CreateOptions {
 }
 
 export async function createVman(config: VmanConfig, opts: CreateOptions = {}): Promise<Vman> {
-  await mkdir(path.join(config.storagePath, 'vms'), { recursive: true, mode: 0o700 });
-  await mkdir(path.join(config.storagePath, 'disks'), { recursive: true, mode: 0o700 });
+  // VM folders hold QMP and guest-agent sockets: not for other users' eyes or hands.
+  for (const dir of ['vms', 'disks']) {
+    await mkdir(path.join(config.storagePath, dir), { recursive: true, mode: 0o700 });
+    await chmod(path.join(config.storagePath, dir), 0o700);
+  }
   await mkdir(path.dirname(config.dbPath), { recursive: true, mode: 0o700 });
 
   let operator: Operator;
@@ -85,6 +88,8 @@ export async function createVman(config: VmanConfig, opts: CreateOptions = {}): 
   }
 
   const db = openDatabase(config.dbPath);
+  // The database holds every VM's layout: only vman's user may read it.
+  await chmod(config.dbPath, 0o600);
   try {
     const templates = new TemplateService(db);
     templates.ensureBuiltins(boot);
@@ -107,7 +112,10 @@ export async function createVman(config: VmanConfig, opts: CreateOptions = {}): 
       intervalSeconds: config.observerInterval,
       log: (msg, findings) => log(`${msg}: ${findings.map((f) => `${f.kind} ${f.resourceId} (${f.observed})`).join('; ')}`),
     });
-    const app = await buildApp({ templates, vms, disks, observer, db, network: config.network, host }, opts.logger === undefined ? {} : { logger: opts.logger });
+    const app = await buildApp({ templates, vms, disks, observer, db, network: config.network, host }, {
+      apiToken: config.apiToken,
+      ...(opts.logger === undefined ? {} : { logger: opts.logger }),
+    });
     log = (m) => app.log.info(m);
     // What was wrong while vman was away, before adoption settles it: the first report.
     const startup = await observer.check();

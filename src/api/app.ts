@@ -1,4 +1,5 @@
 // The Fastify application: routes, schemas, problem+json errors, OpenAPI.
+import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -27,7 +28,13 @@ export interface AppServices {
   host: HostSummary;
 }
 
-export async function buildApp(services: AppServices, opts: { logger?: FastifyServerOptions['logger'] } = {}): Promise<FastifyInstance> {
+export interface AppOptions {
+  logger?: FastifyServerOptions['logger'];
+  /** When set, every request but /health must carry `Authorization: Bearer <token>`. */
+  apiToken?: string | undefined;
+}
+
+export async function buildApp(services: AppServices, opts: AppOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
     logger: opts.logger ?? false,
     // Unknown fields are refused (400), never silently dropped; types are not coerced.
@@ -42,6 +49,7 @@ export async function buildApp(services: AppServices, opts: { logger?: FastifySe
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   installProblemHandlers(app);
+  if (opts.apiToken) requireToken(app, opts.apiToken);
   app.addSchema(Problem);
   await app.register(swagger, {
     openapi: {
@@ -63,4 +71,17 @@ export async function buildApp(services: AppServices, opts: { logger?: FastifySe
     await v1.register(observerRoutes(services.observer, services.db, services.vms.locks));
   }, { prefix: '/api/v1' });
   return app;
+}
+
+function requireToken(app: FastifyInstance, token: string): void {
+  const expected = Buffer.from(`Bearer ${token}`);
+  app.addHook('onRequest', async (req, reply) => {
+    if (req.url === '/health') return;
+    const given = Buffer.from(req.headers.authorization ?? '');
+    // Constant-time comparison: the token must not leak through response timing.
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      reply.header('www-authenticate', 'Bearer realm="vman"');
+      return sendProblem(reply, 401, 'unauthorized', 'this vman requires an API token: send "Authorization: Bearer <token>"');
+    }
+  });
 }
