@@ -48,4 +48,11 @@ if (existsSync('reports/cucumber.ndjson')) {
   console.log('scenarios: no reports/cucumber.ndjson (the acceptance suite did not run)');
 }
 
+// A runner that failed without a failing test to show for it (a suite that
+// could not load, a hook that threw) still counts as a failure.
+const status = Number(process.argv[2] ?? 0);
+if (status !== 0 && totals.failed === 0) {
+  console.log(`npm test exited with ${status} although no test was counted as failed`);
+  totals.failed = 1;
+}
 console.log(`${totals.passed} passed, ${totals.failed} failed` + (totals.skipped ? `, ${totals.skipped} skipped` : ''));

@@ -8,14 +8,14 @@ import { buildApp } from './api/app.ts';
 import type { HostSummary } from './api/routes/system.ts';
 import type { VmanConfig } from './config.ts';
 import { openDatabase, type VmanDb } from './db/database.ts';
-import { formatVersion } from './host/binaries.ts';
+import { formatVersion, MissingPrerequisiteError } from './host/binaries.ts';
 import { defaultGuestDir, describeGuest, loadGuestImage } from './host/guest-image.ts';
 import { probeHost, type HostInfo } from './host/probe.ts';
 import { AddressPool } from './network/address-pool.ts';
 import { UserNetworkBackend, type NetworkBackend } from './network/backend.ts';
 import { BridgeNetworkBackend, reservationsFrom } from './network/bridge-backend.ts';
 import { DryRunOperator } from './operator/dry-run-operator.ts';
-import { QemuOperator, type Operator } from './operator/operator.ts';
+import { QemuOperator, UnavailableOperator, type Operator } from './operator/operator.ts';
 import type { ProtocolLogEntry } from './operator/qmp-client.ts';
 import { TemplateService, type BootFiles } from './services/template-service.ts';
 import { VmService } from './services/vm-service.ts';
@@ -74,17 +74,32 @@ export async function createVman(config: VmanConfig, opts: CreateOptions = {}): 
       guest_image: guest ? describeGuest(guest) : null, dry_run: true,
     };
   } else {
-    const info = opts.hostInfo ?? (await probeHost({ storagePath: config.storagePath, requestedAccel: config.accel, guestDir: config.guestDir }));
-    operator = opts.operator ?? new QemuOperator(opts.protocolLog ? { protocolLog: opts.protocolLog } : {});
-    boot = info.guest;
-    qemuBinary = info.qemu.path;
-    qemuImg = info.qemuImg.path;
-    accel = info.accel.accel;
-    host = {
-      qemu_version: formatVersion(info.qemu.version), qemu_path: info.qemu.path, qemu_img_path: info.qemuImg.path,
-      accelerator: info.accel.accel, accelerator_reason: info.accel.reason, host_kernel: info.hostKernel,
-      guest_image: describeGuest(info.guest), dry_run: false,
-    };
+    const probed = opts.hostInfo ?? (await probeHost({ storagePath: config.storagePath, requestedAccel: config.accel, guestDir: config.guestDir }).catch((err: unknown) => {
+      // Missing QEMU or guest image: serve anyway, and say why nothing can start.
+      if (err instanceof MissingPrerequisiteError) return err;
+      throw err;
+    }));
+    if (probed instanceof MissingPrerequisiteError) {
+      operator = opts.operator ?? new UnavailableOperator(probed.message);
+      const dir = config.guestDir ?? defaultGuestDir();
+      boot = { kernel: path.join(dir, 'vmlinuz'), initrd: path.join(dir, 'initrd.img'), cmdline: 'console=ttyS0' };
+      host = {
+        qemu_version: null, qemu_path: null, qemu_img_path: null, accelerator: 'none',
+        accelerator_reason: `QEMU is not usable: ${probed.message}`, host_kernel: os.release(), guest_image: null, dry_run: false,
+      };
+    } else {
+      const info = probed;
+      operator = opts.operator ?? new QemuOperator(opts.protocolLog ? { protocolLog: opts.protocolLog } : {});
+      boot = info.guest;
+      qemuBinary = info.qemu.path;
+      qemuImg = info.qemuImg.path;
+      accel = info.accel.accel;
+      host = {
+        qemu_version: formatVersion(info.qemu.version), qemu_path: info.qemu.path, qemu_img_path: info.qemuImg.path,
+        accelerator: info.accel.accel, accelerator_reason: info.accel.reason, host_kernel: info.hostKernel,
+        guest_image: describeGuest(info.guest), dry_run: false,
+      };
+    }
   }
 
   const db = openDatabase(config.dbPath);

@@ -114,3 +114,25 @@ describe('system API', () => {
     assertProblem(res.body, res.status);
   });
 });
+
+describe('a host without QEMU', () => {
+  it('vman still serves, says why, and refuses starts with 503 without changing the VM', async (t) => {
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { loadConfig } = await import('../src/config.ts');
+    const { createVman } = await import('../src/server.ts');
+    const dir = mkdtempSync(`${(await import('node:os')).tmpdir()}/vman-api-test-`);
+    const vman = await createVman(loadConfig({ VMAN_STORAGE_PATH: dir, VMAN_GUEST_DIR: `${dir}/no-guest`, VMAN_OBSERVER_INTERVAL: '0' }));
+    t.after(async () => {
+      await vman.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const host = (await vman.app.inject({ method: 'GET', url: '/api/v1/host' })).json();
+    assert.equal(host.accelerator, 'none');
+    assert.match(host.accelerator_reason, /not usable/);
+    const vm = (await vman.app.inject({ method: 'POST', url: '/api/v1/vms', payload: { name: 'a', template: 'small' } })).json();
+    const start = await vman.app.inject({ method: 'POST', url: `/api/v1/vms/${vm.id}/start` });
+    assert.equal(start.statusCode, 503);
+    assert.match(start.headers['content-type'] as string, /problem\+json/);
+    assert.equal(vman.db.vms.get(vm.id)?.state, 'created');
+  });
+});

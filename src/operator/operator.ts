@@ -32,6 +32,8 @@ export interface ExitInfo {
 
 export interface Operator {
   readonly dryRun: boolean;
+  /** Set when no VM can start on this host, saying why. */
+  readonly unavailableReason?: string;
   start(spec: QemuVmSpec): Promise<VmHandle>;
   /** Reconnects to a VM's QEMU left running by an earlier vman; undefined when it is gone. */
   adopt(vmId: string, dir: string): Promise<VmHandle | undefined>;
@@ -51,5 +53,22 @@ export class QemuOperator implements Operator {
 
   adopt(vmId: string, dir: string): Promise<VmHandle | undefined> {
     return QemuVm.adopt(vmId, dir, this.opts);
+  }
+}
+
+/**
+ * vman on a host where QEMU cannot run: the API still serves (templates,
+ * disks, reports), and every start says why it cannot happen.
+ */
+export class UnavailableOperator implements Operator {
+  readonly dryRun = false;
+  constructor(readonly unavailableReason: string) {}
+
+  async start(): Promise<VmHandle> {
+    throw new Error(`QEMU is not usable on this host: ${this.unavailableReason}`);
+  }
+
+  async adopt(): Promise<VmHandle | undefined> {
+    return undefined;
   }
 }

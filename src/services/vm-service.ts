@@ -170,6 +170,8 @@ export class VmService {
   }
 
   private async startLocked(vm: VmRecord): Promise<void> {
+    const unavailable = this.o.operator.unavailableReason;
+    if (unavailable) throw new VmanError('unavailable', 'qemu-unavailable', `no VM can start on this host: ${unavailable}`);
     const template = this.o.templates.get(vm.templateId);
     const address = this.o.db.transaction(() => {
       const started = this.o.db.vms.compareAndSetState(vm.id, ['created', 'stopped', 'error'], 'starting', { reason: null });
