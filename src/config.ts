@@ -14,6 +14,8 @@ export interface VmanConfig {
   /** Seconds between observer checks; 0 turns the loop off. */
   observerInterval: number;
   bootTimeoutMs: number;
+  /** How long a QMP command (and a hot-plug step) may take before QEMU counts as unresponsive. */
+  qmpTimeoutMs: number;
   guestDir: string | undefined;
   network: NetworkConfig;
   apiToken: string | undefined;
@@ -29,6 +31,7 @@ export const SETTINGS = {
   accel: 'VMAN_ACCEL',
   'observer-interval': 'VMAN_OBSERVER_INTERVAL',
   'boot-timeout': 'VMAN_BOOT_TIMEOUT',
+  'qmp-timeout': 'VMAN_QMP_TIMEOUT',
   'guest-dir': 'VMAN_GUEST_DIR',
   'network-mode': 'VMAN_NETWORK_MODE',
   bridge: 'VMAN_BRIDGE',
@@ -96,6 +99,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: Partial<
     accel,
     observerInterval: number('observer-interval', 30, 0, 86_400),
     bootTimeoutMs: number('boot-timeout', 60, 1, 3_600) * 1000,
+    qmpTimeoutMs: number('qmp-timeout', 10, 0.5, 600) * 1000,
     guestDir: get('guest-dir'),
     network,
     apiToken: get('api-token'),

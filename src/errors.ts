@@ -1,13 +1,14 @@
 // Error codes in one place. Services throw VmanError; the API edge turns it
 // into problem+json with the status that goes with its kind.
 
-export type ErrorKind = 'invalid' | 'not-found' | 'conflict' | 'unavailable' | 'internal';
+export type ErrorKind = 'invalid' | 'not-found' | 'conflict' | 'unavailable' | 'insufficient-storage' | 'internal';
 
 export const STATUS_OF: Record<ErrorKind, number> = {
   invalid: 400,
   'not-found': 404,
   conflict: 409,
   unavailable: 503,
+  'insufficient-storage': 507,
   internal: 500,
 };
 

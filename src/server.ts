@@ -20,6 +20,7 @@ import type { ProtocolLogEntry } from './operator/qmp-client.ts';
 import { TemplateService, type BootFiles } from './services/template-service.ts';
 import { VmService } from './services/vm-service.ts';
 import { DiskService } from './services/disk-service.ts';
+import { removeHalfMade } from './services/half-made.ts';
 import { Observer } from './observer/observer.ts';
 import { defaultSources } from './observer/snapshot.ts';
 
@@ -119,7 +120,7 @@ export async function createVman(config: VmanConfig, opts: CreateOptions = {}): 
       qemuBinary, qemuImg, accel, bootTimeoutMs: config.bootTimeoutMs, log: (m) => log(m),
     });
     const disks = new DiskService({
-      db, vms, storagePath: config.storagePath, qemuImg, maxDiskGb: config.maxDiskGb, log: (m) => log(m),
+      db, vms, storagePath: config.storagePath, qemuImg, maxDiskGb: config.maxDiskGb, qmpTimeoutMs: config.qmpTimeoutMs, log: (m) => log(m),
     });
     const observer = new Observer({
       sources: defaultSources(db, config.storagePath),
@@ -132,6 +133,8 @@ export async function createVman(config: VmanConfig, opts: CreateOptions = {}): 
       ...(opts.logger === undefined ? {} : { logger: opts.logger }),
     });
     log = (m) => app.log.info(m);
+    const leftovers = await removeHalfMade(db, config.storagePath);
+    if (leftovers.length > 0) log(`removed what an interrupted vman left half-made: ${leftovers.join(', ')}`);
     // What was wrong while vman was away, before adoption settles it: the first report.
     const startup = await observer.check();
     if (startup.findings.length > 0) log(`start-up check found ${startup.findings.length} disagreement(s)`);

@@ -6,6 +6,7 @@ import {
   checkAddressesOwnedByRunningVms,
   checkAttachedDisksPresent,
   checkDiskFilesExist,
+  checkFailedVms,
   checkOrphanDiskFiles,
   checkOrphanProcesses,
   checkRunningVmsHaveProcess,
@@ -228,9 +229,24 @@ describe('checkAddressesOwnedByRunningVms', () => {
   });
 });
 
+describe('checkFailedVms', () => {
+  it('reports a VM recorded as failed with no QEMU, with its reason', () => {
+    const failed = { ...vm('a', 'error'), stateReason: 'the QEMU process died' };
+    const [f, ...rest] = checkFailedVms(snap({ vms: [failed, vm('b', 'stopped')] }));
+    assert.equal(rest.length, 0);
+    assert.equal(f?.kind, 'vm-failed');
+    assert.equal(f?.resourceId, 'a');
+    assert.match(f?.recorded ?? '', /the QEMU process died/);
+  });
+
+  it('leaves a failed VM whose QEMU is alive to the unexpected-process check', () => {
+    assert.deepEqual(checkFailedVms(snap({ vms: [vm('a', 'error', 1)], processes: [qemu(1, 'a')] })), []);
+  });
+});
+
 describe('runChecks', () => {
   it('runs every check and finds nothing in a coherent snapshot', () => {
-    assert.equal(ALL_CHECKS.length, 7);
+    assert.equal(ALL_CHECKS.length, 8);
     const s = snap({
       vms: [vm('a', 'running', 1), vm('b', 'stopped')],
       disks: [disk('d1', { state: 'attached', vmId: 'a' }), disk('d2')],

@@ -203,6 +203,22 @@ export const checkAddressesOwnedByRunningVms: Check = (s) => {
   return out;
 };
 
+/** Failed VMs are reported too, so a person sees them in the same place as every other problem. */
+export const checkFailedVms: Check = (s) => {
+  const owners = claimed(s);
+  const out: Finding[] = [];
+  for (const vm of s.vms) {
+    // With a live QEMU, checkStoppedVmsHaveNoProcess reports it as a disagreement instead.
+    if (vm.state !== 'error' || owners.has(vm.id)) continue;
+    out.push({
+      kind: 'vm-failed', resourceType: 'vm', resourceId: vm.id,
+      recorded: `VM ${vm.name} is error: ${vm.stateReason ?? 'no reason recorded'}`,
+      observed: 'no QEMU process',
+    });
+  }
+  return out;
+};
+
 export const ALL_CHECKS: readonly Check[] = [
   checkRunningVmsHaveProcess,
   checkStoppedVmsHaveNoProcess,
@@ -211,6 +227,7 @@ export const ALL_CHECKS: readonly Check[] = [
   checkOrphanDiskFiles,
   checkAttachedDisksPresent,
   checkAddressesOwnedByRunningVms,
+  checkFailedVms,
 ];
 
 export function runChecks(s: ObserverSnapshot): Finding[] {

@@ -8,7 +8,9 @@ export type FindingKind =
   | 'disk-file-missing'
   | 'orphan-disk-file'
   | 'disk-device-missing'
-  | 'address-without-running-vm';
+  | 'address-without-running-vm'
+  /** Not a disagreement but a VM needing attention: recorded as failed, and indeed no QEMU runs it. */
+  | 'vm-failed';
 
 export interface Finding {
   kind: FindingKind;

@@ -10,6 +10,8 @@ import { conflict, invalid, notFound, VmanError } from '../errors.ts';
 import { assertName, InvalidNameError } from '../names.ts';
 import { createQcow2 } from '../operator/qemu-img.ts';
 import { assertActionAllowed } from './vm-states.ts';
+import type { VmHandle } from '../operator/operator.ts';
+import { QmpTimeoutError } from '../operator/qmp-client.ts';
 import type { VmService } from './vm-service.ts';
 
 export interface DiskServiceOptions {
@@ -18,6 +20,7 @@ export interface DiskServiceOptions {
   storagePath: string;
   qemuImg: string;
   maxDiskGb: number;
+  qmpTimeoutMs: number;
   log?: (msg: string) => void;
 }
 
@@ -48,7 +51,11 @@ export class DiskService {
     try {
       await createQcow2(file, input.sizeGb, { qemuImg: this.o.qemuImg });
     } catch (err) {
-      throw new VmanError('internal', 'disk-create-failed', `qemu-img could not create the disk: ${(err as Error).message}`, { cause: err });
+      const msg = (err as Error).message;
+      if (/No space left on device|ENOSPC/i.test(msg)) {
+        throw new VmanError('insufficient-storage', 'storage-full', `no space left for disk ${input.name} in ${this.disksDir}: ${msg}`, { cause: err });
+      }
+      throw new VmanError('internal', 'disk-create-failed', `qemu-img could not create the disk: ${msg}`, { cause: err });
     }
     try {
       const disk = this.o.db.disks.insert({
@@ -98,9 +105,9 @@ export class DiskService {
         if (!handle) throw conflict('vm-not-controllable', `VM ${vmId} is recorded running but vman holds no QEMU connection for it`);
         let device: string;
         try {
-          device = await handle.attachDisk({ id, path: disk.path, format: disk.format });
+          device = await handle.attachDisk({ id, path: disk.path, format: disk.format }, { timeoutMs: this.o.qmpTimeoutMs });
         } catch (err) {
-          throw new VmanError('internal', 'hotplug-failed', `hot-plug of disk ${id} into VM ${vmId} failed: ${(err as Error).message}`, { cause: err });
+          throw await this.hotplugFailure('hot-plug', id, vmId, handle, err);
         }
         this.log(`disk ${id} hot-plugged into ${vmId} as ${device}`);
         return this.o.db.disks.attach(id, vmId, device);
@@ -109,6 +116,26 @@ export class DiskService {
       this.log(`disk ${id} attached to stopped VM ${vmId}`);
       return this.o.db.disks.attach(id, vmId, null);
     });
+  }
+
+  /**
+   * What a failed hot-plug or unplug means for the VM. QEMU gone: the VM is no
+   * longer running (its exit is recorded by the VM service) — 409. QEMU not
+   * answering QMP: it cannot be trusted with the disk, so it is ended and the
+   * VM recorded as failed — 503. Anything else (the guest never saw the disk,
+   * the guest refused the unplug): the operation was rolled back or left as it
+   * was, the VM keeps running — 500.
+   */
+  private async hotplugFailure(what: string, diskId: string, vmId: string, handle: VmHandle, err: unknown): Promise<VmanError> {
+    const detail = `${what} of disk ${diskId} ${what === 'hot-plug' ? 'into' : 'from'} VM ${vmId} failed: ${(err as Error).message}`;
+    if (!(await handle.isRunning())) {
+      return new VmanError('conflict', 'vm-stopped-during-hotplug', `${detail} (the VM's QEMU process ended meanwhile)`, { cause: err });
+    }
+    if (qmpCommandTimedOut(err)) {
+      await this.o.vms.failLocked(vmId, `QEMU did not answer QMP within ${this.o.qmpTimeoutMs} ms during a disk ${what}`);
+      return new VmanError('unavailable', 'qemu-unresponsive', `${detail}; QEMU stopped answering, so VM ${vmId} was stopped and marked failed`, { cause: err });
+    }
+    return new VmanError('internal', `${what === 'hot-plug' ? 'hotplug' : 'unplug'}-failed`, detail, { cause: err });
   }
 
   async detach(id: string): Promise<DiskRecord> {
@@ -123,9 +150,9 @@ export class DiskService {
         const handle = this.o.vms.handles.get(vm.id);
         if (!handle) throw conflict('vm-not-controllable', `VM ${vm.id} is recorded running but vman holds no QEMU connection for it`);
         try {
-          await handle.detachDisk(id);
+          await handle.detachDisk(id, { timeoutMs: Math.max(this.o.qmpTimeoutMs, 15_000) });
         } catch (err) {
-          throw new VmanError('internal', 'unplug-failed', `unplug of disk ${id} from VM ${vm.id} failed: ${(err as Error).message}`, { cause: err });
+          throw await this.hotplugFailure('unplug', id, vm.id, handle, err);
         }
         this.log(`disk ${id} unplugged from ${vm.id}`);
       }
@@ -133,4 +160,14 @@ export class DiskService {
       return this.o.db.disks.detach(id);
     });
   }
+}
+
+/** A QMP command (not an awaited event: a slow guest is not a hung QEMU) got no answer in time. */
+function qmpCommandTimedOut(err: unknown): boolean {
+  let e: unknown = err;
+  for (let depth = 0; e instanceof Error && depth < 8; depth++) {
+    if (e instanceof QmpTimeoutError && !e.command.startsWith('event ')) return true;
+    e = (e as Error).cause;
+  }
+  return false;
 }

@@ -269,6 +269,18 @@ export class VmService {
     });
   }
 
+  /**
+   * The caller (holding the VM's lock) found the VM broken, e.g. QEMU stopped
+   * answering QMP: end its QEMU and record why.
+   */
+  async failLocked(vmId: string, reason: string): Promise<void> {
+    const handle = this.handles.get(vmId);
+    this.handles.delete(vmId);
+    await handle?.kill().catch(() => undefined);
+    await this.fail(vmId, reason);
+    this.log(`vm ${vmId} failed: ${reason}`);
+  }
+
   private async fail(vmId: string, reason: string): Promise<void> {
     await this.o.network.release(vmId).catch((err: unknown) => this.log(`vm ${vmId}: network release failed: ${message(err)}`));
     this.o.db.transaction(() => {

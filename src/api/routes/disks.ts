@@ -14,7 +14,7 @@ export function diskJson(d: DiskRecord) {
 
 export const diskRoutes = (disks: DiskService): FastifyPluginAsyncTypebox => async (app) => {
   app.post('/disks', {
-    schema: { tags: ['disks'], body: DiskCreate, response: { 201: Disk, ...problemResponses(400, 409) } },
+    schema: { tags: ['disks'], body: DiskCreate, response: { 201: Disk, ...problemResponses(400, 409, 500, 507) } },
   }, async (req, reply) => {
     const b = req.body;
     return reply.code(201).send(diskJson(await disks.create({ name: b.name, sizeGb: b.size_gb, format: b.format ?? 'qcow2' })));
@@ -34,7 +34,7 @@ export const diskRoutes = (disks: DiskService): FastifyPluginAsyncTypebox => asy
   });
 
   app.post('/disks/:id/attach', {
-    schema: { tags: ['disks'], params: IdParams, body: AttachBody, response: { 200: Disk, ...problemResponses(400, 404, 409) } },
+    schema: { tags: ['disks'], params: IdParams, body: AttachBody, response: { 200: Disk, ...problemResponses(400, 404, 409, 500, 503) } },
   }, async (req) => diskJson(await disks.attach(req.params.id, req.body.vm_id)));
 
   app.post('/disks/:id/detach', {
