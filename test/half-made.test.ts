@@ -33,4 +33,21 @@ describe('removing what an interrupted vman left half-made', () => {
       db.close();
     }
   });
+
+  it('finishes a disk whose row was written but whose file was not yet moved into place', async () => {
+    const s = path.join(root, 'b');
+    mkdirSync(path.join(s, 'disks'), { recursive: true });
+    mkdirSync(path.join(s, 'vms'), { recursive: true });
+    const file = path.join(s, 'disks', 'disk-bbbbbbbbbbbb.qcow2');
+    writeFileSync(path.join(s, 'disks', '.disk-bbbbbbbbbbbb.qcow2.0123456789ab.tmp'), 'image');
+    const db = openDatabase(path.join(s, 'vman.db'));
+    try {
+      db.disks.insert({ id: 'disk-bbbbbbbbbbbb', name: 'b', sizeGb: 1, format: 'qcow2', path: file, state: 'available', vmId: null, mountPoint: null });
+      assert.deepEqual(await removeHalfMade(db, s), []);
+      assert.ok(existsSync(file), 'the disk file is in place');
+      assert.ok(!existsSync(path.join(s, 'disks', '.disk-bbbbbbbbbbbb.qcow2.0123456789ab.tmp')));
+    } finally {
+      db.close();
+    }
+  });
 });

@@ -85,11 +85,15 @@ export class BridgeNetworkBackend implements NetworkBackend {
   }
 
   async release(vmId: string): Promise<void> {
-    await deleteTap(tapName(vmId));
-    await this.serialised(async () => {
-      if (!this.reserved.delete(vmId)) return;
-      await this.dnsmasq.restart(this.list());
-    });
+    const tap = tapName(vmId);
+    // The reservation goes even when the tap cannot (and the other way round).
+    const [tapGone, reservationGone] = await Promise.allSettled([
+      deleteTap(tap),
+      this.serialised(async () => {
+        if (this.reserved.delete(vmId)) await this.dnsmasq.restart(this.list());
+      }),
+    ]);
+    for (const r of [tapGone, reservationGone]) if (r.status === 'rejected') throw r.reason;
   }
 
   async close(): Promise<void> {

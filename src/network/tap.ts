@@ -37,12 +37,6 @@ export async function linkInfo(name: string): Promise<IpLink | undefined> {
   }
 }
 
-/** Taps of vman VMs enslaved to `bridge`. */
-export async function tapsOn(bridge: string): Promise<string[]> {
-  const links = await ipJson<IpLink[]>(['link', 'show', 'master', bridge]);
-  return links.map((l) => l.ifname).filter(isTapName);
-}
-
 /**
  * Creates the tap, puts it on the bridge and brings it up. A tap of the same
  * name left by a crashed run is replaced: the VM is not running (it is being

@@ -39,22 +39,6 @@ export async function tagTap(bridge: string, tap: string, vlan: number): Promise
   if (vlan !== 1) await bridgeTool(['vlan', 'del', 'dev', tap, 'vid', '1']).catch(() => undefined);
 }
 
-export interface VlanMembership {
-  vlan: number;
-  pvid: boolean;
-  untagged: boolean;
-}
-
-/** The VLANs `dev` belongs to, from `bridge -j vlan show dev <dev>`. */
-export async function vlansOf(dev: string): Promise<VlanMembership[]> {
-  const { stdout } = await bridgeTool(['-j', 'vlan', 'show', 'dev', dev]);
-  const entries = (stdout.trim() ? JSON.parse(stdout) : []) as Array<{ ifname: string; vlans?: Array<{ vlan: number; flags?: string[] }> }>;
-  return entries
-    .filter((e) => e.ifname === dev)
-    .flatMap((e) => e.vlans ?? [])
-    .map((v) => ({ vlan: v.vlan, pvid: v.flags?.includes('PVID') ?? false, untagged: v.flags?.includes('Egress Untagged') ?? false }));
-}
-
 export type VlanSupport = { supported: true } | { supported: false; reason: string };
 
 /**

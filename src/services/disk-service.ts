@@ -1,7 +1,7 @@
 // Disks: qcow2 files under storage/disks, attached to running VMs by hot-plug
 // and to stopped VMs at their next start. A disk action holds the disk's lock
 // and its VM's lock, so it never races a start, a stop or another attach.
-import { rm } from 'node:fs/promises';
+import { rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { VmanDb } from '../db/database.ts';
@@ -9,6 +9,7 @@ import type { DiskRecord } from '../db/types.ts';
 import { conflict, invalid, notFound, VmanError } from '../errors.ts';
 import { assertName, InvalidNameError } from '../names.ts';
 import { createQcow2 } from '../operator/qemu-img.ts';
+import { pendingName } from './half-made.ts';
 import { assertActionAllowed } from './vm-states.ts';
 import type { VmHandle } from '../operator/operator.ts';
 import { QmpTimeoutError } from '../operator/qmp-client.ts';
@@ -48,8 +49,12 @@ export class DiskService {
     // 12 hex digits: "disk-" + 12 = 17 characters, within virtio-blk's 20-byte serial.
     const id = `disk-${randomBytes(6).toString('hex')}`;
     const file = path.join(this.disksDir, `${id}.qcow2`);
+    // The image is made under a temporary name, the row written, then the image
+    // moved into place: a vman killed at any point leaves either a complete
+    // disk or, after its next start-up (half-made.ts), nothing.
+    const pending = pendingName(file);
     try {
-      await createQcow2(file, input.sizeGb, { qemuImg: this.o.qemuImg });
+      await createQcow2(pending, input.sizeGb, { qemuImg: this.o.qemuImg });
     } catch (err) {
       const msg = (err as Error).message;
       if (/No space left on device|ENOSPC/i.test(msg)) {
@@ -57,18 +62,26 @@ export class DiskService {
       }
       throw new VmanError('internal', 'disk-create-failed', `qemu-img could not create the disk: ${msg}`, { cause: err });
     }
+    let disk: DiskRecord;
     try {
-      const disk = this.o.db.disks.insert({
+      disk = this.o.db.disks.insert({
         id, name: input.name, sizeGb: input.sizeGb, format: input.format ?? 'qcow2', path: file,
         state: 'available', vmId: null, mountPoint: null,
       });
-      this.log(`disk ${id} (${input.name}, ${input.sizeGb} GB) created`);
-      return disk;
     } catch (err) {
-      await rm(file, { force: true });
+      await rm(pending, { force: true });
       if (/UNIQUE constraint failed: disks.name/.test((err as Error).message)) throw conflict('disk-name-taken', `a disk named ${input.name} already exists`);
       throw err;
     }
+    try {
+      await rename(pending, file);
+    } catch (err) {
+      this.o.db.disks.delete(id);
+      await rm(pending, { force: true });
+      throw err;
+    }
+    this.log(`disk ${id} (${input.name}, ${input.sizeGb} GB) created`);
+    return disk;
   }
 
   list(): DiskRecord[] {
@@ -85,9 +98,14 @@ export class DiskService {
     return this.o.vms.locks.run(id, async () => {
       const disk = this.get(id);
       if (disk.state === 'attached') throw conflict('disk-attached', `disk ${id} is attached to VM ${disk.vmId}; detach it first`);
-      // The file goes first: a row without a file is visible (observer), a file without a row would be an orphan.
-      await rm(disk.path, { force: true });
+      // Moved aside, row deleted, then removed: interrupted before the row goes,
+      // start-up puts the file back (not deleted); after, it removes it (deleted).
+      const pending = pendingName(disk.path);
+      await rename(disk.path, pending).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+      });
       this.o.db.disks.delete(id);
+      await rm(pending, { force: true });
       this.log(`disk ${id} deleted`);
     });
   }

@@ -1,0 +1,147 @@
+// Steps that span several resources: the whole workflow, many VMs at once,
+// vman restarts, and the coherence of everything vman manages.
+import { Given, Then, When } from '@cucumber/cucumber';
+import { expect } from 'chai';
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import type { VmanWorld } from '../world/vman-world.ts';
+import { disagreements } from '../support/coherence.ts';
+import { createVm, expectStatus, vmAction, type VmJson } from '../support/vm-tasks.ts';
+import { guestIpv4, recordedVm, remembered, rememberVm, waitForNoQemu } from '../support/vm-facts.ts';
+import { checkNow, findingAbout } from '../support/observer-tasks.ts';
+import type { Row } from '../support/db-reader.ts';
+
+const names = (list: string): string[] => list.split(/,\s*|\s+and\s+/).map((n) => n.trim().replace(/^"|"$/g, ''));
+
+When('a template {string} is created for the test guest with {int} CPU(s) and {int} MB', async function (this: VmanWorld, name: string, cpus: number, mb: number) {
+  const g = this.host.guest;
+  const res = await this.api().http.post('api/v1/templates', {
+    json: { name, cpus, memory_mb: mb, kernel_path: g.kernel, initrd_path: g.initrd, cmdline: g.cmdline },
+  });
+  const t = expectStatus<{ id: string }>(res, 201, `create template ${name}`);
+  this.ids.set(`template:${name}`, t.id);
+});
+
+When('the template {string} is deleted', async function (this: VmanWorld, name: string) {
+  expectStatus(await this.api().http.delete(`api/v1/templates/${this.idOf(`template:${name}`)}`), 204, `delete template ${name}`);
+});
+
+When('a VM {string} is created from the {word} template', async function (this: VmanWorld, name: string, template: string) {
+  await createVm(this, name, template);
+  await rememberVm(this, name);
+});
+
+Then('the database, QEMU, the guests and the files agree', async function (this: VmanWorld) {
+  expect(await disagreements(this), 'disagreements between the database, QEMU, the guests and the files').to.deep.equal([]);
+});
+
+Then('vman holds nothing but its built-in templates', async function (this: VmanWorld) {
+  const db = this.db();
+  expect(await db.all('SELECT name FROM templates WHERE builtin = 0'), 'templates').to.deep.equal([]);
+  for (const table of ['vms', 'disks', 'address_allocations']) expect(await db.all(`SELECT * FROM ${table}`), table).to.deep.equal([]);
+  const storage = this.api().storagePath;
+  expect(await readdir(path.join(storage, 'vms')), 'VM folders').to.deep.equal([]);
+  expect(await readdir(path.join(storage, 'disks')), 'disk files').to.deep.equal([]);
+});
+
+Given('VMs {string} created from the small template', async function (this: VmanWorld, list: string) {
+  for (const name of names(list)) {
+    await createVm(this, name, 'small');
+    await rememberVm(this, name);
+  }
+  this.remembered.set('group', names(list));
+});
+
+When('they are all started at once', async function (this: VmanWorld) {
+  const group = remembered<string[]>(this, 'group');
+  const answers = await Promise.all(group.map((n) => vmAction(this, n, 'start')));
+  answers.forEach((r, i) => expectStatus(r, 200, `start ${group[i]}`));
+  for (const n of group) await rememberVm(this, n);
+});
+
+When('they are all stopped at once', async function (this: VmanWorld) {
+  const group = remembered<string[]>(this, 'group');
+  const answers = await Promise.all(group.map((n) => vmAction(this, n, 'stop')));
+  answers.forEach((r, i) => expectStatus(r, 200, `stop ${group[i]}`));
+});
+
+Then('all of them are recorded as running with distinct addresses', async function (this: VmanWorld) {
+  const group = remembered<string[]>(this, 'group');
+  const addresses: string[] = [];
+  for (const n of group) {
+    const vm = await recordedVm(this, n);
+    expect(vm.state, `state of ${n}`).to.equal('running');
+    const a = await this.db().addressOf(vm.id);
+    expect(a, `address of ${n}`).to.be.a('string');
+    addresses.push(a!);
+  }
+  expect(new Set(addresses).size, `addresses ${addresses.join(', ')}`).to.equal(group.length);
+});
+
+Then('each guest has the address vman recorded for it', async function (this: VmanWorld) {
+  for (const n of remembered<string[]>(this, 'group')) {
+    const vm = await recordedVm(this, n);
+    expect(await guestIpv4(vm.dir), `addresses the guest of ${n} reports`).to.deep.equal([await this.db().addressOf(vm.id)]);
+  }
+});
+
+Then('none of them has a QEMU process or an address left', async function (this: VmanWorld) {
+  for (const n of remembered<string[]>(this, 'group')) {
+    const vm = await recordedVm(this, n);
+    await waitForNoQemu(vm.id, vm.dir);
+    expect(vm.state, `state of ${n}`).to.equal('stopped');
+    expect(await this.db().addressOf(vm.id), `address of ${n}`).to.equal(undefined);
+  }
+});
+
+Then('the observer reports {string} as failed', async function (this: VmanWorld, name: string) {
+  const f = findingAbout(await checkNow(this), 'vm-failed', this.idOf(name));
+  expect(f.observed).to.include('no QEMU process');
+});
+
+Given('what vman has recorded is noted', async function (this: VmanWorld) {
+  this.remembered.set('records', await this.db().dump());
+  for (const row of await this.db().all('SELECT name FROM vms')) await rememberVm(this, String(row.name));
+});
+
+Then('every record is still there, unchanged', async function (this: VmanWorld) {
+  const before = remembered<Record<string, Row[]>>(this, 'records');
+  const now = await this.db().dump();
+  // Only updated_at may move (adoption touches running VMs); everything else must be as it was.
+  const strip = (t: Record<string, Row[]>) =>
+    Object.fromEntries(Object.entries(t).map(([k, rows]) => [k, rows.map(({ updated_at: _u, ...r }) => r)]));
+  expect(strip(now)).to.deep.equal(strip(before));
+});
+
+Then('{string} kept its address', async function (this: VmanWorld, name: string) {
+  const before = remembered<Record<string, Row[]>>(this, 'records');
+  const id = this.idOf(name);
+  const was = before.address_allocations?.find((a) => a.vm_id === id)?.address;
+  expect(was, `address ${name} held before`).to.be.a('string');
+  expect(await this.db().addressOf(id)).to.equal(was);
+  expect(await guestIpv4((await recordedVm(this, name)).dir), `addresses the guest of ${name} reports`).to.deep.equal([was]);
+});
+
+When('{int} disks and {int} VMs are being created when vman is killed with SIGKILL', async function (this: VmanWorld, disks: number, vms: number) {
+  if (!this.child) throw new Error('vman is not running as a separate process in this scenario');
+  const http = this.api().http;
+  const requests = [
+    ...Array.from({ length: disks }, (_, i) => http.post('api/v1/disks', { json: { name: `inflight-disk-${i}`, size_gb: 1 } })),
+    ...Array.from({ length: vms }, (_, i) => http.post('api/v1/vms', { json: { name: `inflight-vm-${i}`, template: 'small' } })),
+  ];
+  // Kill as soon as the first answer arrives: the rest are in flight.
+  await Promise.race(requests);
+  await this.child.kill('SIGKILL');
+  const settled = await Promise.allSettled(requests);
+  this.remembered.set('inflight-answered', settled.filter((s) => s.status === 'fulfilled').length);
+});
+
+Then('every disk and VM vman has recorded is complete, and nothing half-made is left', async function (this: VmanWorld) {
+  const storage = this.api().storagePath;
+  const disks = await this.db().all('SELECT id, path FROM disks');
+  const diskFiles = await readdir(path.join(storage, 'disks'));
+  expect(diskFiles.sort(), 'files in the disk folder').to.deep.equal(disks.map((d) => path.basename(String(d.path))).sort());
+  const vms = await this.db().all('SELECT id FROM vms');
+  expect((await readdir(path.join(storage, 'vms'))).sort(), 'VM folders').to.deep.equal(vms.map((v) => String(v.id)).sort());
+  this.attach(`${disks.length} disk(s) and ${vms.length} VM(s) were completed before vman died; ${remembered<number>(this, 'inflight-answered')} request(s) were answered`, 'text/plain');
+});
