@@ -41,6 +41,8 @@ export class VmanWorld extends World {
   lastResponse?: Response<unknown>;
   /** Facts remembered between steps (a pid before a restart, ...). */
   readonly remembered = new Map<string, unknown>();
+  /** Undo actions registered by steps (unmount, stop a watcher, ...): run first at teardown, newest first. */
+  readonly cleanups: Array<() => Promise<void>> = [];
 
   constructor(options: IWorldOptions) {
     super(options);
@@ -120,6 +122,7 @@ export class VmanWorld extends World {
    */
   async destroyAll(): Promise<void> {
     const errors: unknown[] = [];
+    for (const undo of this.cleanups.splice(0).reverse()) await undo().catch((e: unknown) => errors.push(e));
     for (const vm of this.vms.values()) {
       await vm.handle.stop({ force: true, quitTimeoutMs: 3_000 }).catch((e: unknown) => errors.push(e));
     }
