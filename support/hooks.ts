@@ -8,6 +8,7 @@ import type { VmanWorld } from '../world/vman-world.ts';
 import { hostStatus, qemuRequired } from './host.ts';
 import { killProcesses, qemuProcessesUnder, reapCrashedRuns, runContext } from './run-context.ts';
 import { formatProtocolLog } from './report.ts';
+import { reapCrashedNamespaces, sweepRunNetwork } from './netns.ts';
 import { stopSqliteProcess } from './db-reader.ts';
 
 // Boots under TCG take seconds; a step that takes a minute is broken.
@@ -15,6 +16,7 @@ setDefaultTimeout(60_000);
 
 BeforeAll(async function () {
   const reaped = await reapCrashedRuns();
+  reaped.push(...(await reapCrashedNamespaces()));
   if (reaped.length > 0) console.warn(`removed leftovers of crashed runs: ${reaped.join(', ')}`);
   runContext();
   installInterruptCleanup();
@@ -59,8 +61,10 @@ AfterAll(async function () {
   const { root } = runContext();
   const leaked = await qemuProcessesUnder(root);
   await killProcesses(leaked);
+  const networkLeaks = await sweepRunNetwork(runContext().id, root);
   rmSync(root, { recursive: true, force: true });
   const problems: string[] = leaked.map((p) => `QEMU process ${p.pid} (${p.argv.slice(0, 3).join(' ')}) was still running`);
+  problems.push(...networkLeaks);
   if (existsSync(root)) problems.push(`run folder ${root} could not be removed`);
   if (problems.length > 0) throw new Error(`leak guard: ${problems.join('; ')}`);
 });
@@ -87,12 +91,13 @@ function installInterruptCleanup(): void {
     const { root } = runContext();
     void qemuProcessesUnder(root)
       .then(killProcesses)
+      .then(() => sweepRunNetwork(runContext().id, root))
       .catch(() => undefined)
       .finally(() => {
         rmSync(root, { recursive: true, force: true });
         process.exit(sig === 'SIGINT' ? 130 : 143);
       });
   };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
 }

@@ -28,6 +28,11 @@ export interface VmanSettings {
   env?: Record<string, string>;
   hostInfo?: HostInfo;
   protocolLog?: (vmId: string, entry: ProtocolLogEntry) => void;
+  /**
+   * Child only: run `vman serve` inside this network namespace (`ip netns
+   * exec`), listening on an address of that namespace the suite can reach.
+   */
+  netns?: { name: string; listenHost: string; listenPort: number };
 }
 
 function client(baseUrl: string): Got {
@@ -72,10 +77,14 @@ export interface ChildVman extends VmanEndpoint {
 }
 
 export async function startChildVman(s: VmanSettings, port?: number): Promise<ChildVman> {
-  const listenPort = port ?? (await freePort());
-  const baseUrl = `http://127.0.0.1:${listenPort}/`;
+  const listenHost = s.netns?.listenHost ?? '127.0.0.1';
+  const listenPort = port ?? s.netns?.listenPort ?? (await freePort());
+  const baseUrl = `http://${listenHost}:${listenPort}/`;
   const lines: string[] = [];
-  const child: ResultPromise = execa(process.execPath, [path.join(REPO, 'bin', 'vman.mjs'), 'serve', '--listen', `127.0.0.1:${listenPort}`], {
+  const serve = [path.join(REPO, 'bin', 'vman.mjs'), 'serve', '--listen', `${listenHost}:${listenPort}`];
+  // `ip netns exec` execs node itself: the child's pid is vman's, and signals reach it.
+  const [file, args]: [string, string[]] = s.netns ? ['ip', ['netns', 'exec', s.netns.name, process.execPath, ...serve]] : [process.execPath, serve];
+  const child: ResultPromise = execa(file, args, {
     env: { ...baseEnv(s), VMAN_LOG_LEVEL: 'info' },
     reject: false,
     all: true,
