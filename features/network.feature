@@ -126,4 +126,4 @@ Feature: Network addresses and bridge mode
       When the VM "web" is started
       Then the start is refused with status 409 saying "this kernel cannot tag VLAN 42 on vbr0"
       And the bridge has no tap device and dnsmasq no reservation for "web"
-      And "web" holds no address
+      And the VM "web" is unchanged in the database, holds no address and has no QEMU process

@@ -106,17 +106,19 @@ export async function createVman(config: VmanConfig, opts: CreateOptions = {}): 
   const db = openDatabase(config.dbPath);
   // The database holds every VM's layout: only vman's user may read it.
   await chmod(config.dbPath, 0o600);
+  let network: NetworkBackend | undefined;
+  let log: (msg: string) => void = () => undefined;
   try {
     const templates = new TemplateService(db);
     templates.ensureBuiltins(boot);
     const pool = new AddressPool(config.network, db.addresses);
-    const network: NetworkBackend = opts.networkBackend ?? (config.network.mode === 'bridge'
-      ? new BridgeNetworkBackend(config.network, { storagePath: config.storagePath, reservations: () => reservationsFrom(db) })
+    const net: NetworkBackend = opts.networkBackend ?? (config.network.mode === 'bridge'
+      ? new BridgeNetworkBackend(config.network, { storagePath: config.storagePath, reservations: () => reservationsFrom(db), log: (m) => log(m) })
       : new UserNetworkBackend(config.network));
-    await network.open();
-    let log: (msg: string) => void = () => undefined;
+    network = net;
+    await net.open();
     const vms = new VmService({
-      db, operator, templates, pool, network, storagePath: config.storagePath,
+      db, operator, templates, pool, network: net, storagePath: config.storagePath,
       qemuBinary, qemuImg, accel, bootTimeoutMs: config.bootTimeoutMs, log: (m) => log(m),
     });
     const disks = new DiskService({
@@ -154,11 +156,13 @@ export async function createVman(config: VmanConfig, opts: CreateOptions = {}): 
         await observer.stop();
         await app.close();
         await vms.release();
-        await network.close();
+        await net.close();
         db.close();
       },
     };
   } catch (err) {
+    // Whatever was started for this vman stops with it (dnsmasq in bridge mode).
+    await network?.close().catch(() => undefined);
     db.close();
     throw err;
   }

@@ -103,8 +103,7 @@ When('the VMs {string} and {string} are started at the same moment', async funct
 });
 
 When('the VM {string} is started while every address is taken', async function (this: VmanWorld, name: string) {
-  const vm = await this.db().vmByName(name);
-  this.remembered.set(`${name}:row`, vm);
+  this.remembered.set(`${name}:row`, await this.db().vmByName(name));
   this.remembered.set('allocations', await allocationsInDb(this));
   await vmAction(this, name, 'start');
   await rememberVm(this, name);

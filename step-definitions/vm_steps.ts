@@ -10,6 +10,7 @@ import {
 } from '../support/vm-facts.ts';
 import { qemuProcessOf, qmpRunState } from '../support/qemu-facts.ts';
 import { signal } from '../src/operator/proc.ts';
+import { allocationsInDb } from '../support/network-facts.ts';
 
 Given('a VM {string} created from the {word} template', async function (this: VmanWorld, name: string, template: string) {
   await createVm(this, name, template);
@@ -22,6 +23,9 @@ Given('a running VM {string} from the {word} template', async function (this: Vm
 });
 
 When('the VM {string} is started', async function (this: VmanWorld, name: string) {
+  // What was recorded before, for scenarios where the start must change nothing.
+  this.remembered.set(`${name}:row`, await this.db().vmByName(name));
+  this.remembered.set('allocations', await allocationsInDb(this));
   await vmAction(this, name, 'start');
   await rememberVm(this, name);
 });

@@ -94,3 +94,11 @@ describe('network configuration', () => {
     assert.deepEqual([c.network.mode, c.network.bridge, c.network.vlan, formatIpv4(c.network.rangeStart)], ['bridge', 'br0', 7, '10.0.2.100']);
   });
 });
+
+describe('settings that only bridge mode uses', () => {
+  it('refuses a bridge or a VLAN in user mode instead of ignoring them', async () => {
+    const { parseNetworkConfig } = await import('../src/network/config.ts');
+    assert.throws(() => parseNetworkConfig({ mode: 'user', bridge: 'br0' }), /only applies in bridge mode/);
+    assert.throws(() => parseNetworkConfig({ vlan: '42' }), /only applies in bridge mode/);
+  });
+});

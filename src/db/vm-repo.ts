@@ -71,8 +71,12 @@ export class VmRepo {
   private readonly casStmt: Database.Statement<[CasParams], VmRow>;
   private readonly deleteStmt: Database.Statement<[string]>;
   private readonly countStmt: Database.Statement<[], number>;
+  private readonly restoreStmt: Database.Statement<[string, string | null, number | null, string, string], VmRow>;
 
   constructor(db: Database.Database) {
+    this.restoreStmt = db.prepare<[string, string | null, number | null, string, string], VmRow>(
+      'UPDATE vms SET state = ?, state_reason = ?, pid = ?, updated_at = ? WHERE id = ? RETURNING *',
+    );
     this.insertStmt = db.prepare<VmRow, VmRow>(
       `INSERT INTO vms (id, name, template_id, state, state_reason, pid, mac, storage_dir, created_at, updated_at)
        VALUES (@id, @name, @template_id, @state, @state_reason, @pid, @mac, @storage_dir, @created_at, @updated_at)
@@ -151,6 +155,13 @@ export class VmRepo {
    * 'FOREIGN KEY constraint failed' while a disk is attached (RESTRICT reports
    * code SQLITE_CONSTRAINT_TRIGGER, not _FOREIGNKEY).
    */
+  /** Puts a row back exactly as it was read (state, reason, pid, updated_at): undoing a refused transition. */
+  restore(vm: VmRecord): VmRecord {
+    const row = this.restoreStmt.get(vm.state, vm.stateReason, vm.pid, vm.updatedAt, vm.id);
+    if (!row) throw new Error(`vm ${vm.id} not found`);
+    return toRecord(row);
+  }
+
   delete(id: string): boolean {
     return this.deleteStmt.run(id).changes > 0;
   }

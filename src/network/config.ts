@@ -84,5 +84,9 @@ export function parseNetworkConfig(s: NetworkSettings): NetworkConfig {
     }
     vlan = Number(s.vlan);
   }
+  // Accepting them in user mode would show settings that nothing applies.
+  if (mode === 'user' && (bridge !== null || vlan !== null)) {
+    throw new NetworkConfigError(`${bridge !== null ? 'a bridge' : 'a VLAN'} only applies in bridge mode (VMAN_NETWORK_MODE=bridge); user mode has neither`);
+  }
   return { mode, bridge, vlan, subnet, gateway, rangeStart, rangeEnd };
 }

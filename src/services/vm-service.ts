@@ -183,8 +183,12 @@ export class VmService {
     try {
       network = await this.o.network.prepare({ vmId: vm.id, mac: vm.mac, address });
     } catch (err) {
+      // Refused before QEMU ran (e.g. a VLAN this kernel cannot tag): the VM is left as it was.
       await this.o.network.release(vm.id).catch(() => undefined);
-      await this.fail(vm.id, `the network could not be set up: ${message(err)}`);
+      this.o.db.transaction(() => {
+        this.o.db.vms.restore(vm);
+        this.o.pool.release(vm.id);
+      });
       throw new VmanError('conflict', 'vm-network-failed', `VM ${vm.id} could not start: ${message(err)}`, { cause: err });
     }
     const spec: QemuVmSpec = {
@@ -238,7 +242,8 @@ export class VmService {
     const handle = this.handles.get(vm.id);
     const method = handle ? await handle.stop({ force }) : 'already-stopped';
     this.handles.delete(vm.id);
-    await this.o.network.release(vm.id);
+    // The process is gone: the VM is stopped whatever the network clean-up says.
+    await this.o.network.release(vm.id).catch((err: unknown) => this.log(`vm ${vm.id}: network release failed: ${message(err)}`));
     this.o.db.transaction(() => {
       this.o.db.vms.setState(vm.id, 'stopped', { pid: null });
       this.o.pool.release(vm.id);
@@ -256,7 +261,7 @@ export class VmService {
         const vm = this.o.db.vms.get(vmId);
         if (!vm || (vm.state !== 'running' && vm.state !== 'starting')) return;
         if (info.guestInitiated) {
-          await this.o.network.release(vmId);
+          await this.o.network.release(vmId).catch((err: unknown) => this.log(`vm ${vmId}: network release failed: ${message(err)}`));
           this.o.db.transaction(() => {
             this.o.db.vms.setState(vmId, 'stopped', { pid: null, reason: 'the guest powered off' });
             this.o.pool.release(vmId);
