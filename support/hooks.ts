@@ -10,14 +10,18 @@ import { killProcesses, qemuProcessesUnder, reapCrashedRuns, runContext } from '
 import { formatProtocolLog } from './report.ts';
 import { reapCrashedNamespaces, sweepRunNetwork } from './netns.ts';
 import { stopSqliteProcess } from './db-reader.ts';
+import { hostView, leaks, type HostView } from './leak-guard.ts';
 
 // Boots under TCG take seconds; a step that takes a minute is broken.
 setDefaultTimeout(60_000);
+
+let hostBefore: HostView | undefined;
 
 BeforeAll(async function () {
   const reaped = await reapCrashedRuns();
   reaped.push(...(await reapCrashedNamespaces()));
   if (reaped.length > 0) console.warn(`removed leftovers of crashed runs: ${reaped.join(', ')}`);
+  hostBefore = await hostView();
   runContext();
   installInterruptCleanup();
 });
@@ -55,17 +59,19 @@ After(async function (this: VmanWorld, { result }) {
   await this.destroyAll();
 });
 
-// The leak guard: no QEMU process and no folder of this run may outlive it.
+// The leak guard: nothing this run made may outlive it. What carries the run's
+// names is swept first (and reported); then the host is compared with how it
+// was before the run, so a leak under any other name is caught too.
 AfterAll(async function () {
   stopSqliteProcess();
-  const { root } = runContext();
+  const { root, id } = runContext();
   const leaked = await qemuProcessesUnder(root);
   await killProcesses(leaked);
-  const networkLeaks = await sweepRunNetwork(runContext().id, root);
-  rmSync(root, { recursive: true, force: true });
   const problems: string[] = leaked.map((p) => `QEMU process ${p.pid} (${p.argv.slice(0, 3).join(' ')}) was still running`);
-  problems.push(...networkLeaks);
+  problems.push(...(await sweepRunNetwork(id, root)));
+  rmSync(root, { recursive: true, force: true });
   if (existsSync(root)) problems.push(`run folder ${root} could not be removed`);
+  if (hostBefore) problems.push(...leaks(hostBefore, await hostView(), id));
   if (problems.length > 0) throw new Error(`leak guard: ${problems.join('; ')}`);
 });
 

@@ -1,0 +1,63 @@
+// The host as the leak guard sees it, before the run and after: QEMU and
+// dnsmasq processes, tap devices, network namespaces and vman temp folders.
+// Whatever appeared during the run and is still there at its end is a leak,
+// unless it belongs to another run that is still going (--parallel workers).
+import { readdir } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { isQemuSystem, listProcesses } from '../src/operator/proc.ts';
+import { namespaces } from './netns.ts';
+import { RUN_PREFIX } from './run-context.ts';
+
+export interface HostView {
+  processes: Map<number, string>;
+  taps: Set<string>;
+  netns: Set<string>;
+  tmp: Set<string>;
+}
+
+const isDnsmasq = (argv: readonly string[]): boolean => (argv[0]?.split('/').at(-1) ?? '') === 'dnsmasq';
+
+export async function hostView(): Promise<HostView> {
+  const processes = new Map<number, string>();
+  for (const p of await listProcesses()) {
+    if (isQemuSystem(p.argv) || isDnsmasq(p.argv)) processes.set(p.pid, p.argv.join(' '));
+  }
+  const taps = new Set<string>();
+  for (const dev of await readdir('/sys/class/net').catch(() => [] as string[])) {
+    // Only tun/tap devices have tun_flags.
+    if (await readdir(path.join('/sys/class/net', dev)).then((e) => e.includes('tun_flags'), () => false)) taps.add(dev);
+  }
+  const tmp = new Set((await readdir(os.tmpdir())).filter((e) => e.startsWith('vman-')));
+  return { processes, taps, netns: new Set(await namespaces()), tmp };
+}
+
+/** Runs other than this one that are still going: their folders, names and processes are not ours to judge. */
+function otherLiveRuns(after: HostView, selfId: string): string[] {
+  return [...after.tmp]
+    .filter((e) => e.startsWith(RUN_PREFIX) && e !== `${RUN_PREFIX}${selfId}`)
+    .map((e) => e.slice(RUN_PREFIX.length))
+    .filter((id) => processAlive(Number.parseInt(id, 10)));
+}
+
+export function leaks(before: HostView, after: HostView, selfId: string): string[] {
+  const others = otherLiveRuns(after, selfId);
+  const theirs = (text: string): boolean => others.some((id) => text.includes(`${RUN_PREFIX}${id}`) || text.includes(`vman-${id}-`));
+  const out: string[] = [];
+  for (const [pid, cmd] of after.processes) {
+    if (!before.processes.has(pid) && !theirs(cmd)) out.push(`process ${pid} (${cmd.slice(0, 120)}) was started during the run and is still running`);
+  }
+  for (const tap of after.taps) if (!before.taps.has(tap)) out.push(`tap device ${tap} appeared during the run and is still there`);
+  for (const ns of after.netns) if (!before.netns.has(ns) && !theirs(ns)) out.push(`network namespace ${ns} appeared during the run and is still there`);
+  for (const e of after.tmp) if (!before.tmp.has(e) && !theirs(e)) out.push(`temp folder ${path.join(os.tmpdir(), e)} appeared during the run and is still there`);
+  return out;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
