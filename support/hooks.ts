@@ -49,6 +49,10 @@ After(async function (this: VmanWorld, { result }) {
     if (vm.bootMs !== undefined) this.attach(`${vm.name} booted to a ready guest agent in ${vm.bootMs} ms`, 'text/plain');
   }
   await attachManagedConsoles(this);
+  if (this.timings.length > 0) {
+    const rows = this.timings.map((t) => `${t.what.padEnd(32)} ${String(t.ms).padStart(6)} ms  HTTP ${t.status}`);
+    this.attach(rows.join('\n'), { mediaType: 'text/plain', fileName: 'timings (boot = start, hot-plug = attach/detach)' });
+  }
   if (this.protocolLog.length > 0) {
     this.attach(formatProtocolLog(this.protocolLog), { mediaType: 'text/plain', fileName: 'QMP exchanges' });
   }

@@ -28,7 +28,9 @@ export async function createVm(world: VmanWorld, name: string, template: string)
 }
 
 export async function vmAction(world: VmanWorld, name: string, action: 'start' | 'stop' | 'restart', body?: object): Promise<Response<unknown>> {
+  const started = Date.now();
   const res = await world.api().http.post(`api/v1/vms/${world.idOf(name)}/${action}`, body ? { json: body } : {});
+  world.timings.push({ what: `${action} VM ${name}`, ms: Date.now() - started, status: res.statusCode });
   world.lastResponse = res;
   return res;
 }

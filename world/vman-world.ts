@@ -41,6 +41,8 @@ export class VmanWorld extends World {
   lastResponse?: Response<unknown>;
   /** Facts remembered between steps (a pid before a restart, ...). */
   readonly remembered = new Map<string, unknown>();
+  /** How long each VM and disk operation took, for the report. */
+  readonly timings: Array<{ what: string; ms: number; status: number }> = [];
   /** Undo actions registered by steps (unmount, stop a watcher, ...): run first at teardown, newest first. */
   readonly cleanups: Array<() => Promise<void>> = [];
 
