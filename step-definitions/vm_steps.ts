@@ -72,8 +72,9 @@ Then('QEMU runs the VM {string} and QMP says it is running', async function (thi
   expect(await qmpRunState(vm.dir), 'QMP query-status').to.equal('running');
 });
 
+// At once, not eventually: vman answers a start only when the guest is ready.
 Then('the guest agent of {string} answers', async function (this: VmanWorld, name: string) {
-  await withGuestAgent((await recordedVm(this, name)).dir, (ga) => ga.ping(2_000));
+  await withGuestAgent((await recordedVm(this, name)).dir, (ga) => ga.ping(1_000), 1_500);
 });
 
 Then('the guest of {string} has the address vman recorded for it', async function (this: VmanWorld, name: string) {

@@ -64,8 +64,8 @@ export async function waitForNoQemu(vmId: string, dir: string, timeoutMs = 10_00
   );
 }
 
-export async function withGuestAgent<T>(dir: string, fn: (ga: GuestAgentClient) => Promise<T>): Promise<T> {
-  const ga = await GuestAgentClient.connect(vmPaths(dir).guestAgent, { timeoutMs: 5_000 });
+export async function withGuestAgent<T>(dir: string, fn: (ga: GuestAgentClient) => Promise<T>, timeoutMs = 5_000): Promise<T> {
+  const ga = await GuestAgentClient.connect(vmPaths(dir).guestAgent, { timeoutMs });
   try {
     return await fn(ga);
   } finally {
