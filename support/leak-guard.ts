@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { isQemuSystem, listProcesses } from '../src/operator/proc.ts';
 import { namespaces } from './netns.ts';
-import { RUN_PREFIX } from './run-context.ts';
+import { processExists, RUN_PREFIX } from './run-context.ts';
 
 export interface HostView {
   processes: Map<number, string>;
@@ -37,7 +37,7 @@ function otherLiveRuns(after: HostView, selfId: string): string[] {
   return [...after.tmp]
     .filter((e) => e.startsWith(RUN_PREFIX) && e !== `${RUN_PREFIX}${selfId}`)
     .map((e) => e.slice(RUN_PREFIX.length))
-    .filter((id) => processAlive(Number.parseInt(id, 10)));
+    .filter((id) => processExists(Number.parseInt(id, 10)));
 }
 
 export function leaks(before: HostView, after: HostView, selfId: string): string[] {
@@ -51,13 +51,4 @@ export function leaks(before: HostView, after: HostView, selfId: string): string
   for (const ns of after.netns) if (!before.netns.has(ns) && !theirs(ns)) out.push(`network namespace ${ns} appeared during the run and is still there`);
   for (const e of after.tmp) if (!before.tmp.has(e) && !theirs(e)) out.push(`temp folder ${path.join(os.tmpdir(), e)} appeared during the run and is still there`);
   return out;
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }

@@ -75,7 +75,7 @@ function readOwner(dir: string): string {
   }
 }
 
-function processExists(pid: number): boolean {
+export function processExists(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -1,87 +1,10 @@
-import { after, before, describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
+import { FakeServers, type FakePeer, type FakeServer, type Msg } from './helpers/fake-json-socket.ts';
 import { GuestAgentClient, GuestAgentError, GuestAgentTimeoutError } from '../src/operator/guest-agent-client.ts';
 
-type Msg = Record<string, unknown>;
-
-/** Server side of one fake qemu-ga connection: a queue of parsed lines plus raw writes. */
-class FakePeer {
-  readonly #queue: Msg[] = [];
-  readonly #waiters: ((m: Msg) => void)[] = [];
-  #buf = '';
-  constructor(readonly socket: net.Socket) {
-    socket.setEncoding('utf8');
-    socket.on('error', () => undefined);
-    socket.on('data', (chunk: string) => {
-      this.#buf += chunk;
-      let nl: number;
-      while ((nl = this.#buf.indexOf('\n')) !== -1) {
-        const msg = JSON.parse(this.#buf.slice(0, nl)) as Msg;
-        this.#buf = this.#buf.slice(nl + 1);
-        const waiter = this.#waiters.shift();
-        if (waiter) waiter(msg);
-        else this.#queue.push(msg);
-      }
-    });
-  }
-  get queued(): number {
-    return this.#queue.length;
-  }
-  next(): Promise<Msg> {
-    const queued = this.#queue.shift();
-    if (queued) return Promise.resolve(queued);
-    return new Promise<Msg>((resolve) => this.#waiters.push(resolve));
-  }
-  send(msg: unknown): void {
-    this.socket.write(JSON.stringify(msg) + '\n');
-  }
-  sendRaw(data: string | Buffer): void {
-    this.socket.write(data);
-  }
-}
-
-class FakeServer {
-  readonly peers: FakePeer[] = [];
-  readonly #unclaimed: FakePeer[] = [];
-  readonly #waiters: ((p: FakePeer) => void)[] = [];
-  readonly #server: net.Server;
-  constructor(readonly path: string) {
-    this.#server = net.createServer((socket) => {
-      const peer = new FakePeer(socket);
-      this.peers.push(peer);
-      const waiter = this.#waiters.shift();
-      if (waiter) waiter(peer);
-      else this.#unclaimed.push(peer);
-    });
-  }
-  listen(): Promise<void> {
-    return new Promise((resolve) => this.#server.listen(this.path, resolve));
-  }
-  nextPeer(): Promise<FakePeer> {
-    const peer = this.#unclaimed.shift();
-    if (peer) return Promise.resolve(peer);
-    return new Promise((resolve) => this.#waiters.push(resolve));
-  }
-  close(): Promise<void> {
-    for (const p of this.peers) p.socket.destroy();
-    return new Promise((resolve) => this.#server.close(() => resolve()));
-  }
-}
-
-let dir = '';
-let counter = 0;
-const servers: FakeServer[] = [];
-
-async function startServer(): Promise<FakeServer> {
-  const server = new FakeServer(path.join(dir, `ga-${counter++}.sock`));
-  await server.listen();
-  servers.push(server);
-  return server;
-}
+const sockets = new FakeServers('ga');
+const startServer = (): Promise<FakeServer> => sockets.start();
 
 const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -112,14 +35,7 @@ async function connected(): Promise<{ client: GuestAgentClient; peer: FakePeer }
   return { client: await clientP, peer };
 }
 
-before(() => {
-  dir = fs.mkdtempSync(os.tmpdir() + '/vman-test-');
-});
-
-after(async () => {
-  await Promise.all(servers.map((s) => s.close()));
-  fs.rmSync(dir, { recursive: true, force: true });
-});
+after(() => sockets.closeAll());
 
 describe('GuestAgentClient', () => {
   it('sync discards stale replies sitting in the channel', async () => {
