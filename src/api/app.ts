@@ -40,8 +40,8 @@ export async function buildApp(services: AppServices, opts: AppOptions = {}): Pr
     // Unknown fields are refused (400), never silently dropped; types are not coerced.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true } },
     bodyLimit: 64 * 1024,
-    // Ids longer than this are refused by the schema with a problem, not by the router.
-    routerOptions: { maxParamLength: 256 },
+    // Long ids must reach the schema (a 400 naming the rule), not the router's 414.
+    routerOptions: { maxParamLength: 8192 },
     // Errors the router raises before any handler (bad URL encoding, ...) are problems too.
     frameworkErrors: (error, _req, reply) => {
       void sendProblem(reply, error.statusCode ?? 400, (error.code ?? 'bad-request').toLowerCase(), error.message);
@@ -49,6 +49,8 @@ export async function buildApp(services: AppServices, opts: AppOptions = {}): Pr
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   installProblemHandlers(app);
+  // JSON only: a text/plain body is an unsupported media type (415), not a string to validate.
+  app.removeContentTypeParser('text/plain');
   if (opts.apiToken) requireToken(app, opts.apiToken);
   app.addSchema(Problem);
   await app.register(swagger, {

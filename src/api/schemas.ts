@@ -55,6 +55,9 @@ export const VmCreate = Type.Object({
 }, { additionalProperties: false });
 export type VmCreate = Static<typeof VmCreate>;
 
+/** For actions that take no options: no body, an empty object or null; anything else is a 400. */
+export const NoOptionsBody = Type.Optional(Type.Union([Type.Object({}, { additionalProperties: false }), Type.Null()]));
+
 export const StopBody = Type.Union([
   Type.Object({ force: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
   Type.Null(),

@@ -60,6 +60,8 @@ export class TemplateService {
     } catch (err) {
       throw invalid('invalid-name', (err as InvalidNameError).message, err);
     }
+    // Templates are found by id or by name: a name shaped like an id would hide another template.
+    if (input.name.startsWith('tpl-')) throw invalid('invalid-name', `template names may not start with "tpl-" (reserved for template ids): ${input.name}`);
     if (!Number.isInteger(input.cpus) || input.cpus < 1 || input.cpus > 64) throw invalid('invalid-cpus', `cpus must be an integer from 1 to 64, not ${input.cpus}`);
     if (!Number.isInteger(input.memoryMb) || input.memoryMb < 64 || input.memoryMb > MAX_MEMORY_MB) {
       throw invalid('invalid-memory', `memory_mb must be an integer from 64 to ${MAX_MEMORY_MB}, not ${input.memoryMb}`);

@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@fastify/type-provider-typebox';
 import type { DiskRecord } from '../../db/types.ts';
 import type { DiskService } from '../../services/disk-service.ts';
-import { AttachBody, Disk, DiskCreate, IdParams, problemResponses } from '../schemas.ts';
+import { AttachBody, Disk, DiskCreate, IdParams, NoOptionsBody, problemResponses } from '../schemas.ts';
 
 export function diskJson(d: DiskRecord) {
   return {
@@ -38,6 +38,6 @@ export const diskRoutes = (disks: DiskService): FastifyPluginAsyncTypebox => asy
   }, async (req) => diskJson(await disks.attach(req.params.id, req.body.vm_id)));
 
   app.post('/disks/:id/detach', {
-    schema: { tags: ['disks'], params: IdParams, response: { 200: Disk, ...problemResponses(404, 409) } },
+    schema: { tags: ['disks'], params: IdParams, body: NoOptionsBody, response: { 200: Disk, ...problemResponses(404, 409) } },
   }, async (req) => diskJson(await disks.detach(req.params.id)));
 };

@@ -2,7 +2,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@fastify/type-provider-typebox';
 import type { VmService, VmView } from '../../services/vm-service.ts';
-import { IdParams, problemResponses, StopBody, StopQuery, Vm, VmCreate } from '../schemas.ts';
+import { IdParams, NoOptionsBody, problemResponses, StopBody, StopQuery, Vm, VmCreate } from '../schemas.ts';
 
 export function vmJson(v: VmView) {
   return {
@@ -32,7 +32,7 @@ export const vmRoutes = (vms: VmService): FastifyPluginAsyncTypebox => async (ap
     return reply.code(204).send(null);
   });
 
-  app.post('/vms/:id/start', { schema: action }, async (req) => vmJson(await vms.start(req.params.id)));
+  app.post('/vms/:id/start', { schema: { ...action, body: NoOptionsBody } }, async (req) => vmJson(await vms.start(req.params.id)));
 
   app.post('/vms/:id/stop', {
     schema: { ...action, body: Type.Optional(StopBody), querystring: StopQuery },
@@ -41,5 +41,5 @@ export const vmRoutes = (vms: VmService): FastifyPluginAsyncTypebox => async (ap
     return vmJson(await vms.stop(req.params.id, { force }));
   });
 
-  app.post('/vms/:id/restart', { schema: action }, async (req) => vmJson(await vms.restart(req.params.id)));
+  app.post('/vms/:id/restart', { schema: { ...action, body: NoOptionsBody } }, async (req) => vmJson(await vms.restart(req.params.id)));
 };
