@@ -70,6 +70,13 @@ Feature: VM lifecycle
 
   Rule: VMs outlive vman
 
+    Scenario: vman shut down and started again keeps its VMs running
+      Given a running VM "web" from the small template
+      When vman is shut down and started again
+      Then the VM "web" is recorded as running
+      And "web" still runs in the same QEMU process
+      And the VM "web" can be stopped through the API
+
     Scenario: vman killed while a VM runs adopts it when it comes back
       Given vman runs as a separate process
       And a running VM "web" from the small template

@@ -16,6 +16,11 @@ When('vman is killed with SIGKILL and started again', async function (this: Vman
   await this.startVman({ child: true });
 });
 
+When('vman is shut down and started again', async function (this: VmanWorld) {
+  await this.api().stop();
+  await this.startVman({ child: this.child !== undefined });
+});
+
 When('vman is killed with SIGKILL', async function (this: VmanWorld) {
   await killVman(this);
 });

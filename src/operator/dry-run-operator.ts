@@ -81,6 +81,8 @@ export class DryRunVm implements VmHandle {
     this.alive = false;
   }
 
+  async disconnect(): Promise<void> {}
+
   /** Simulates QEMU dying on its own (or the guest powering off). */
   crash(info: ExitInfo = { guestInitiated: false, detail: `QEMU ${this.pid} exited (simulated)` }): void {
     this.alive = false;

@@ -15,6 +15,8 @@ export interface VmHandle {
   waitForGuestReady(timeoutMs: number): Promise<number>;
   stop(opts?: StopOptions): Promise<StopMethod>;
   kill(): Promise<void>;
+  /** vman lets go of the VM without stopping it (vman shuts down; the next one adopts it). */
+  disconnect(): Promise<void>;
   /** Hot-plug: the disk is attached once the guest sees it; returns the guest's device path. */
   attachDisk(disk: DiskSpec, opts?: { timeoutMs?: number }): Promise<string>;
   /** Hot-unplug: done on DEVICE_DELETED, then the block nodes are removed. */

@@ -32,6 +32,7 @@ export class QemuVm implements VmHandle {
   private exitInfo: ExitInfo | undefined;
   private shutdownEvent: QmpEvent | undefined;
   private stopping = false;
+  private disconnected = false;
 
   private constructor(
     readonly id: string,
@@ -148,6 +149,11 @@ export class QemuVm implements VmHandle {
     await this.cleanup();
   }
 
+  async disconnect(): Promise<void> {
+    this.disconnected = true;
+    await this.qmp.close();
+  }
+
   /** Closes the monitor and removes sockets and pidfile once the process is gone. */
   async cleanup(): Promise<void> {
     await this.qmp.close();
@@ -181,6 +187,7 @@ export class QemuVm implements VmHandle {
   }
 
   private async onQmpClosed(): Promise<void> {
+    if (this.disconnected) return; // vman let go; QEMU runs on
     // The monitor closes just before the process ends; give it a moment.
     await waitForExit(this.pid, 5_000);
     if (await isAlive(this.pid)) return;

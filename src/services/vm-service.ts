@@ -166,6 +166,8 @@ export class VmService {
   /** vman is going away: let go of QEMU (VMs keep running and are adopted next time). */
   async release(): Promise<void> {
     await this.locks.drain();
+    // QEMU takes one client per QMP socket: the next vman's adoption needs it free.
+    await Promise.all([...this.handles.values()].map((h) => h.disconnect().catch(() => undefined)));
     this.handles.clear();
   }
 
