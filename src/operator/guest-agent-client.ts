@@ -11,7 +11,8 @@ const DEFAULT_SYNC_TIMEOUT_MS = 5000;
 const DEFAULT_EXECUTE_TIMEOUT_MS = 10000;
 const DEFAULT_EXEC_TIMEOUT_MS = 30000;
 const DEFAULT_READ_FILE_TIMEOUT_MS = 30000;
-const EXEC_POLL_MS = 50;
+/** guest-exec-status polling: short at first (most commands end within milliseconds), then every 50 ms. */
+const EXEC_POLL_MS = [5, 10, 20, 50] as const;
 const READ_CHUNK = 65536;
 
 export class GuestAgentError extends Error {
@@ -127,12 +128,13 @@ export class GuestAgentClient {
       const started = await this.execute<unknown>('guest-exec', request, { timeoutMs: Math.max(1, remaining()) });
       const pid = isRecord(started) ? started['pid'] : undefined;
       if (typeof pid !== 'number') throw this.#protocolError('guest-exec', started);
-      for (;;) {
+      for (let poll = 0; ; poll++) {
         const status = await this.execute<unknown>('guest-exec-status', { pid }, { timeoutMs: Math.max(1, remaining()) });
         if (!isRecord(status)) throw this.#protocolError('guest-exec-status', status);
         if (status['exited'] === true) return toExecResult(status);
-        if (remaining() <= EXEC_POLL_MS) throw (expired = timeout());
-        await new Promise<void>((resolve) => setTimeout(resolve, EXEC_POLL_MS));
+        const wait = EXEC_POLL_MS[Math.min(poll, EXEC_POLL_MS.length - 1)]!;
+        if (remaining() <= wait) throw (expired = timeout());
+        await new Promise<void>((resolve) => setTimeout(resolve, wait));
       }
     } catch (err) {
       // Report the command line rather than whichever step happened to run out of time.

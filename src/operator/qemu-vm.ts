@@ -126,11 +126,11 @@ export class QemuVm implements VmHandle {
       if (!(await isAlive(this.pid))) return 'already-stopped';
       if (!force && !this.qmp.isClosed) {
         const powerdown = await this.qmp.execute('system_powerdown').then(() => true, () => false);
-        if (powerdown && (await waitForExit(this.pid, powerdownTimeoutMs))) return 'powerdown';
+        if (powerdown && (await waitForExit(this.pid, powerdownTimeoutMs, 5))) return 'powerdown';
       }
       if (!this.qmp.isClosed) {
         await this.qmp.execute('quit', undefined, { timeoutMs: quitTimeoutMs }).catch(() => undefined);
-        if (await waitForExit(this.pid, quitTimeoutMs)) return 'quit';
+        if (await waitForExit(this.pid, quitTimeoutMs, 5)) return 'quit';
       }
       await this.kill();
       return 'kill';
@@ -162,9 +162,17 @@ export class QemuVm implements VmHandle {
 
   async attachDisk(disk: DiskSpec, opts: { timeoutMs?: number } = {}): Promise<string> {
     const timeoutMs = opts.timeoutMs ?? 15_000;
-    await hotplugDisk(this.qmp, disk, { timeoutMs });
+    // One agent connection for every look at the guest: qemu-ga only notices a
+    // new client every 100 ms, so reconnecting per check would add that each time.
+    const seeing = this.withGuestAgent((ga) => waitForGuestDisk((fn) => fn(ga), disk.id, { timeoutMs, present: true }), timeoutMs);
     try {
-      const seen = await waitForGuestDisk((fn) => this.withGuestAgent(fn), disk.id, { timeoutMs, present: true });
+      await hotplugDisk(this.qmp, disk, { timeoutMs });
+    } catch (err) {
+      await seeing.catch(() => undefined);
+      throw err;
+    }
+    try {
+      const seen = await seeing;
       return seen!.path;
     } catch (err) {
       // The guest never saw it: take it out again so QEMU holds no node for a disk vman calls available.
@@ -178,7 +186,8 @@ export class QemuVm implements VmHandle {
   }
 
   async guestDevicePath(diskId: string, opts: { timeoutMs?: number } = {}): Promise<string | undefined> {
-    const seen = await waitForGuestDisk((fn) => this.withGuestAgent(fn), diskId, { timeoutMs: opts.timeoutMs ?? 10_000, present: true });
+    const timeoutMs = opts.timeoutMs ?? 10_000;
+    const seen = await this.withGuestAgent((ga) => waitForGuestDisk((fn) => fn(ga), diskId, { timeoutMs, present: true }), timeoutMs);
     return seen?.path;
   }
 
