@@ -165,6 +165,8 @@ export class QemuVm implements VmHandle {
     // One agent connection for every look at the guest: qemu-ga only notices a
     // new client every 100 ms, so reconnecting per check would add that each time.
     const seeing = this.withGuestAgent((ga) => waitForGuestDisk((fn) => fn(ga), disk.id, { timeoutMs, present: true }), timeoutMs);
+    // Handled now, judged later: it may fail while the QMP steps are still running.
+    seeing.catch(() => undefined);
     try {
       await hotplugDisk(this.qmp, disk, { timeoutMs });
     } catch (err) {
