@@ -58,6 +58,7 @@ async function send(world: VmanWorld, action: DiskAction, disk: string, request:
   const sentAt = Date.now();
   const res = await request();
   diskRequestTimings(world).push({ action, disk, sentAt, answeredAt: Date.now(), status: res.statusCode, body: res.body });
+  world.timings.push({ what: `${action} disk ${disk}`, ms: Date.now() - sentAt, status: res.statusCode });
   world.lastResponse = res;
   return res;
 }
