@@ -11,6 +11,9 @@ import { formatProtocolLog } from './report.ts';
 import { reapCrashedNamespaces, sweepRunNetwork } from './netns.ts';
 import { stopSqliteProcess } from './db-reader.ts';
 import { hostView, leaks, type HostView } from './leak-guard.ts';
+import { qmpRunState } from './qemu-facts.ts';
+import { withGuestAgent } from './vm-facts.ts';
+import { guestBlockDevices } from '../src/operator/guest-disks.ts';
 
 // Boots under TCG take seconds; a step that takes a minute is broken.
 setDefaultTimeout(60_000);
@@ -59,6 +62,7 @@ After(async function (this: VmanWorld, { result }) {
   if (result?.status === Status.FAILED) {
     this.attach(`Storage at failure: ${this.storage}`, 'text/plain');
     if (this.vman) this.attach(this.vman.log() || '(vman logged nothing)', { mediaType: 'text/plain', fileName: 'vman log' });
+    await attachGuestStates(this);
   }
   await this.destroyAll();
 });
@@ -88,6 +92,27 @@ async function attachManagedConsoles(world: VmanWorld): Promise<void> {
   for (const id of await readdir(vmsDir).catch(() => [] as string[])) {
     const log = await readFile(path.join(vmsDir, id, 'serial.log'), 'utf8').catch(() => undefined);
     if (log !== undefined) world.attach(log || '(no console output)', { mediaType: 'text/plain', fileName: `serial console of ${names.get(id) ?? id}` });
+  }
+}
+
+/** On failure: what each still-running guest says about itself, and what QEMU says about it. */
+async function attachGuestStates(world: VmanWorld): Promise<void> {
+  if (!world.vman) return;
+  const vmsDir = path.join(world.vman.storagePath, 'vms');
+  for (const id of await readdir(vmsDir).catch(() => [] as string[])) {
+    const dir = path.join(vmsDir, id);
+    const qmp = await qmpRunState(dir).catch((e: Error) => `unreachable (${e.message})`);
+    const guest = await withGuestAgent(
+      dir,
+      async (ga) => {
+        const addresses = (await ga.networkInterfaces()).map((i) => `${i.name} ${(i['ip-addresses'] ?? []).map((a) => a['ip-address']).join(' ')}`);
+        const disks = (await guestBlockDevices(ga)).map((d) => `${d.path} serial ${d.serial} ${d.sizeBytes} B`);
+        const uptime = (await ga.exec('/bin/cat', ['/proc/uptime'], { timeoutMs: 2_000 })).stdout.trim();
+        return [`interfaces: ${addresses.join('; ')}`, `disks: ${disks.join('; ') || 'none'}`, `uptime: ${uptime}`].join('\n');
+      },
+      1_500,
+    ).catch((e: Error) => `guest agent unreachable (${e.message})`);
+    world.attach(`QMP status: ${qmp}\n${guest}`, { mediaType: 'text/plain', fileName: `state of ${id} at failure` });
   }
 }
 
