@@ -73,13 +73,28 @@ export async function withGuestAgent<T>(dir: string, fn: (ga: GuestAgentClient) 
   }
 }
 
-export async function guestIpv4(dir: string): Promise<string[]> {
-  const ifaces = await withGuestAgent(dir, (ga) => ga.networkInterfaces());
-  return ifaces
-    .filter((i) => i.name !== 'lo')
-    .flatMap((i) => i['ip-addresses'] ?? [])
-    .filter((a) => a['ip-address-type'] === 'ipv4')
-    .map((a) => a['ip-address']);
+/**
+ * The IPv4 addresses the guest reports (loopback excluded), once it reports
+ * any: the agent can answer a moment before DHCP has finished. After the
+ * deadline, whatever it reports (possibly nothing) is the answer to judge.
+ */
+export async function guestIpv4(dir: string, timeoutMs = 10_000): Promise<string[]> {
+  const read = async (): Promise<string[]> => {
+    const ifaces = await withGuestAgent(dir, (ga) => ga.networkInterfaces());
+    return ifaces
+      .filter((i) => i.name !== 'lo')
+      .flatMap((i) => i['ip-addresses'] ?? [])
+      .filter((a) => a['ip-address-type'] === 'ipv4')
+      .map((a) => a['ip-address']);
+  };
+  return pollUntil(
+    'the guest to report an IPv4 address',
+    async () => {
+      const seen = await read();
+      return seen.length > 0 ? { done: true, value: seen } : { done: false, seen: 'no IPv4 address yet' };
+    },
+    { timeoutMs, intervalMs: 100 },
+  ).catch(() => read());
 }
 
 export async function runtimeFilesPresent(dir: string): Promise<string[]> {
