@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import { parseIpv4 } from '../src/network/ipv4.ts';
 import { isAlive } from '../src/operator/proc.ts';
 import type { VmanWorld } from '../world/vman-world.ts';
-import { expectStatus, startRunningVm, vmAction, type VmJson } from '../support/vm-tasks.ts';
+import { expectStatus, startNotingRecords, startRunningVm, vmAction, type VmJson } from '../support/vm-tasks.ts';
 import { guestIpv4, recordedVm, remembered, rememberVm } from '../support/vm-facts.ts';
 import { qemuProcessOf } from '../support/qemu-facts.ts';
 import { BRIDGE_NET, dnsmasqProcessesUnder, kernelVlanSupport, netnsId, scenarioNetns, serveInNetns, startVmanInNetns } from '../support/netns.ts';
@@ -103,9 +103,7 @@ When('the VMs {string} and {string} are started at the same moment', async funct
 });
 
 When('the VM {string} is started while every address is taken', async function (this: VmanWorld, name: string) {
-  this.remembered.set(`${name}:row`, await this.db().vmByName(name));
-  this.remembered.set('allocations', await allocationsInDb(this));
-  await vmAction(this, name, 'start');
+  await startNotingRecords(this, name);
   await rememberVm(this, name);
 });
 

@@ -4,13 +4,12 @@ import { Given, Then, When } from '@cucumber/cucumber';
 import { expect } from 'chai';
 import { access } from 'node:fs/promises';
 import type { VmanWorld } from '../world/vman-world.ts';
-import { createVm, deleteVm, expectStatus, startRunningVm, vmAction } from '../support/vm-tasks.ts';
+import { createVm, deleteVm, expectStatus, startNotingRecords, startRunningVm, vmAction } from '../support/vm-tasks.ts';
 import {
   guestIpv4, recordedVm, remembered, rememberVm, runtimeFilesPresent, waitForNoQemu, waitForRecordedState, withGuestAgent,
 } from '../support/vm-facts.ts';
 import { qemuProcessOf, qmpRunState } from '../support/qemu-facts.ts';
 import { signal } from '../src/operator/proc.ts';
-import { allocationsInDb } from '../support/network-facts.ts';
 
 Given('a VM {string} created from the {word} template', async function (this: VmanWorld, name: string, template: string) {
   await createVm(this, name, template);
@@ -23,10 +22,7 @@ Given('a running VM {string} from the {word} template', async function (this: Vm
 });
 
 When('the VM {string} is started', async function (this: VmanWorld, name: string) {
-  // What was recorded before, for scenarios where the start must change nothing.
-  this.remembered.set(`${name}:row`, await this.db().vmByName(name));
-  this.remembered.set('allocations', await allocationsInDb(this));
-  await vmAction(this, name, 'start');
+  await startNotingRecords(this, name);
   await rememberVm(this, name);
 });
 

@@ -2,6 +2,7 @@
 // line; these say what was expected when vman answers otherwise.
 import type { Response } from 'got';
 import type { VmanWorld } from '../world/vman-world.ts';
+import { allocationsInDb } from './network-facts.ts';
 
 export interface VmJson {
   id: string;
@@ -44,4 +45,11 @@ export async function deleteVm(world: VmanWorld, name: string): Promise<Response
 export async function startRunningVm(world: VmanWorld, name: string, template: string): Promise<VmJson> {
   await createVm(world, name, template);
   return expectStatus<VmJson>(await vmAction(world, name, 'start'), 200, `start VM ${name}`);
+}
+
+/** Starts a VM after noting its row and the allocations, for scenarios where the start must change nothing. */
+export async function startNotingRecords(world: VmanWorld, name: string): Promise<Response<unknown>> {
+  world.remembered.set(`${name}:row`, await world.db().vmByName(name));
+  world.remembered.set('allocations', await allocationsInDb(world));
+  return vmAction(world, name, 'start');
 }
