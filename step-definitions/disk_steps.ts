@@ -114,23 +114,25 @@ Then('QMP no longer lists the disk {string} on {string}', async function (this: 
 // --- Then: the guest -------------------------------------------------------------
 
 Then('the guest of {string} sees {string} as a new disk of {int} GB', async function (this: VmanWorld, vm: string, disk: string, sizeGb: number) {
-  const id = this.idOf(disk);
-  const devices = await guestDisks((await recordedVm(this, vm)).dir);
-  const seen = devices.find((d) => d.serial === id);
-  expect(seen, `a guest block device with serial ${id}; the guest sees ${describeGuestDisks(devices)}`).to.not.equal(undefined);
-  expect(seen!.sizeBytes, `size of ${seen!.path} in bytes`).to.equal(sizeGb * GIB);
+  const { seen, devices } = await expectGuestDisk(this, vm, disk, sizeGb);
   const before = remembered<GuestBlockDevice[]>(this, guestDisksBefore(vm, disk));
-  expect(before.map((d) => d.name), `devices before the attach: ${describeGuestDisks(before)}`).to.not.include(seen!.name);
+  expect(before.map((d) => d.name), `devices before the attach: ${describeGuestDisks(before)}`).to.not.include(seen.name);
   expect(devices.length, `devices now: ${describeGuestDisks(devices)}`).to.equal(before.length + 1);
 });
 
 Then('the guest of {string} sees {string} as a disk of {int} GB', async function (this: VmanWorld, vm: string, disk: string, sizeGb: number) {
-  const id = this.idOf(disk);
-  const devices = await guestDisks((await recordedVm(this, vm)).dir);
+  await expectGuestDisk(this, vm, disk, sizeGb);
+});
+
+/** The guest's own device for the disk (found by its serial, the disk id), of the given size. */
+async function expectGuestDisk(world: VmanWorld, vm: string, disk: string, sizeGb: number) {
+  const id = world.idOf(disk);
+  const devices = await guestDisks((await recordedVm(world, vm)).dir);
   const seen = devices.find((d) => d.serial === id);
   expect(seen, `a guest block device with serial ${id}; the guest sees ${describeGuestDisks(devices)}`).to.not.equal(undefined);
   expect(seen!.sizeBytes, `size of ${seen!.path} in bytes`).to.equal(sizeGb * GIB);
-});
+  return { seen: seen!, devices };
+}
 
 Then('the guest of {string} no longer sees the disk {string}', async function (this: VmanWorld, vm: string, disk: string) {
   const id = this.idOf(disk);
