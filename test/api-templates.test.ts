@@ -3,19 +3,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { dryVman, sharedDryVman, type ApiResponse, type DryVman } from './helpers/dry-vman.ts';
+import { dryVman, sharedDryVman, type ApiResponse, type DryVman, assertProblem } from './helpers/dry-vman.ts';
 
-const PROBLEM = /^application\/problem\+json/;
 
-function assertProblem(res: ApiResponse, status: number, detail?: RegExp): void {
-  assert.equal(res.status, status, `expected ${status}, got ${res.status}: ${res.raw ?? JSON.stringify(res.body)}`);
-  assert.match(res.type, PROBLEM);
-  assert.equal(typeof res.body.type, 'string');
-  assert.equal(typeof res.body.title, 'string');
-  assert.equal(res.body.status, status);
-  assert.equal(typeof res.body.detail, 'string');
-  if (detail) assert.match(res.body.detail, detail);
-}
 
 const templatesTable = (v: DryVman) => v.rows('SELECT * FROM templates ORDER BY id');
 

@@ -4,22 +4,12 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { describe, it } from 'node:test';
 import { DryRunOperator } from '../src/operator/dry-run-operator.ts';
-import { dryVman, eventually, sharedDryVman, type ApiResponse, type DryVman } from './helpers/dry-vman.ts';
+import { dryVman, eventually, sharedDryVman, type ApiResponse, type DryVman, assertProblem } from './helpers/dry-vman.ts';
 
-const PROBLEM = /^application\/problem\+json/;
 const MAC = /^52:54:00(:[0-9a-f]{2}){3}$/;
 /** The default range, 10.0.2.15-10.0.2.254. */
 const IN_DEFAULT_RANGE = /^10\.0\.2\.(1[5-9]|[2-9]\d|1\d\d|2[0-4]\d|25[0-4])$/;
 
-function assertProblem(res: ApiResponse, status: number, detail?: RegExp): void {
-  assert.equal(res.status, status, `expected ${status}, got ${res.status}: ${res.raw}`);
-  assert.match(res.type, PROBLEM);
-  assert.equal(typeof res.body.type, 'string');
-  assert.equal(typeof res.body.title, 'string');
-  assert.equal(res.body.status, status);
-  assert.equal(typeof res.body.detail, 'string');
-  if (detail) assert.match(res.body.detail, detail);
-}
 
 function assertOk(res: ApiResponse, status = 200): any {
   assert.equal(res.status, status, `expected ${status}, got ${res.status}: ${res.raw}`);

@@ -2,6 +2,7 @@
 // its own temporary storage folder, no port (requests go through
 // `app.inject`), no observer loop, and a cleanup that closes every vman opened
 // on the folder and removes it.
+import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -131,4 +132,17 @@ export async function eventually<T>(check: () => T | Promise<T>, what: string, t
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+const PROBLEM_TYPE = /^application\/problem\+json/;
+
+/** A refusal: the status, problem+json, and the problem fields (detail matching, when given). */
+export function assertProblem(res: ApiResponse, status: number, detail?: RegExp): void {
+  assert.equal(res.status, status, `expected ${status}, got ${res.status}: ${res.raw ?? JSON.stringify(res.body)}`);
+  assert.match(res.type, PROBLEM_TYPE);
+  assert.equal(typeof res.body.type, 'string');
+  assert.equal(typeof res.body.title, 'string');
+  assert.equal(res.body.status, status);
+  assert.equal(typeof res.body.detail, 'string');
+  if (detail) assert.match(res.body.detail, detail);
 }
