@@ -71,7 +71,7 @@ export const hotplugBench: BenchModule = {
       if (!bare) throw new Error('the bare QEMU did not come up');
       const vm = vmResult.value;
       // Observation only: note when each of vman's guest-agent sessions (one per guest poll) starts and ends.
-      const handle = v.vman.vms.handles.get(vm.id) as unknown as { withGuestAgent?: <T>(fn: (ga: GuestAgentClient) => Promise<T>, timeoutMs?: number) => Promise<T> };
+      const handle = v.vman.runtime.handle(vm.id) as unknown as { withGuestAgent?: <T>(fn: (ga: GuestAgentClient) => Promise<T>, timeoutMs?: number) => Promise<T> };
       const original = handle.withGuestAgent?.bind(handle);
       if (original) {
         handle.withGuestAgent = async <T>(fn: (ga: GuestAgentClient) => Promise<T>, timeoutMs?: number): Promise<T> => {

@@ -49,7 +49,7 @@ export async function measureObserver(n: number, root: string, runs = RUNS): Pro
     const setupMs = performance.now() - started;
     // Real rows from SQLite; processes and files from memory, so the bench measures vman, not /proc.
     const sources: SnapshotSources = {
-      ...defaultSources(db, storage),
+      ...defaultSources(db, storage, { owner: 'bench' }),
       listProcesses: async () => [],
       listDiskFiles: async () => diskPaths,
     };

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { AccelRequest } from './host/accel-probe.ts';
 import { parseNetworkConfig, type NetworkConfig, type NetworkSettings } from './network/config.ts';
+import { isCrashPoint } from './crash-points.ts';
 
 export interface VmanConfig {
   storagePath: string;
@@ -20,6 +21,8 @@ export interface VmanConfig {
   network: NetworkConfig;
   apiToken: string | undefined;
   maxDiskGb: number;
+  /** A crash point to die at (tests of crash safety only; see crash-points.ts). */
+  crashAt: string | undefined;
 }
 
 /** Flag name (without --) → environment variable. */
@@ -41,6 +44,7 @@ export const SETTINGS = {
   range: 'VMAN_RANGE',
   'api-token': 'VMAN_API_TOKEN',
   'max-disk-gb': 'VMAN_MAX_DISK_GB',
+  'crash-at': 'VMAN_CRASH_AT',
 } as const;
 
 export type SettingName = keyof typeof SETTINGS;
@@ -55,6 +59,13 @@ export class ConfigError extends Error {
 export function defaultStoragePath(): string {
   const data = process.env.XDG_DATA_HOME || path.join(os.homedir(), '.local', 'share');
   return path.join(data, 'vman');
+}
+
+function crashAt(name: string | undefined): string | undefined {
+  if (name !== undefined && !isCrashPoint(name)) {
+    throw new ConfigError(`${SETTINGS['crash-at']} ${JSON.stringify(name)} is not a crash point; they are listed in src/crash-points.ts`);
+  }
+  return name;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: Partial<Record<SettingName, string>> = {}): VmanConfig {
@@ -104,5 +115,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: Partial<
     network,
     apiToken: get('api-token'),
     maxDiskGb: number('max-disk-gb', 1024, 1, 1024 * 1024),
+    crashAt: crashAt(get('crash-at')),
   };
 }

@@ -20,9 +20,15 @@ import type { ProtocolLogEntry } from './operator/qmp-client.ts';
 import { TemplateService, type BootFiles } from './services/template-service.ts';
 import { VmService } from './services/vm-service.ts';
 import { DiskService } from './services/disk-service.ts';
-import { removeHalfMade } from './services/half-made.ts';
+import { IntentJournal } from './services/intent-journal.ts';
+import { NetworkService } from './services/network-service.ts';
+import { recover } from './services/recovery.ts';
+import { RepairService } from './services/repair.ts';
+import { VmRuntime } from './services/vm-runtime.ts';
 import { Observer } from './observer/observer.ts';
 import { defaultSources } from './observer/snapshot.ts';
+import { StorageLock } from './storage-lock.ts';
+import { armCrashPoint } from './crash-points.ts';
 
 export interface Vman {
   config: VmanConfig;
@@ -31,6 +37,8 @@ export interface Vman {
   templates: TemplateService;
   vms: VmService;
   disks: DiskService;
+  /** Live QEMU handles and per-VM locks (see vm-runtime.ts). */
+  runtime: VmRuntime;
   observer: Observer;
   host: HostSummary;
   operator: Operator;
@@ -51,6 +59,19 @@ export interface CreateOptions {
 }
 
 export async function createVman(config: VmanConfig, opts: CreateOptions = {}): Promise<Vman> {
+  // Before anything else: a second vman on this storage must not touch it.
+  await mkdir(config.storagePath, { recursive: true, mode: 0o700 });
+  const lock = StorageLock.acquire(config.storagePath);
+  try {
+    return await openVman(config, opts, lock);
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
+}
+
+async function openVman(config: VmanConfig, opts: CreateOptions, lock: StorageLock): Promise<Vman> {
+  armCrashPoint(config.crashAt);
   // VM folders hold QMP and guest-agent sockets: not for other users' eyes or hands.
   for (const dir of ['vms', 'disks']) {
     await mkdir(path.join(config.storagePath, dir), { recursive: true, mode: 0o700 });
@@ -117,37 +138,44 @@ export async function createVman(config: VmanConfig, opts: CreateOptions = {}): 
       : new UserNetworkBackend(config.network));
     network = net;
     await net.open();
+    const runtime = new VmRuntime({ db, operator, pool, network: net, log: (m) => log(m) });
+    const journal = new IntentJournal(db);
     const vms = new VmService({
-      db, operator, templates, pool, network: net, storagePath: config.storagePath,
+      db, runtime, journal, templates, pool, storagePath: config.storagePath,
       qemuBinary, qemuImg, accel, bootTimeoutMs: config.bootTimeoutMs, log: (m) => log(m),
     });
     const disks = new DiskService({
-      db, vms, storagePath: config.storagePath, qemuImg, maxDiskGb: config.maxDiskGb, qmpTimeoutMs: config.qmpTimeoutMs, log: (m) => log(m),
+      db, runtime, journal, storagePath: config.storagePath, qemuImg, maxDiskGb: config.maxDiskGb, qmpTimeoutMs: config.qmpTimeoutMs, log: (m) => log(m),
     });
     const observer = new Observer({
-      sources: defaultSources(db, config.storagePath),
+      sources: defaultSources(db, config.storagePath, {
+        owner: journal.owner,
+        ...(net.inventory ? { networkInventory: () => net.inventory!() } : {}),
+      }),
       storagePath: config.storagePath,
       intervalSeconds: config.observerInterval,
       log: (msg, findings) => log(`${msg}: ${findings.map((f) => `${f.kind} ${f.resourceId} (${f.observed})`).join('; ')}`),
     });
-    const app = await buildApp({ templates, vms, disks, observer, db, network: config.network, host }, {
+    const repairs = new RepairService({ db, runtime, log: (m) => log(m) });
+    const app = await buildApp({ templates, vms, disks, observer, repairs, network: new NetworkService(config.network, db), host }, {
       apiToken: config.apiToken,
       ...(opts.logger === undefined ? {} : { logger: opts.logger }),
     });
     log = (m) => app.log.info(m);
-    const leftovers = await removeHalfMade(db, config.storagePath);
-    if (leftovers.length > 0) log(`removed what an interrupted vman left half-made: ${leftovers.join(', ')}`);
-    // What was wrong while vman was away, before adoption settles it: the first report.
+    // What was wrong while vman was away, before recovery settles it: the first report.
     const startup = await observer.check();
     if (startup.findings.length > 0) log(`start-up check found ${startup.findings.length} disagreement(s)`);
-    await vms.adoptAll();
+    // Adopt the VMs that kept running; finish or undo what a dead vman left half-done.
+    await recover({ db, journal, runtime, forgetVm: (id) => vms.forget(id), log: (m) => log(m) });
     observer.start();
 
     let closed = false;
     return {
-      config, app, db, templates, vms, disks, observer, host, operator,
+      config, app, db, templates, vms, disks, runtime, observer, host, operator,
       async listen() {
-        return app.listen({ host: config.listen.host, port: config.listen.port });
+        const url = await app.listen({ host: config.listen.host, port: config.listen.port });
+        lock.serving(url);
+        return url;
       },
       async close() {
         if (closed) return;
@@ -155,9 +183,10 @@ export async function createVman(config: VmanConfig, opts: CreateOptions = {}): 
         // The loop first: no check may run against a closed database.
         await observer.stop();
         await app.close();
-        await vms.release();
+        await runtime.release();
         await net.close();
         db.close();
+        lock.release();
       },
     };
   } catch (err) {

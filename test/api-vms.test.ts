@@ -373,7 +373,7 @@ describe('VMs API: failures', () => {
     assertOk(await v.api('POST', `/api/v1/vms/${vm.id}/stop`));
     const before = vmsTable(v);
     sim.crash();
-    await v.vman.vms.locks.drain();
+    await v.vman.runtime.locks.drain();
     assert.deepEqual(vmsTable(v), before);
   });
 });

@@ -11,8 +11,13 @@ import {
   checkOrphanProcesses,
   checkRunningVmsHaveProcess,
   checkStoppedVmsHaveNoProcess,
+  checkIntentsFinished,
+  checkNetworkOwned,
+  checkQemuBlockAccountedFor,
+  checkVmFoldersOwned,
   runChecks,
 } from '../src/observer/checks.ts';
+import type { Intent, IntentRecord } from '../src/db/types.ts';
 import { vmanQemuProcesses } from '../src/observer/snapshot.ts';
 import type { ObserverSnapshot, QemuProcessView, VmRuntimeView } from '../src/observer/snapshot.ts';
 
@@ -44,7 +49,7 @@ function qemu(pid: number, vmId: string | undefined, storage = S): QemuProcessVi
 
 function snap(over: Partial<ObserverSnapshot> = {}): ObserverSnapshot {
   return {
-    storagePath: S, vms: [], disks: [], addresses: [], processes: [], diskFiles: [],
+    storagePath: S, vms: [], disks: [], addresses: [], intents: [], owner: 'this-vman', processes: [], diskFiles: [], vmFolders: [],
     runtime: new Map<string, VmRuntimeView>(), ...over,
   };
 }
@@ -246,14 +251,16 @@ describe('checkFailedVms', () => {
 
 describe('runChecks', () => {
   it('runs every check and finds nothing in a coherent snapshot', () => {
-    assert.equal(ALL_CHECKS.length, 8);
+    assert.equal(ALL_CHECKS.length, 12);
     const s = snap({
       vms: [vm('a', 'running', 1), vm('b', 'stopped')],
       disks: [disk('d1', { state: 'attached', vmId: 'a' }), disk('d2')],
       addresses: [addr('10.0.2.15', 'a')],
       processes: [qemu(1, 'a')],
       diskFiles: [`${S}/disks/d1.qcow2`, `${S}/disks/d2.qcow2`],
-      runtime: runtime({ vmId: 'a', qmpStatus: 'running', diskDevices: ['disk-d1'] }),
+      vmFolders: ['a', 'b'],
+      runtime: runtime({ vmId: 'a', qmpStatus: 'running', diskDevices: ['disk-d1'], blockNodes: ['drive-d1', 'file-d1'] }),
+      network: { taps: [{ tap: 'vt0000000000aa', vmId: 'a' }], reservations: [{ mac: '52:54:00:00:00:01', address: '10.0.2.15' }] },
     });
     assert.deepEqual(runChecks(s), []);
   });
@@ -261,5 +268,100 @@ describe('runChecks', () => {
   it('collects findings of several kinds', () => {
     const s = snap({ vms: [vm('a', 'running')], processes: [qemu(3, 'zzz')], diskFiles: [`${S}/disks/x.qcow2`] });
     assert.deepEqual(runChecks(s).map((f) => f.kind).sort(), ['orphan-disk-file', 'orphan-process', 'vm-not-running']);
+  });
+});
+
+const intent = (id: number, i: Intent, owner = 'this-vman'): IntentRecord => ({ id, intent: i, owner, startedAt: T });
+
+describe('checkQemuBlockAccountedFor', () => {
+  const running = vm('a', 'running', 1);
+  const base = { vms: [running], processes: [qemu(1, 'a')] };
+
+  it('names a disk QEMU holds that is not recorded attached to that VM, with its device and nodes', () => {
+    const f = checkQemuBlockAccountedFor(snap({
+      ...base,
+      disks: [disk('d1')],
+      runtime: runtime({ vmId: 'a', qmpStatus: 'running', diskDevices: ['disk-d1'], blockNodes: ['drive-d1', 'file-d1'] }),
+    }));
+    assert.deepEqual(f.map((x) => [x.kind, x.resourceType, x.resourceId, x.vmId]), [['qemu-block-unrecorded', 'disk', 'd1', 'a']]);
+    assert.match(f[0]!.observed, /disk-d1, drive-d1, file-d1/);
+    assert.equal(f[0]!.recorded, "disk d-d1 is available, not attached to VM n-a");
+  });
+
+  it('names nodes left without a device (an attach cut short) and names it follows no scheme of', () => {
+    const f = checkQemuBlockAccountedFor(snap({
+      ...base,
+      runtime: runtime({ vmId: 'a', qmpStatus: 'running', diskDevices: ['odd'], blockNodes: ['file-d9'] }),
+    }));
+    assert.deepEqual(f.map((x) => [x.resourceType, x.resourceId]).sort(), [['block', 'd9'], ['block', 'odd']]);
+  });
+
+  it('accepts the root disk and the disks recorded attached; stays silent when QEMU did not answer', () => {
+    const names = ['disk-root-a', 'drive-root-a', 'file-root-a'];
+    assert.deepEqual(checkQemuBlockAccountedFor(snap({
+      vms: [vm('vm-a', 'running', 1)], processes: [qemu(1, 'vm-a')],
+      runtime: runtime({ vmId: 'vm-a', qmpStatus: 'running', diskDevices: [names[0]!], blockNodes: names.slice(1) }),
+    })), []);
+    assert.deepEqual(checkQemuBlockAccountedFor(snap({ ...base, runtime: runtime({ vmId: 'a', qmpStatus: 'running' }) })), []);
+  });
+
+  it('leaves alone what this vman is attaching or detaching right now, not what a dead vman left', () => {
+    const rt = runtime({ vmId: 'a', qmpStatus: 'running', diskDevices: [], blockNodes: ['file-d1'] });
+    const attaching = intent(1, { op: 'disk.attach', diskId: 'd1', vmId: 'a', hot: true });
+    assert.deepEqual(checkQemuBlockAccountedFor(snap({ ...base, disks: [disk('d1')], runtime: rt, intents: [attaching] })), []);
+    const left = { ...attaching, owner: 'dead-vman' };
+    assert.equal(checkQemuBlockAccountedFor(snap({ ...base, disks: [disk('d1')], runtime: rt, intents: [left] })).length, 1);
+  });
+});
+
+describe('checkVmFoldersOwned', () => {
+  it('names a VM folder without a record, unless this vman is creating or deleting that VM', () => {
+    const s = snap({ vms: [vm('a', 'stopped')], vmFolders: ['a', 'ghost', 'making'], intents: [intent(1, { op: 'vm.create', vmId: 'making', dir: `${S}/vms/making` })] });
+    const f = checkVmFoldersOwned(s);
+    assert.deepEqual(f.map((x) => [x.kind, x.resourceId]), [['orphan-vm-folder', `${S}/vms/ghost`]]);
+  });
+});
+
+describe('checkNetworkOwned', () => {
+  it('names taps and reservations that no allocation accounts for', () => {
+    const s = snap({
+      vms: [{ ...vm('vm-000000000001', 'running', 1), mac: '52:54:00:00:00:01' }, { ...vm('vm-000000000002', 'stopped'), mac: '52:54:00:00:00:02' }],
+      addresses: [addr('10.0.2.15', 'vm-000000000001')],
+      network: {
+        taps: [{ tap: 'vt000000000001', vmId: 'vm-000000000001' }, { tap: 'vt000000000002', vmId: 'vm-000000000002' }, { tap: 'vt00000000dead', vmId: 'vm-00000000dead' }],
+        reservations: [{ mac: '52:54:00:00:00:01', address: '10.0.2.15' }, { mac: '52:54:00:00:00:02', address: '10.0.2.16' }],
+      },
+    });
+    const f = checkNetworkOwned(s);
+    assert.deepEqual(f.map((x) => [x.kind, x.resourceId]), [
+      ['orphan-tap', 'vt000000000002'], ['orphan-tap', 'vt00000000dead'], ['orphan-reservation', '52:54:00:00:00:02 10.0.2.16'],
+    ]);
+    assert.match(f[1]!.recorded, /no VM record/);
+  });
+
+  it('says nothing where the network mode keeps nothing on the host', () => {
+    assert.deepEqual(checkNetworkOwned(snap({ vms: [vm('a', 'stopped')] })), []);
+  });
+});
+
+describe('checkIntentsFinished', () => {
+  it("names another vman's intents, not this one's", () => {
+    const s = snap({ intents: [intent(1, { op: 'vm.stop', vmId: 'a' }, 'dead'), intent(2, { op: 'vm.stop', vmId: 'b' })] });
+    const f = checkIntentsFinished(s);
+    assert.deepEqual(f.map((x) => [x.kind, x.resourceId, x.vmId]), [['intent-unfinished', '1', 'a']]);
+    assert.match(f[0]!.recorded, /vm\.stop of a began at/);
+  });
+});
+
+describe('operations in flight', () => {
+  it('a disk this vman is deleting or creating is neither missing nor an orphan file', () => {
+    const f = `${S}/disks/d1.qcow2`;
+    const s = snap({
+      disks: [disk('d1')],
+      diskFiles: [`${S}/disks/new.qcow2`],
+      intents: [intent(1, { op: 'disk.delete', diskId: 'd1', file: f, pending: `${S}/disks/.d1.qcow2.x.tmp` }),
+        intent(2, { op: 'disk.create', diskId: 'new', file: `${S}/disks/new.qcow2`, pending: `${S}/disks/.new.tmp` })],
+    });
+    assert.deepEqual(runChecks(s), []);
   });
 });

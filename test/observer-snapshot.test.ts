@@ -93,7 +93,7 @@ describe('blockDeviceIds', () => {
 
 describe('defaultSources', () => {
   it('lists the files in <storage>/disks as absolute paths, and none without the folder', async () => {
-    const src = defaultSources(db, S);
+    const src = defaultSources(db, S, { owner: 'test' });
     assert.deepEqual(await src.listDiskFiles(), []);
     fs.mkdirSync(path.join(S, 'disks', 'sub'), { recursive: true });
     fs.writeFileSync(path.join(S, 'disks', 'd1.qcow2'), '');
@@ -105,14 +105,14 @@ describe('defaultSources', () => {
     insertVm('r1', 'running', '52:54:00:00:01:01');
     db.disks.insert({ id: 'd1', name: 'data', sizeGb: 1, format: 'qcow2', path: path.join(S, 'disks', 'd1.qcow2'), state: 'attached', vmId: 'r1', mountPoint: '/dev/vdb' });
     db.addresses.allocate('10.0.2.15', 'r1');
-    const rows = defaultSources(db, S).readRows();
+    const rows = defaultSources(db, S, { owner: 'test' }).readRows();
     assert.deepEqual(rows.vms.map((v) => v.id), ['r1']);
     assert.deepEqual(rows.disks.map((d) => [d.id, d.vmId]), [['d1', 'r1']]);
     assert.deepEqual(rows.addresses.map((a) => [a.address, a.vmId]), [['10.0.2.15', 'r1']]);
   });
 
   it('has a change token that moves on writes from this connection and from others', () => {
-    const src = defaultSources(db, S);
+    const src = defaultSources(db, S, { owner: 'test' });
     const t0 = src.changeToken?.();
     assert.equal(src.changeToken?.(), t0);
     insertVm('tok1', 'stopped', '52:54:00:00:01:10');
@@ -144,22 +144,23 @@ describe('defaultSources', () => {
             const msg = JSON.parse(buf.slice(0, nl)) as { execute: string; id: number };
             buf = buf.slice(nl + 1);
             const ret = msg.execute === 'query-status' ? { status: 'paused', running: false }
-              : msg.execute === 'query-block' ? [{ device: '', qdev: '/machine/peripheral/disk-d1/virtio-backend' }] : {};
+              : msg.execute === 'query-block' ? [{ device: '', qdev: '/machine/peripheral/disk-d1/virtio-backend' }]
+              : msg.execute === 'query-named-block-nodes' ? [{ 'node-name': 'drive-d1' }, { 'node-name': '#block123' }] : {};
             sock.write(JSON.stringify({ return: ret, id: msg.id }) + '\n');
           }
         });
       }).listen(path.join(vm.storageDir, name)),
     );
     try {
-      const view = await defaultSources(db, S).inspectVm(vm, 12345);
-      assert.deepEqual(view, { vmId: 'q1', qmpStatus: 'paused', diskDevices: ['disk-d1'] });
+      const view = await defaultSources(db, S, { owner: 'test' }).inspectVm(vm, 12345);
+      assert.deepEqual(view, { vmId: 'q1', qmpStatus: 'paused', diskDevices: ['disk-d1'], blockNodes: ['drive-d1'] });
       assert.deepEqual(opened, ['qmp-aux.sock']);
       await pollUntil('the connection to close', () => (closed === 1 ? { done: true, value: 1 } : { done: false, seen: `${closed}` }), { timeoutMs: 2000, intervalMs: 10 });
     } finally {
       await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
     }
     // Nothing listening: unknown, not an error.
-    assert.deepEqual(await defaultSources(db, S).inspectVm(vm, 12345), { vmId: 'q1' });
+    assert.deepEqual(await defaultSources(db, S, { owner: 'test' }).inspectVm(vm, 12345), { vmId: 'q1' });
   });
 });
 
@@ -169,7 +170,9 @@ describe('takeSnapshot', () => {
 
   function fake(rows: () => { vms: VmRecord[] }, inspected: string[]): SnapshotSources {
     return {
-      readRows: () => ({ disks: [], addresses: [], ...rows() }),
+      owner: 'test',
+      readRows: () => ({ disks: [], addresses: [], intents: [], ...rows() }),
+      listVmFolders: async () => [],
       listProcesses: async () => [
         proc(5, [QEMU, '-name', 'vman-a', '-pidfile', '/s/vms/a/qemu.pid']),
         proc(6, [QEMU, '-name', 'vman-zz', '-pidfile', '/s/vms/zz/qemu.pid']),
@@ -228,7 +231,7 @@ describe('against a real QEMU', () => {
     const pid = child.pid ?? -1;
     try {
       await pollUntil('the QMP socket', () => (fs.existsSync(aux) ? { done: true, value: aux } : { done: false, seen: 'absent' }), { timeoutMs: 10_000 });
-      const s = await takeSnapshot(S, defaultSources(db, S));
+      const s = await takeSnapshot(S, defaultSources(db, S, { owner: 'test' }));
       assert.deepEqual(s.processes.filter((p) => p.pid === pid).map((p) => p.vmId), ['live1']);
       assert.equal(s.runtime.get('live1')?.qmpStatus, 'prelaunch');
       const mine = runChecks(s).filter((f) => f.resourceId === 'live1');

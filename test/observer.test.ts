@@ -27,7 +27,9 @@ interface Fake extends SnapshotSources {
 function fakeSources(over: Partial<Fake> = {}): Fake {
   const fake: Fake = {
     runs: 0,
-    readRows: () => ({ vms: [runningVm], disks: [], addresses: [] }),
+    owner: 'test',
+    readRows: () => ({ vms: [runningVm], disks: [], addresses: [], intents: [] }),
+    listVmFolders: async () => [],
     async listProcesses(): Promise<ProcessInfo[]> {
       const run = ++fake.runs;
       if (fake.gate) await fake.gate;
@@ -102,7 +104,7 @@ describe('Observer.check', () => {
 
   it('logs nothing when there are no findings', async () => {
     const logged: string[] = [];
-    const src = fakeSources({ readRows: () => ({ vms: [], disks: [], addresses: [] }), listDiskFiles: async () => [] });
+    const src = fakeSources({ readRows: () => ({ vms: [], disks: [], addresses: [], intents: [] }), listDiskFiles: async () => [] });
     const r = await observer(src, undefined, (m) => logged.push(m)).check();
     assert.deepEqual(r.findings, []);
     assert.deepEqual(logged, []);

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { QemuImgError, createOverlay, createQcow2, imageInfo } from '../src/operator/qemu-img.ts';
+import { QemuImgError, createOverlay, createQcow2, imageInfo, removeImage } from '../src/operator/qemu-img.ts';
 
 const GiB = 1024 ** 3;
 const hasQemuImg = fs.existsSync('/usr/bin/qemu-img');
@@ -95,5 +95,21 @@ describe('qemu-img', { skip: hasQemuImg ? false : 'qemu-img is not installed' },
     const err = await imageInfo(path.join(dir, 'absent.qcow2')).catch((e: unknown) => e);
     assert.ok(err instanceof QemuImgError);
     assert.ok(err.argv.includes('-U'));
+  });
+});
+
+describe('removeImage', () => {
+  it('removes an image and its temporaries (and qemu-img temporaries of those), nothing of another image', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vman-remove-image-'));
+    try {
+      const names = ['disk-a.qcow2', '.disk-a.qcow2.0123456789ab.tmp', '..disk-a.qcow2.0123456789ab.tmp.ba9876543210.tmp', 'disk-ab.qcow2', '.disk-ab.qcow2.0123456789ab.tmp', '.disk-a.qcow2.notours'];
+      for (const n of names) fs.writeFileSync(path.join(dir, n), '');
+      const removed = await removeImage(path.join(dir, 'disk-a.qcow2'));
+      assert.deepEqual(removed.map((f) => path.basename(f)).sort(), names.slice(0, 3).sort());
+      assert.deepEqual(fs.readdirSync(dir).sort(), names.slice(3).sort());
+      assert.deepEqual(await removeImage(path.join(dir, 'disk-a.qcow2')), [], 'safe to run twice');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -10,8 +10,8 @@ import { diskRoutes } from './routes/disks.ts';
 import { observerRoutes } from './routes/observer.ts';
 import { networkRoutes } from './routes/network.ts';
 import type { Observer } from '../observer/observer.ts';
-import type { VmanDb } from '../db/database.ts';
-import type { NetworkConfig } from '../network/config.ts';
+import type { NetworkService } from '../services/network-service.ts';
+import type { RepairService } from '../services/repair.ts';
 import { installProblemHandlers, sendProblem } from './problem.ts';
 import { Problem } from './schemas.ts';
 import { templateRoutes } from './routes/templates.ts';
@@ -23,8 +23,8 @@ export interface AppServices {
   vms: VmService;
   disks: DiskService;
   observer: Observer;
-  db: VmanDb;
-  network: NetworkConfig;
+  repairs: RepairService;
+  network: NetworkService;
   host: HostSummary;
 }
 
@@ -69,8 +69,8 @@ export async function buildApp(services: AppServices, opts: AppOptions = {}): Pr
     await v1.register(templateRoutes(services.templates));
     await v1.register(vmRoutes(services.vms));
     await v1.register(diskRoutes(services.disks));
-    await v1.register(networkRoutes(services.network, services.db));
-    await v1.register(observerRoutes(services.observer, services.db, services.vms.locks));
+    await v1.register(networkRoutes(services.network));
+    await v1.register(observerRoutes(services.observer, services.repairs));
   }, { prefix: '/api/v1' });
   return app;
 }

@@ -1,9 +1,19 @@
 import Database from 'better-sqlite3';
 import { AddressRepo } from './address-repo.ts';
 import { DiskRepo } from './disk-repo.ts';
+import { IntentRepo } from './intent-repo.ts';
 import { applyMigrations } from './migrations.ts';
 import { TemplateRepo } from './template-repo.ts';
 import { VmRepo } from './vm-repo.ts';
+import type { AddressRecord, DiskRecord, IntentRecord, VmRecord } from './types.ts';
+
+/** Every row the observer compares with the host, read at one moment. */
+export interface Rows {
+  vms: VmRecord[];
+  disks: DiskRecord[];
+  addresses: AddressRecord[];
+  intents: IntentRecord[];
+}
 
 export interface VmanDb {
   db: Database.Database;
@@ -11,6 +21,11 @@ export interface VmanDb {
   vms: VmRepo;
   disks: DiskRepo;
   addresses: AddressRepo;
+  intents: IntentRepo;
+  /** Every row the observer needs, in one read transaction (one consistent view in WAL mode). */
+  readRows(): Rows;
+  /** A value that changes whenever any row is written, by this connection or another. */
+  changeToken(): string;
   /** Runs fn in a BEGIN IMMEDIATE transaction (a savepoint when nested); rolls back if it throws. */
   transaction<T>(fn: () => T): T;
   close(): void;
@@ -45,6 +60,11 @@ export function openDatabase(path: string): VmanDb {
   const vms = new VmRepo(db);
   const disks = new DiskRepo(db);
   const addresses = new AddressRepo(db);
+  const intents = new IntentRepo(db);
+  // Deferred (read) transaction: one consistent view without taking the write lock.
+  const readRows = db.transaction((): Rows => ({ vms: vms.list(), disks: disks.list(), addresses: addresses.list(), intents: intents.list() }));
+  // data_version moves on another connection's commit, total_changes() on this one's writes.
+  const totalChanges = db.prepare<[], number>('SELECT total_changes()').pluck();
 
   return {
     db,
@@ -52,6 +72,9 @@ export function openDatabase(path: string): VmanDb {
     vms,
     disks,
     addresses,
+    intents,
+    readRows: () => readRows(),
+    changeToken: () => `${String(db.pragma('data_version', { simple: true }))}:${totalChanges.get() ?? 0}`,
     transaction<T>(fn: () => T): T {
       return db
         .transaction((): T => {

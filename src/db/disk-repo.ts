@@ -40,6 +40,8 @@ export class DiskRepo {
   private readonly detachStmt: Database.Statement<[string, string], DiskRow>;
   private readonly deleteStmt: Database.Statement<[string]>;
   private readonly countStmt: Database.Statement<[], number>;
+  private readonly clearMountPointsStmt: Database.Statement<[string, string]>;
+  private readonly detachAllStmt: Database.Statement<[string, string]>;
 
   constructor(db: Database.Database) {
     this.insertStmt = db.prepare<DiskRow, DiskRow>(
@@ -65,6 +67,22 @@ export class DiskRepo {
     );
     this.deleteStmt = db.prepare<[string]>('DELETE FROM disks WHERE id = ?');
     this.countStmt = db.prepare<[], number>('SELECT COUNT(*) FROM disks').pluck();
+    this.clearMountPointsStmt = db.prepare<[string, string]>(
+      'UPDATE disks SET mount_point = NULL, updated_at = ? WHERE vm_id = ? AND mount_point IS NOT NULL',
+    );
+    this.detachAllStmt = db.prepare<[string, string]>(
+      `UPDATE disks SET state = 'available', vm_id = NULL, mount_point = NULL, updated_at = ? WHERE vm_id = ?`,
+    );
+  }
+
+  /** A VM that no longer runs: its disks stay attached, but no guest device names them. */
+  clearMountPoints(vmId: string): number {
+    return this.clearMountPointsStmt.run(new Date().toISOString(), vmId).changes;
+  }
+
+  /** A VM that is going away: its disks outlive it and become available. */
+  detachAll(vmId: string): number {
+    return this.detachAllStmt.run(new Date().toISOString(), vmId).changes;
   }
 
   insert(d: NewDisk): DiskRecord {

@@ -65,6 +65,24 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: 'intent journal',
+    // What a multi-step operation is about to do, written before its first side
+    // effect and removed after its last: what start-up recovery finishes or undoes.
+    // No foreign keys: a VM or disk row may go before the intent that removes it.
+    up: `
+      CREATE TABLE intents (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        op TEXT NOT NULL CHECK (op IN ('vm.create', 'vm.start', 'vm.stop', 'vm.delete', 'disk.create', 'disk.attach', 'disk.detach', 'disk.delete')),
+        vm_id TEXT,
+        disk_id TEXT,
+        detail TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        started_at TEXT NOT NULL
+      );
+    `,
+  },
 ];
 
 function assertOrdered(migrations: readonly Migration[]): void {

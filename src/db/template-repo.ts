@@ -40,6 +40,7 @@ export class TemplateRepo {
   private readonly listStmt: Database.Statement<[], TemplateRow>;
   private readonly deleteStmt: Database.Statement<[string]>;
   private readonly countVmsStmt: Database.Statement<[string], number>;
+  private readonly setBootStmt: Database.Statement<[string | null, string | null, string | null, string]>;
 
   constructor(db: Database.Database) {
     this.insertStmt = db.prepare<TemplateParams, TemplateRow>(
@@ -54,6 +55,9 @@ export class TemplateRepo {
     this.listStmt = db.prepare<[], TemplateRow>('SELECT * FROM templates ORDER BY created_at, name');
     this.deleteStmt = db.prepare<[string]>('DELETE FROM templates WHERE id = ?');
     this.countVmsStmt = db.prepare<[string], number>('SELECT COUNT(*) FROM vms WHERE template_id = ?').pluck();
+    this.setBootStmt = db.prepare<[string | null, string | null, string | null, string]>(
+      'UPDATE templates SET kernel_path = ?, initrd_path = ?, cmdline = ? WHERE id = ? AND builtin = 1',
+    );
   }
 
   insert(t: NewTemplate): TemplateRecord {
@@ -90,6 +94,11 @@ export class TemplateRepo {
   }
 
   /** Throws SqliteError 'FOREIGN KEY constraint failed' (code SQLITE_CONSTRAINT_TRIGGER: RESTRICT) while VMs use it. */
+  /** Points a built-in template at other boot files (a rebuilt guest image); user templates are never changed. */
+  setBuiltinBoot(id: string, boot: { kernel: string | null; initrd: string | null; cmdline: string | null }): void {
+    this.setBootStmt.run(boot.kernel, boot.initrd, boot.cmdline, id);
+  }
+
   delete(id: string): boolean {
     return this.deleteStmt.run(id).changes > 0;
   }

@@ -52,3 +52,30 @@ export interface AddressRecord {
 export type NewTemplate = Omit<TemplateRecord, 'createdAt'>;
 export type NewVm = Omit<VmRecord, 'createdAt' | 'updatedAt'>;
 export type NewDisk = Omit<DiskRecord, 'createdAt' | 'updatedAt'>;
+
+/** A VM state in which no QEMU runs for it. */
+export type AtRestState = 'created' | 'stopped' | 'error';
+
+/**
+ * What a multi-step operation is about to do, with what recovery needs to
+ * finish or undo it: ids, files, the state to go back to.
+ */
+export type Intent =
+  | { op: 'vm.create'; vmId: string; dir: string }
+  | { op: 'vm.start'; vmId: string; from: { state: AtRestState; reason: string | null } }
+  | { op: 'vm.stop'; vmId: string }
+  | { op: 'vm.delete'; vmId: string; dir: string }
+  | { op: 'disk.create'; diskId: string; file: string; pending: string }
+  | { op: 'disk.attach'; diskId: string; vmId: string; hot: boolean }
+  | { op: 'disk.detach'; diskId: string; vmId: string; hot: boolean }
+  | { op: 'disk.delete'; diskId: string; file: string; pending: string };
+
+export type IntentOp = Intent['op'];
+
+export interface IntentRecord {
+  id: number;
+  intent: Intent;
+  /** The vman instance that wrote it: another instance's intent is unfinished work. */
+  owner: string;
+  startedAt: string;
+}

@@ -71,6 +71,7 @@ export class VmRepo {
   private readonly casStmt: Database.Statement<[CasParams], VmRow>;
   private readonly deleteStmt: Database.Statement<[string]>;
   private readonly countStmt: Database.Statement<[], number>;
+  private readonly macInUseStmt: Database.Statement<[string], number>;
   private readonly restoreStmt: Database.Statement<[string, string | null, number | null, string, string], VmRow>;
 
   constructor(db: Database.Database) {
@@ -97,6 +98,11 @@ export class VmRepo {
     );
     this.deleteStmt = db.prepare<[string]>('DELETE FROM vms WHERE id = ?');
     this.countStmt = db.prepare<[], number>('SELECT COUNT(*) FROM vms').pluck();
+    this.macInUseStmt = db.prepare<[string], number>('SELECT 1 FROM vms WHERE mac = ?').pluck();
+  }
+
+  macInUse(mac: string): boolean {
+    return this.macInUseStmt.get(mac) !== undefined;
   }
 
   insert(v: NewVm): VmRecord {
@@ -150,11 +156,6 @@ export class VmRepo {
     return row && toRecord(row);
   }
 
-  /**
-   * Deletes the VM and (by cascade) its address allocation. Throws SqliteError
-   * 'FOREIGN KEY constraint failed' while a disk is attached (RESTRICT reports
-   * code SQLITE_CONSTRAINT_TRIGGER, not _FOREIGNKEY).
-   */
   /** Puts a row back exactly as it was read (state, reason, pid, updated_at): undoing a refused transition. */
   restore(vm: VmRecord): VmRecord {
     const row = this.restoreStmt.get(vm.state, vm.stateReason, vm.pid, vm.updatedAt, vm.id);
@@ -162,6 +163,11 @@ export class VmRepo {
     return toRecord(row);
   }
 
+  /**
+   * Deletes the VM and (by cascade) its address allocation. Throws SqliteError
+   * 'FOREIGN KEY constraint failed' while a disk is attached (RESTRICT reports
+   * code SQLITE_CONSTRAINT_TRIGGER, not _FOREIGNKEY).
+   */
   delete(id: string): boolean {
     return this.deleteStmt.run(id).changes > 0;
   }

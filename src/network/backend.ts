@@ -11,6 +11,14 @@ export interface VmNetworkRequest {
   address: string;
 }
 
+/** What the host holds for VMs' networks (bridge mode): tap devices on the bridge and DHCP reservations. */
+export interface NetworkInventory {
+  /** Tap devices on vman's bridge named after a VM: `{ tap, vmId }`. */
+  taps: Array<{ tap: string; vmId: string }>;
+  /** The reservations in dnsmasq's hosts file. */
+  reservations: Array<{ mac: string; address: string }>;
+}
+
 export interface NetworkBackend {
   readonly mode: NetworkConfig['mode'];
   /** Called once at vman start-up (e.g. start a DHCP server); refuses a host that cannot serve this config. */
@@ -21,6 +29,8 @@ export interface NetworkBackend {
   release(vmId: string): Promise<void>;
   /** vman is shutting down: stop helpers it started. VMs keep their set-up (they outlive vman). */
   close(): Promise<void>;
+  /** What the host holds for VMs now; absent where the mode keeps nothing on the host (user mode). */
+  inventory?(): Promise<NetworkInventory>;
 }
 
 /** Unprivileged: QEMU's own user-mode network hands the guest exactly its address. */

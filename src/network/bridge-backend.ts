@@ -5,12 +5,14 @@
 // vman starts, so a VM that outlived vman keeps its address.
 import type { VmanDb } from '../db/database.ts';
 import type { NetworkSpec } from '../operator/qemu-command.ts';
-import type { NetworkBackend, VmNetworkRequest } from './backend.ts';
+import { readFile } from 'node:fs/promises';
+import { crashPoint } from '../crash-points.ts';
+import type { NetworkBackend, NetworkInventory, VmNetworkRequest } from './backend.ts';
 import type { NetworkConfig } from './config.ts';
-import { DnsmasqServer, dnsmasqFiles, type DnsmasqFiles, type Reservation } from './dnsmasq.ts';
+import { DnsmasqServer, dnsmasqFiles, parseHostsFile, type DnsmasqFiles, type Reservation } from './dnsmasq.ts';
 import { ipJson } from './host-command.ts';
 import { formatIpv4, inCidr, parseIpv4 } from './ipv4.ts';
-import { createTap, deleteTap, linkInfo, tapName } from './tap.ts';
+import { createTap, deleteTap, isTapName, linkInfo, tapName, TAP_PREFIX, type IpLink } from './tap.ts';
 import { tagTap } from './vlan.ts';
 
 export interface VmReservation extends Reservation {
@@ -72,6 +74,7 @@ export class BridgeNetworkBackend implements NetworkBackend {
     await createTap(tap, this.bridge);
     try {
       if (this.config.vlan !== null) await tagTap(this.bridge, tap, this.config.vlan);
+      crashPoint('network.setup.after-tap');
       await this.serialised(async () => {
         this.reserved.set(req.vmId, { mac: req.mac, address: req.address });
         await this.dnsmasq.reload(this.list());
@@ -87,13 +90,19 @@ export class BridgeNetworkBackend implements NetworkBackend {
   async release(vmId: string): Promise<void> {
     const tap = tapName(vmId);
     // The reservation goes even when the tap cannot (and the other way round).
-    const [tapGone, reservationGone] = await Promise.allSettled([
-      deleteTap(tap),
-      this.serialised(async () => {
-        if (this.reserved.delete(vmId)) await this.dnsmasq.restart(this.list());
-      }),
-    ]);
-    for (const r of [tapGone, reservationGone]) if (r.status === 'rejected') throw r.reason;
+    const tapGone = await deleteTap(tap).then(() => undefined, (err: unknown) => err);
+    crashPoint('network.release.after-tap');
+    await this.serialised(async () => {
+      if (this.reserved.delete(vmId)) await this.dnsmasq.restart(this.list());
+    });
+    if (tapGone !== undefined) throw tapGone;
+  }
+
+  async inventory(): Promise<NetworkInventory> {
+    const ports = await ipJson<IpLink[]>(['link', 'show', 'master', this.bridge]);
+    const taps = ports.flatMap((l) => (isTapName(l.ifname) ? [{ tap: l.ifname, vmId: `vm-${l.ifname.slice(TAP_PREFIX.length)}` }] : []));
+    const reservations = parseHostsFile(await readFile(this.files.hostsfile, 'utf8').catch(() => ''));
+    return { taps, reservations };
   }
 
   async close(): Promise<void> {

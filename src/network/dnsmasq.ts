@@ -90,6 +90,17 @@ export function renderHostsFile(reservations: readonly Reservation[], subnet?: C
   return lines.sort((a, b) => a.ip - b.ip).map((l) => `${l.line}\n`).join('');
 }
 
+/** The hosts file back: one reservation per `<mac>,<ip>` line; anything else is skipped. */
+export function parseHostsFile(text: string): Reservation[] {
+  const out: Reservation[] = [];
+  for (const line of text.split('\n')) {
+    const [mac, address, ...rest] = line.trim().split(',');
+    if (!mac || !address || rest.length > 0 || !MAC.test(mac.toLowerCase()) || parseIpv4(address) === undefined) continue;
+    out.push({ mac: mac.toLowerCase(), address });
+  }
+  return out;
+}
+
 export interface Lease {
   expires: number;
   mac: string;

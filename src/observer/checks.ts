@@ -1,8 +1,10 @@
 // The coherence checks: each a pure function of one snapshot, O(rows + processes
 // + files) through Maps and Sets, so a host with thousands of VMs stays cheap.
 import path from 'node:path';
-import type { VmRecord, VmState } from '../db/types.ts';
+import type { DiskRecord, VmRecord } from '../db/types.ts';
 import { diskNodeNames } from '../operator/qemu-command.ts';
+import { describeIntent } from '../services/intent-journal.ts';
+import { AT_REST, HOLDS_ADDRESS } from '../services/vm-states.ts';
 import type { Finding } from './findings.ts';
 import { claimProcesses } from './snapshot.ts';
 import type { ObserverSnapshot, QemuProcessView } from './snapshot.ts';
@@ -28,6 +30,30 @@ function vmsById(s: ObserverSnapshot): Map<string, VmRecord> {
     vmCache.set(s, m);
   }
   return m;
+}
+
+interface InFlight {
+  vms: Set<string>;
+  disks: Set<string>;
+  files: Set<string>;
+}
+
+/** What this vman's own operations in flight are changing: not a disagreement, only a moment. */
+const inFlightCache = new WeakMap<ObserverSnapshot, InFlight>();
+function inFlight(s: ObserverSnapshot): InFlight {
+  let f = inFlightCache.get(s);
+  if (!f) {
+    f = { vms: new Set(), disks: new Set(), files: new Set() };
+    for (const r of s.intents) {
+      if (r.owner !== s.owner) continue;
+      const i = r.intent;
+      if ('vmId' in i) f.vms.add(i.vmId);
+      if ('diskId' in i) f.disks.add(i.diskId);
+      if (i.op === 'disk.create' || i.op === 'disk.delete') f.files.add(normalPath(i.file));
+    }
+    inFlightCache.set(s, f);
+  }
+  return f;
 }
 
 /** path.resolve only where needed: it dominates the disk checks on 100k rows. */
@@ -68,13 +94,12 @@ export const checkRunningVmsHaveProcess: Check = (s) => {
   return out;
 };
 
-const STOPPED: ReadonlySet<VmState> = new Set<VmState>(['created', 'stopped', 'error']);
-
 export const checkStoppedVmsHaveNoProcess: Check = (s) => {
   const owners = claimed(s);
+  const busy = inFlight(s).vms;
   const out: Finding[] = [];
   for (const vm of s.vms) {
-    if (!STOPPED.has(vm.state)) continue;
+    if (!AT_REST.has(vm.state) || busy.has(vm.id)) continue;
     const proc = owners.get(vm.id);
     if (!proc) continue;
     out.push({
@@ -117,9 +142,10 @@ export const checkOrphanProcesses: Check = (s) => {
 
 export const checkDiskFilesExist: Check = (s) => {
   const files = new Set(s.diskFiles.map(normalPath));
+  const busy = inFlight(s).disks;
   const out: Finding[] = [];
   for (const d of s.disks) {
-    if (files.has(normalPath(d.path))) continue;
+    if (files.has(normalPath(d.path)) || busy.has(d.id)) continue;
     out.push({
       kind: 'disk-file-missing',
       resourceType: 'disk',
@@ -134,11 +160,12 @@ export const checkDiskFilesExist: Check = (s) => {
 
 export const checkOrphanDiskFiles: Check = (s) => {
   const owned = new Set(s.disks.map((d) => normalPath(d.path)));
+  const busy = inFlight(s).files;
   const out: Finding[] = [];
   for (const f of s.diskFiles) {
     // Dot files are temporaries (a qemu-img create in progress, an editor's swap file).
     if (path.basename(f).startsWith('.')) continue;
-    if (owned.has(normalPath(f))) continue;
+    if (owned.has(normalPath(f)) || busy.has(normalPath(f))) continue;
     out.push({
       kind: 'orphan-disk-file',
       resourceType: 'file',
@@ -163,9 +190,10 @@ export const checkAttachedDisksPresent: Check = (s) => {
   const vms = vmsById(s);
   const deviceSets = new Map<string, Set<string>>();
   for (const [vmId, rt] of s.runtime) if (rt.diskDevices) deviceSets.set(vmId, new Set(rt.diskDevices));
+  const busy = inFlight(s);
   const out: Finding[] = [];
   for (const d of s.disks) {
-    if (d.state !== 'attached' || d.vmId === null) continue;
+    if (d.state !== 'attached' || d.vmId === null || busy.disks.has(d.id) || busy.vms.has(d.vmId)) continue;
     if (vms.get(d.vmId)?.state !== 'running') continue;
     const devices = deviceSets.get(d.vmId);
     const device = deviceIdOf(d.id);
@@ -181,10 +209,6 @@ export const checkAttachedDisksPresent: Check = (s) => {
   }
   return out;
 };
-
-// A stopping VM still runs its guest on that address until it is stopped, when
-// vman releases it; flagging it would invite handing the address out twice.
-const HOLDS_ADDRESS: ReadonlySet<VmState> = new Set<VmState>(['starting', 'running', 'stopping']);
 
 export const checkAddressesOwnedByRunningVms: Check = (s) => {
   const vms = vmsById(s);
@@ -219,6 +243,130 @@ export const checkFailedVms: Check = (s) => {
   return out;
 };
 
+/** Block node and device names vman gives a disk: `disk-<id>` (device), `drive-<id>` and `file-<id>` (nodes). */
+function diskIdOfBlockName(name: string): string | undefined {
+  const m = /^(?:disk|drive|file)-(.+)$/.exec(name);
+  return m?.[1];
+}
+
+/** What QEMU of this VM may hold: its root disk's names and those of the disks recorded attached to it. */
+export function expectedBlockNames(vm: VmRecord, attached: readonly DiskRecord[]): Set<string> {
+  const ids = [`root-${vm.id.slice(3)}`, ...attached.map((d) => d.id)];
+  const names = new Set<string>();
+  for (const id of ids) {
+    names.add(`disk-${id}`);
+    names.add(`drive-${id}`);
+    names.add(`file-${id}`);
+  }
+  return names;
+}
+
+/**
+ * From QEMU back to the database: every block device and named node a running
+ * VM's QEMU holds must belong to its root disk or to a disk recorded attached
+ * to it. One finding per disk (its device and nodes together), or per name
+ * that follows no scheme of vman's.
+ */
+export const checkQemuBlockAccountedFor: Check = (s) => {
+  const vms = vmsById(s);
+  const disksById = new Map(s.disks.map((d) => [d.id, d]));
+  const attachedTo = new Map<string, DiskRecord[]>();
+  for (const d of s.disks) if (d.vmId !== null && d.state === 'attached') attachedTo.set(d.vmId, [...(attachedTo.get(d.vmId) ?? []), d]);
+  const owners = claimed(s);
+  const busy = inFlight(s);
+  const out: Finding[] = [];
+  for (const [vmId, rt] of s.runtime) {
+    const vm = vms.get(vmId);
+    if (!vm || busy.vms.has(vmId) || rt.diskDevices === undefined || rt.blockNodes === undefined) continue;
+    const expected = expectedBlockNames(vm, attachedTo.get(vmId) ?? []);
+    const strays = new Map<string, string[]>();
+    for (const name of [...rt.diskDevices, ...rt.blockNodes]) {
+      if (expected.has(name)) continue;
+      const key = diskIdOfBlockName(name) ?? name;
+      if (busy.disks.has(key)) continue;
+      strays.set(key, [...(strays.get(key) ?? []), name]);
+    }
+    const pid = owners.get(vmId)?.pid;
+    for (const [key, names] of strays) {
+      const disk = disksById.get(key);
+      out.push({
+        kind: 'qemu-block-unrecorded',
+        resourceType: disk ? 'disk' : 'block',
+        resourceId: key,
+        vmId,
+        recorded: disk
+          ? `disk ${disk.name} is ${disk.state}${disk.vmId ? ` to VM ${disk.vmId}` : ''}, not attached to VM ${vm.name}`
+          : `no disk of VM ${vm.name} is named ${key}`,
+        observed: `QEMU of VM ${vm.name}${pid !== undefined ? ` (pid ${pid})` : ''} holds ${names.join(', ')}`,
+        ...(pid !== undefined ? { pid } : {}),
+        ...(disk ? { path: disk.path } : {}),
+      });
+    }
+  }
+  return out;
+};
+
+/** From the folders back: every folder under <storage>/vms belongs to a VM record. */
+export const checkVmFoldersOwned: Check = (s) => {
+  const vms = vmsById(s);
+  const busy = inFlight(s).vms;
+  const out: Finding[] = [];
+  for (const name of s.vmFolders) {
+    if (vms.has(name) || busy.has(name)) continue;
+    const folder = path.join(s.storagePath, 'vms', name);
+    out.push({
+      kind: 'orphan-vm-folder', resourceType: 'folder', resourceId: folder, path: folder,
+      recorded: `no VM record with id ${name}`, observed: 'the folder exists',
+    });
+  }
+  return out;
+};
+
+/** From the host's network back: every tap on vman's bridge and every DHCP reservation belongs to an allocation. */
+export const checkNetworkOwned: Check = (s) => {
+  if (!s.network) return [];
+  const vms = vmsById(s);
+  const busy = inFlight(s).vms;
+  const allocated = new Map(s.addresses.map((a) => [a.vmId, a.address]));
+  const reservedBy = new Map(s.addresses.flatMap((a) => {
+    const vm = vms.get(a.vmId);
+    return vm ? [[`${vm.mac.toLowerCase()} ${a.address}`, vm] as const] : [];
+  }));
+  const out: Finding[] = [];
+  for (const t of s.network.taps) {
+    if (allocated.has(t.vmId) || busy.has(t.vmId)) continue;
+    const vm = vms.get(t.vmId);
+    out.push({
+      kind: 'orphan-tap', resourceType: 'tap', resourceId: t.tap, vmId: t.vmId,
+      recorded: vm ? `VM ${vm.name} is ${vm.state} and holds no address` : `no VM record with id ${t.vmId}`,
+      observed: `tap device ${t.tap} is on the bridge`,
+    });
+  }
+  for (const r of s.network.reservations) {
+    const owner = reservedBy.get(`${r.mac} ${r.address}`);
+    if (owner || [...busy].some((id) => vms.get(id)?.mac.toLowerCase() === r.mac)) continue;
+    out.push({
+      kind: 'orphan-reservation', resourceType: 'reservation', resourceId: `${r.mac} ${r.address}`,
+      recorded: `no VM with MAC ${r.mac} holds ${r.address}`,
+      observed: `dnsmasq reserves ${r.address} for ${r.mac}`,
+    });
+  }
+  return out;
+};
+
+/** Operations a vman that is no longer running began and did not finish (recovery failed or has not run). */
+export const checkIntentsFinished: Check = (s) =>
+  s.intents
+    .filter((r) => r.owner !== s.owner)
+    .map((r) => ({
+      kind: 'intent-unfinished' as const,
+      resourceType: 'intent' as const,
+      resourceId: String(r.id),
+      ...('vmId' in r.intent ? { vmId: r.intent.vmId } : {}),
+      recorded: `${describeIntent(r.intent)} began at ${r.startedAt}`,
+      observed: `vman ${r.owner}, which began it, is not running`,
+    }));
+
 export const ALL_CHECKS: readonly Check[] = [
   checkRunningVmsHaveProcess,
   checkStoppedVmsHaveNoProcess,
@@ -228,6 +376,10 @@ export const ALL_CHECKS: readonly Check[] = [
   checkAttachedDisksPresent,
   checkAddressesOwnedByRunningVms,
   checkFailedVms,
+  checkQemuBlockAccountedFor,
+  checkVmFoldersOwned,
+  checkNetworkOwned,
+  checkIntentsFinished,
 ];
 
 export function runChecks(s: ObserverSnapshot): Finding[] {

@@ -9,14 +9,23 @@ export type FindingKind =
   | 'orphan-disk-file'
   | 'disk-device-missing'
   | 'address-without-running-vm'
+  /** QEMU holds a block device or node that no disk recorded attached to that VM accounts for. */
+  | 'qemu-block-unrecorded'
+  | 'orphan-vm-folder'
+  | 'orphan-tap'
+  | 'orphan-reservation'
+  /** An operation a vman that is no longer running began and did not finish. */
+  | 'intent-unfinished'
   /** Not a disagreement but a VM needing attention: recorded as failed, and indeed no QEMU runs it. */
   | 'vm-failed';
 
 export interface Finding {
   kind: FindingKind;
-  resourceType: 'vm' | 'disk' | 'process' | 'file' | 'address';
-  /** VM id, disk id, pid as a string, file path or address, depending on resourceType. */
+  resourceType: 'vm' | 'disk' | 'process' | 'file' | 'address' | 'block' | 'folder' | 'tap' | 'reservation' | 'intent';
+  /** VM id, disk id, pid as a string, file path, address, node name, tap name or intent id, depending on resourceType. */
   resourceId: string;
+  /** The VM whose QEMU or network the finding is about, when that is not the resource itself. */
+  vmId?: string;
   /** What the database says, human-readable. */
   recorded: string;
   /** What was seen instead. */

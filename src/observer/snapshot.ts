@@ -2,8 +2,9 @@
 // that vman's own transitions (start, stop, hot-plug) are not mistaken for faults.
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import type { VmanDb } from '../db/database.ts';
-import type { AddressRecord, DiskRecord, VmRecord } from '../db/types.ts';
+import type { Rows, VmanDb } from '../db/database.ts';
+import type { AddressRecord, DiskRecord, IntentRecord, VmRecord } from '../db/types.ts';
+import type { NetworkInventory } from '../network/backend.ts';
 import { isQemuSystem, listProcesses, qemuNameOf } from '../operator/proc.ts';
 import type { ProcessInfo } from '../operator/proc.ts';
 import { vmPaths } from '../operator/qemu-command.ts';
@@ -22,6 +23,8 @@ export interface VmRuntimeView {
   qmpStatus?: string;
   /** Device ids from query-block; undefined if not known. */
   diskDevices?: string[];
+  /** Named block nodes from query-named-block-nodes; undefined if not known. */
+  blockNodes?: string[];
 }
 
 export interface ObserverSnapshot {
@@ -29,25 +32,33 @@ export interface ObserverSnapshot {
   vms: VmRecord[];
   disks: DiskRecord[];
   addresses: AddressRecord[];
+  intents: IntentRecord[];
+  /** The vman instance taking the snapshot: its own intents are operations in flight. */
+  owner: string;
   /** Only the QEMU processes of this vman (see vmanQemuProcesses). */
   processes: QemuProcessView[];
   /** Absolute paths of the files in <storage>/disks. */
   diskFiles: string[];
+  /** Names of the entries in <storage>/vms. */
+  vmFolders: string[];
   runtime: Map<string, VmRuntimeView>;
+  /** Tap devices and DHCP reservations, where the network mode has them. */
+  network?: NetworkInventory;
 }
 
-export interface Rows {
-  vms: VmRecord[];
-  disks: DiskRecord[];
-  addresses: AddressRecord[];
-}
+export type { Rows };
 
 export interface SnapshotSources {
+  /** The vman instance whose intents are in flight (see IntentJournal.owner). */
+  owner: string;
   /** Synchronous, in one read transaction. */
   readRows(): Rows;
   listProcesses(): Promise<ProcessInfo[]>;
   listDiskFiles(): Promise<string[]>;
+  listVmFolders(): Promise<string[]>;
   inspectVm(vm: VmRecord, pid: number): Promise<VmRuntimeView>;
+  /** Bridge mode: the taps on the bridge and dnsmasq's reservations. */
+  networkInventory?(): Promise<NetworkInventory>;
   /**
    * Optional: a value that changes whenever any row is written. When it is the
    * same after the observations as before, the rows are not read a second time.
@@ -139,7 +150,8 @@ export function sameRows(a: Rows, b: Rows): boolean {
   return (
     sameList(a.vms, b.vms, (p, q) => p.id === q.id && p.state === q.state && p.pid === q.pid && p.updatedAt === q.updatedAt) &&
     sameList(a.disks, b.disks, (p, q) => p.id === q.id && p.state === q.state && p.vmId === q.vmId && p.path === q.path && p.updatedAt === q.updatedAt) &&
-    sameList(a.addresses, b.addresses, (p, q) => p.address === q.address && p.vmId === q.vmId && p.allocatedAt === q.allocatedAt)
+    sameList(a.addresses, b.addresses, (p, q) => p.address === q.address && p.vmId === q.vmId && p.allocatedAt === q.allocatedAt) &&
+    sameList(a.intents, b.intents, (p, q) => p.id === q.id)
   );
 }
 
@@ -174,7 +186,9 @@ export async function takeSnapshot(storagePath: string, src: SnapshotSources, op
   for (let attempt = 1; ; attempt++) {
     const token = src.changeToken?.();
     const before = src.readRows();
-    const [all, diskFiles] = await Promise.all([src.listProcesses(), src.listDiskFiles()]);
+    const [all, diskFiles, vmFolders, network] = await Promise.all([
+      src.listProcesses(), src.listDiskFiles(), src.listVmFolders(), src.networkInventory?.(),
+    ]);
     const processes = vmanQemuProcesses(all, storagePath);
     const claimed = claimProcesses(before.vms, processes);
     const targets = before.vms.flatMap((vm) => {
@@ -186,7 +200,7 @@ export async function takeSnapshot(storagePath: string, src: SnapshotSources, op
     const after = untouched ? before : src.readRows();
     if (untouched || attempt >= attempts || sameRows(before, after)) {
       const runtime = new Map<string, VmRuntimeView>(views.map((v) => [v.vmId, v]));
-      return { storagePath, ...after, processes, diskFiles, runtime };
+      return { storagePath, ...after, owner: src.owner, processes, diskFiles, vmFolders, runtime, ...(network ? { network } : {}) };
     }
   }
 }
@@ -214,14 +228,18 @@ export async function inspectOverQmp(vm: VmRecord): Promise<VmRuntimeView> {
   try {
     client = await QmpClient.connect(vmPaths(vm.storageDir).qmpAux, { timeoutMs: QMP_TIMEOUT_MS });
     const status = await client.execute<{ status: string }>('query-status', undefined, { timeoutMs: QMP_TIMEOUT_MS });
-    let diskDevices: string[] | undefined;
+    const view: VmRuntimeView = { vmId: vm.id, qmpStatus: status.status };
+    // Unknown (left out) when QEMU does not answer: the disk checks stay silent for this VM.
     try {
       const blocks = await client.execute<BlockInfo[]>('query-block', undefined, { timeoutMs: QMP_TIMEOUT_MS });
-      diskDevices = blockDeviceIds(blocks);
+      view.diskDevices = blockDeviceIds(blocks);
+      const nodes = await client.execute<Array<{ 'node-name'?: string }>>('query-named-block-nodes', { flat: true }, { timeoutMs: QMP_TIMEOUT_MS });
+      // '#block123' names are QEMU's own for anonymous nodes; vman names every node it makes.
+      view.blockNodes = nodes.flatMap((n) => (typeof n['node-name'] === 'string' && !n['node-name'].startsWith('#') ? [n['node-name']] : []));
     } catch {
-      diskDevices = undefined; // Unknown, so the disk check stays silent for this VM.
+      delete view.blockNodes;
     }
-    return diskDevices === undefined ? { vmId: vm.id, qmpStatus: status.status } : { vmId: vm.id, qmpStatus: status.status, diskDevices };
+    return view;
   } catch {
     return { vmId: vm.id };
   } finally {
@@ -240,20 +258,24 @@ export async function listDiskFilesIn(storagePath: string): Promise<string[]> {
   }
 }
 
-export function defaultSources(db: VmanDb, storagePath: string): SnapshotSources {
-  // Deferred (read) transaction: one consistent view in WAL mode, without taking the write lock.
-  const read = db.db.transaction((): Rows => ({
-    vms: db.vms.list(),
-    disks: db.disks.list(),
-    addresses: db.addresses.list(),
-  }));
-  // data_version moves on another connection's commit, total_changes() on this one's writes.
-  const totalChanges = db.db.prepare<[], number>('SELECT total_changes()').pluck();
+export async function listVmFoldersIn(storagePath: string): Promise<string[]> {
+  try {
+    return (await readdir(path.join(path.resolve(storagePath), 'vms'), { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => e.name);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+}
+
+export function defaultSources(db: VmanDb, storagePath: string, opts: { owner: string; networkInventory?: () => Promise<NetworkInventory> }): SnapshotSources {
   return {
-    readRows: () => read(),
-    changeToken: () => `${String(db.db.pragma('data_version', { simple: true }))}:${totalChanges.get() ?? 0}`,
+    owner: opts.owner,
+    readRows: () => db.readRows(),
+    changeToken: () => db.changeToken(),
     listProcesses,
     listDiskFiles: () => listDiskFilesIn(storagePath),
+    listVmFolders: () => listVmFoldersIn(storagePath),
     inspectVm: (vm) => inspectOverQmp(vm),
+    ...(opts.networkInventory ? { networkInventory: opts.networkInventory } : {}),
   };
 }

@@ -5,6 +5,8 @@ import { mkdir } from 'node:fs/promises';
 import { vmPaths, type DiskSpec, type QemuVmSpec, type VmPaths } from './qemu-command.ts';
 import type { ExitInfo, Operator, VmHandle } from './operator.ts';
 import type { StopMethod, StopOptions } from './qemu-vm.ts';
+import { diskNodeNames } from './qemu-command.ts';
+import type { BlockInventory } from './hotplug.ts';
 
 /** Knobs a unit test turns to make the simulated QEMU misbehave. */
 export interface DryRunBehaviour {
@@ -33,6 +35,13 @@ export class DryRunOperator implements Operator {
   async adopt(vmId: string): Promise<VmHandle | undefined> {
     const vm = this.vms.get(vmId);
     return vm?.alive ? vm : undefined;
+  }
+
+  async terminate(vmId: string): Promise<boolean> {
+    const vm = this.vms.get(vmId);
+    if (!vm?.alive) return false;
+    vm.alive = false;
+    return true;
   }
 }
 
@@ -98,6 +107,20 @@ export class DryRunVm implements VmHandle {
 
   async detachDisk(diskId: string): Promise<void> {
     this.disks.delete(diskId);
+  }
+
+  async releaseDisk(diskId: string): Promise<void> {
+    this.disks.delete(diskId);
+  }
+
+  async blockInventory(): Promise<BlockInventory> {
+    const names = [...this.disks.keys()].map((id) => diskNodeNames(id));
+    return { devices: names.map((n) => n.device), nodes: names.flatMap((n) => [n.node, n.fileNode]) };
+  }
+
+  async removeBlock(what: BlockInventory): Promise<BlockInventory> {
+    for (const id of [...this.disks.keys()]) if (what.devices.includes(diskNodeNames(id).device)) this.disks.delete(id);
+    return what;
   }
 
   async guestDevicePath(diskId: string): Promise<string | undefined> {

@@ -12,6 +12,17 @@ export interface QmpLike {
 
 export type HotplugStep = 'blockdev-add file' | 'blockdev-add format' | 'device_add' | 'device_del' | 'blockdev-del';
 
+/** Where a hot-plug or unplug stands after each step that changed QEMU (crash points hang off these). */
+export type HotplugProgress =
+  | 'file-node-added' | 'format-node-added' | 'device-added'
+  | 'device-del-sent' | 'device-deleted' | 'format-node-deleted' | 'file-node-deleted';
+
+export interface HotplugOptions {
+  timeoutMs?: number;
+  /** Called after each step that changed QEMU. */
+  afterStep?: (progress: HotplugProgress) => void;
+}
+
 export class HotplugError extends Error {
   readonly step: HotplugStep;
   readonly diskId: string;
@@ -31,16 +42,16 @@ export class HotplugError extends Error {
 const DEFAULT_UNPLUG_TIMEOUT_MS = 15_000;
 
 /** blockdev-add (file, then format) and device_add; on failure, undoes what was done, in reverse. */
-export async function hotplugDisk(qmp: QmpLike, disk: DiskSpec, opts: { timeoutMs?: number } = {}): Promise<void> {
+export async function hotplugDisk(qmp: QmpLike, disk: DiskSpec, opts: HotplugOptions = {}): Promise<void> {
   const { node, fileNode, device } = diskNodeNames(disk.id);
   const cmdOpts = opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs };
   const added: string[] = []; // node names to blockdev-del on rollback, newest first
-  const steps: Array<[HotplugStep, string, Record<string, unknown>]> = [
-    ['blockdev-add file', 'blockdev-add', { driver: 'file', 'node-name': fileNode, filename: disk.path }],
-    ['blockdev-add format', 'blockdev-add', { driver: disk.format, 'node-name': node, file: fileNode }],
-    ['device_add', 'device_add', { driver: 'virtio-blk-pci', id: device, drive: node, serial: disk.id }],
+  const steps: Array<[HotplugStep, string, Record<string, unknown>, HotplugProgress]> = [
+    ['blockdev-add file', 'blockdev-add', { driver: 'file', 'node-name': fileNode, filename: disk.path }, 'file-node-added'],
+    ['blockdev-add format', 'blockdev-add', { driver: disk.format, 'node-name': node, file: fileNode }, 'format-node-added'],
+    ['device_add', 'device_add', { driver: 'virtio-blk-pci', id: device, drive: node, serial: disk.id }, 'device-added'],
   ];
-  for (const [step, cmd, args] of steps) {
+  for (const [step, cmd, args, progress] of steps) {
     try {
       await qmp.execute(cmd, args, cmdOpts);
     } catch (err) {
@@ -51,6 +62,7 @@ export async function hotplugDisk(qmp: QmpLike, disk: DiskSpec, opts: { timeoutM
       throw new HotplugError(step, disk.id, describe(err), { cause: err, rollbackErrors });
     }
     if (cmd === 'blockdev-add') added.unshift(String(args['node-name']));
+    opts.afterStep?.(progress);
   }
 }
 
@@ -58,7 +70,7 @@ export async function hotplugDisk(qmp: QmpLike, disk: DiskSpec, opts: { timeoutM
  * device_del, wait for DEVICE_DELETED, then blockdev-del both nodes. On a guest
  * refusal or a timeout it stops there: the nodes stay, so the disk stays attached.
  */
-export async function unplugDisk(qmp: QmpLike, diskId: string, opts: { timeoutMs?: number } = {}): Promise<void> {
+export async function unplugDisk(qmp: QmpLike, diskId: string, opts: HotplugOptions = {}): Promise<void> {
   const { node, fileNode, device } = diskNodeNames(diskId);
   const timeoutMs = opts.timeoutMs ?? DEFAULT_UNPLUG_TIMEOUT_MS;
   // Both waits are registered before device_del, or a fast guest's answer is missed.
@@ -70,6 +82,7 @@ export async function unplugDisk(qmp: QmpLike, diskId: string, opts: { timeoutMs
   let alreadyGone = false;
   try {
     await qmp.execute('device_del', { id: device });
+    opts.afterStep?.('device-del-sent');
   } catch (err) {
     const desc = errorDesc(err);
     if (/already in the process of unplug/i.test(desc)) {
@@ -90,17 +103,66 @@ export async function unplugDisk(qmp: QmpLike, diskId: string, opts: { timeoutMs
       throw new HotplugError('device_del', diskId, `no DEVICE_DELETED for ${device} within ${timeoutMs} ms: ${describe(err)}`, { cause: err });
     });
     if (outcome === 'refused') throw new HotplugError('device_del', diskId, 'the guest refused the unplug');
+    opts.afterStep?.('device-deleted');
   }
 
-  for (const name of [node, fileNode]) {
+  const nodes: Array<[string, HotplugProgress]> = [[node, 'format-node-deleted'], [fileNode, 'file-node-deleted']];
+  for (const [name, progress] of nodes) {
     try {
       await qmp.execute('blockdev-del', { 'node-name': name });
     } catch (err) {
       // Already gone (QEMU may drop it, or an earlier attempt got this far): fine.
-      const stillThere = await listBlockNodes(qmp).then((nodes) => nodes.includes(name), () => true);
+      const stillThere = await listBlockNodes(qmp).then((list) => list.includes(name), () => true);
       if (stillThere) throw new HotplugError('blockdev-del', diskId, `${name}: ${describe(err)}`, { cause: err });
     }
+    opts.afterStep?.(progress);
   }
+}
+
+/** What QEMU holds for block storage: device ids (query-block) and named nodes (query-named-block-nodes). */
+export interface BlockInventory {
+  devices: string[];
+  nodes: string[];
+}
+
+export async function blockInventory(qmp: QmpLike): Promise<BlockInventory> {
+  return { devices: await listDiskDevices(qmp), nodes: (await listBlockNodes(qmp)).filter((n) => !n.startsWith('#')) };
+}
+
+/**
+ * Takes out of QEMU block devices and nodes that nothing accounts for: each
+ * device unplugged (done on DEVICE_DELETED), then the nodes deleted, users
+ * before what they use (a format node before its file node), whatever their
+ * names. Returns what it removed; throws with what is left.
+ */
+export async function removeBlock(qmp: QmpLike, what: BlockInventory, opts: { timeoutMs?: number } = {}): Promise<BlockInventory> {
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_UNPLUG_TIMEOUT_MS;
+  const removed: BlockInventory = { devices: [], nodes: [] };
+  for (const device of what.devices) {
+    const deleted = qmp.eventWait('DEVICE_DELETED', { timeoutMs, match: (ev) => ev.data?.['device'] === device });
+    deleted.catch(() => undefined);
+    try {
+      await qmp.execute('device_del', { id: device });
+      await deleted;
+    } catch (err) {
+      if ((await listDiskDevices(qmp)).includes(device)) throw new Error(`could not unplug ${device}: ${describe(err)}`, { cause: err });
+    }
+    removed.devices.push(device);
+  }
+  // A node in use by another cannot go first; passes until nothing more can go.
+  let left = [...what.nodes];
+  for (let pass = 0; left.length > 0 && pass <= what.nodes.length; pass++) {
+    const failed: string[] = [];
+    for (const name of left) {
+      const ok = await qmp.execute('blockdev-del', { 'node-name': name }).then(() => true, async () => !(await listBlockNodes(qmp)).includes(name));
+      if (ok) removed.nodes.push(name);
+      else failed.push(name);
+    }
+    if (failed.length === left.length) break;
+    left = failed;
+  }
+  if (left.length > 0) throw new Error(`QEMU kept the block nodes ${left.join(', ')}`);
+  return removed;
 }
 
 /** Node names of every block node (flat: children too, such as file nodes). */

@@ -2,7 +2,9 @@
 // real QEMU processes, and simulated ones (dry run) for unit tests of vman's
 // own logic.
 import { QemuVm, type StopMethod, type StopOptions, type VmHandleOptions } from './qemu-vm.ts';
+import { terminateQemu } from './qemu-launcher.ts';
 import type { DiskSpec, QemuVmSpec, VmPaths } from './qemu-command.ts';
+import type { BlockInventory } from './hotplug.ts';
 
 export interface VmHandle {
   readonly id: string;
@@ -21,6 +23,12 @@ export interface VmHandle {
   attachDisk(disk: DiskSpec, opts?: { timeoutMs?: number }): Promise<string>;
   /** Hot-unplug: done on DEVICE_DELETED, then the block nodes are removed. */
   detachDisk(diskId: string, opts?: { timeoutMs?: number }): Promise<void>;
+  /** The same unplug outside a user's detach (undoing an attach): takes out whatever QEMU holds of the disk. */
+  releaseDisk(diskId: string, opts?: { timeoutMs?: number }): Promise<void>;
+  /** Block devices and named nodes QEMU holds now. */
+  blockInventory(): Promise<BlockInventory>;
+  /** Unplugs these devices and deletes these nodes; returns what went. */
+  removeBlock(what: BlockInventory, opts?: { timeoutMs?: number }): Promise<BlockInventory>;
   /** The guest device path of a disk, as the guest reports it (by the disk's serial). */
   guestDevicePath(diskId: string, opts?: { timeoutMs?: number }): Promise<string | undefined>;
 }
@@ -39,6 +47,8 @@ export interface Operator {
   start(spec: QemuVmSpec): Promise<VmHandle>;
   /** Reconnects to a VM's QEMU left running by an earlier vman; undefined when it is gone. */
   adopt(vmId: string, dir: string): Promise<VmHandle | undefined>;
+  /** Ends a VM's QEMU that no handle holds (SIGKILL); true if one was running. */
+  terminate(vmId: string, dir: string): Promise<boolean>;
 }
 
 export interface QemuOperatorOptions extends VmHandleOptions {
@@ -56,6 +66,10 @@ export class QemuOperator implements Operator {
   adopt(vmId: string, dir: string): Promise<VmHandle | undefined> {
     return QemuVm.adopt(vmId, dir, this.opts);
   }
+
+  terminate(vmId: string, dir: string): Promise<boolean> {
+    return terminateQemu(vmId, dir);
+  }
 }
 
 /**
@@ -72,5 +86,9 @@ export class UnavailableOperator implements Operator {
 
   async adopt(): Promise<VmHandle | undefined> {
     return undefined;
+  }
+
+  async terminate(): Promise<boolean> {
+    return false;
   }
 }

@@ -4,7 +4,7 @@
 // an existing file is never overwritten.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { link, lstat, rename, rm } from 'node:fs/promises';
+import { link, lstat, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 
 export interface QemuImgOptions {
@@ -39,6 +39,25 @@ export class QemuImgError extends Error {
 }
 
 const DEFAULT_TIMEOUT_MS = 60_000;
+
+/** Where an image stays while it is being made (or removed): a dot file beside it, `.<name>.<12 hex>.tmp`. */
+export function temporaryName(file: string): string {
+  return path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+}
+
+/**
+ * Removes an image and every temporary made for it, including qemu-img's own
+ * temporary of a temporary (`..<name>.<hex>.tmp.<hex>.tmp`): what a process
+ * killed while making or removing it may have left.
+ */
+export async function removeImage(file: string): Promise<string[]> {
+  const dir = path.dirname(file);
+  const escaped = path.basename(file).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const temporary = new RegExp(`^\\.+${escaped}(\\.[0-9a-f]{12}\\.tmp)+$`);
+  const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n === path.basename(file) || temporary.test(n));
+  await Promise.all(names.map((n) => rm(path.join(dir, n), { force: true })));
+  return names.map((n) => path.join(dir, n));
+}
 
 /** A sparse qcow2 of `sizeGb` GiB; fails if `file` exists. */
 export async function createQcow2(file: string, sizeGb: number, opts: QemuImgOptions = {}): Promise<void> {
@@ -104,7 +123,7 @@ async function createExclusive(file: string, opts: QemuImgOptions, argsFor: (tar
   const intended = [qemuImg, ...argsFor(target)];
   if (await exists(target)) throw new QemuImgError(`refusing to overwrite existing file ${target}`, intended, null, '');
   // Same folder, so the final link/rename stays on one filesystem.
-  const tmp = path.join(path.dirname(target), `.${path.basename(target)}.${randomBytes(6).toString('hex')}.tmp`);
+  const tmp = temporaryName(target);
   try {
     await runQemuImg(argsFor(tmp), opts);
     await linkNoClobber(tmp, target, intended);

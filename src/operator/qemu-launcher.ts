@@ -4,7 +4,7 @@
 import { execFile } from 'node:child_process';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { buildQemuArgs, qemuName, vmPaths, type QemuVmSpec } from './qemu-command.ts';
-import { qemuNameOf, readProcess, signal, waitForExit } from './proc.ts';
+import { listVmanQemuProcesses, qemuNameOf, readProcess, signal, waitForExit } from './proc.ts';
 
 export class QemuLaunchError extends Error {
   constructor(
@@ -58,6 +58,29 @@ export async function launchQemu(spec: QemuVmSpec, timeoutMs = 30_000): Promise<
     throw new QemuLaunchError('QEMU exited right after starting', argv, code, output || `pidfile said ${JSON.stringify(pidText)}`);
   }
   return { pid, argv };
+}
+
+/**
+ * Ends the QEMU of a VM that vman holds no connection to (SIGKILL), found by
+ * its pidfile or by its -name and folder; removes its runtime files. True if
+ * one was running.
+ */
+export async function terminateQemu(vmId: string, dir: string): Promise<boolean> {
+  const pidText = await readFile(vmPaths(dir).pidfile, 'utf8').catch(() => '');
+  const fromPidfile = Number.parseInt(pidText.trim(), 10);
+  const pids = new Set<number>();
+  const proc = Number.isInteger(fromPidfile) ? await readProcess(fromPidfile) : undefined;
+  if (proc && proc.state !== 'Z' && qemuNameOf(proc.argv) === qemuName(vmId)) pids.add(proc.pid);
+  // No pidfile yet (or a stale one): the process table names it too.
+  for (const p of await listVmanQemuProcesses()) {
+    if (p.vmId === vmId && p.argv.some((a) => a.includes(`${dir}/`))) pids.add(p.pid);
+  }
+  for (const pid of pids) signal(pid, 'SIGKILL');
+  for (const pid of pids) {
+    if (!(await waitForExit(pid, 10_000))) throw new Error(`QEMU process ${pid} of VM ${vmId} survived SIGKILL for 10 s`);
+  }
+  await removeRuntimeFiles(dir);
+  return pids.size > 0;
 }
 
 async function killOwnQemuFromPidfile(spec: QemuVmSpec): Promise<void> {

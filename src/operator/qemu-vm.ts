@@ -7,7 +7,8 @@ import { QmpClient, type ProtocolLogEntry, type QmpEvent } from './qmp-client.ts
 import type { ExitInfo, VmHandle } from './operator.ts';
 import { launchQemu, removeRuntimeFiles } from './qemu-launcher.ts';
 import { qemuName, vmPaths, type DiskSpec, type QemuVmSpec, type VmPaths } from './qemu-command.ts';
-import { hotplugDisk, unplugDisk } from './hotplug.ts';
+import { blockInventory, hotplugDisk, removeBlock, unplugDisk, type BlockInventory, type HotplugProgress } from './hotplug.ts';
+import { crashPoint, type CrashPoint } from '../crash-points.ts';
 import { waitForGuestDisk } from './guest-disks.ts';
 import { isAlive, qemuNameOf, readProcess, signal, waitForExit } from './proc.ts';
 import { pollUntil, TerminalStateError } from '../poll.ts';
@@ -51,6 +52,7 @@ export class QemuVm implements VmHandle {
 
   static async start(spec: QemuVmSpec, opts: VmHandleOptions & { launchTimeoutMs?: number } = {}): Promise<QemuVm> {
     const { pid } = await launchQemu(spec, opts.launchTimeoutMs);
+    crashPoint('vm.start.after-launch');
     try {
       const qmp = await QmpClient.connect(vmPaths(spec.dir).qmp, qmpOptions(spec.id, opts));
       return new QemuVm(spec.id, spec.dir, pid, qmp, opts);
@@ -168,7 +170,7 @@ export class QemuVm implements VmHandle {
     // Handled now, judged later: it may fail while the QMP steps are still running.
     seeing.catch(() => undefined);
     try {
-      await hotplugDisk(this.qmp, disk, { timeoutMs });
+      await hotplugDisk(this.qmp, disk, { timeoutMs, afterStep: (p) => crashAt(ATTACH_POINTS, p) });
     } catch (err) {
       await seeing.catch(() => undefined);
       throw err;
@@ -184,7 +186,19 @@ export class QemuVm implements VmHandle {
   }
 
   detachDisk(diskId: string, opts: { timeoutMs?: number } = {}): Promise<void> {
+    return unplugDisk(this.qmp, diskId, { timeoutMs: opts.timeoutMs ?? 15_000, afterStep: (p) => crashAt(DETACH_POINTS, p) });
+  }
+
+  releaseDisk(diskId: string, opts: { timeoutMs?: number } = {}): Promise<void> {
     return unplugDisk(this.qmp, diskId, { timeoutMs: opts.timeoutMs ?? 15_000 });
+  }
+
+  blockInventory(): Promise<BlockInventory> {
+    return blockInventory(this.qmp);
+  }
+
+  removeBlock(what: BlockInventory, opts: { timeoutMs?: number } = {}): Promise<BlockInventory> {
+    return removeBlock(this.qmp, what, opts);
   }
 
   async guestDevicePath(diskId: string, opts: { timeoutMs?: number } = {}): Promise<string | undefined> {
@@ -215,6 +229,23 @@ export class QemuVm implements VmHandle {
     for (const l of this.exitListeners) l(info);
     this.exitListeners.clear();
   }
+}
+
+// The hot-plug steps of a user's attach and detach, as crash points.
+const ATTACH_POINTS: Partial<Record<HotplugProgress, CrashPoint>> = {
+  'file-node-added': 'disk.attach.after-file-node',
+  'format-node-added': 'disk.attach.after-format-node',
+  'device-added': 'disk.attach.after-device-add',
+};
+const DETACH_POINTS: Partial<Record<HotplugProgress, CrashPoint>> = {
+  'device-del-sent': 'disk.detach.after-device-del',
+  'device-deleted': 'disk.detach.after-device-deleted',
+  'format-node-deleted': 'disk.detach.after-format-node-del',
+};
+
+function crashAt(points: Partial<Record<HotplugProgress, CrashPoint>>, progress: HotplugProgress): void {
+  const point = points[progress];
+  if (point) crashPoint(point);
 }
 
 export class GuestGoneError extends TerminalStateError {

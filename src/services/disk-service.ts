@@ -1,23 +1,27 @@
 // Disks: qcow2 files under storage/disks, attached to running VMs by hot-plug
 // and to stopped VMs at their next start. A disk action holds the disk's lock
-// and its VM's lock, so it never races a start, a stop or another attach.
+// and its VM's lock, so it never races a start, a stop or another attach; each
+// runs under an intent, so a vman killed half-way is finished or undone at its
+// next start.
 import { rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { VmanDb } from '../db/database.ts';
-import type { DiskRecord } from '../db/types.ts';
+import type { DiskRecord, VmRecord } from '../db/types.ts';
+import { crashPoint } from '../crash-points.ts';
 import { conflict, invalid, notFound, VmanError } from '../errors.ts';
 import { assertName, InvalidNameError } from '../names.ts';
-import { createQcow2 } from '../operator/qemu-img.ts';
-import { pendingName } from './half-made.ts';
+import { createQcow2, temporaryName as pendingName } from '../operator/qemu-img.ts';
 import { assertActionAllowed } from './vm-states.ts';
 import type { VmHandle } from '../operator/operator.ts';
 import { QmpTimeoutError } from '../operator/qmp-client.ts';
-import type { VmService } from './vm-service.ts';
+import type { IntentJournal } from './intent-journal.ts';
+import type { VmRuntime } from './vm-runtime.ts';
 
 export interface DiskServiceOptions {
   db: VmanDb;
-  vms: VmService;
+  runtime: VmRuntime;
+  journal: IntentJournal;
   storagePath: string;
   qemuImg: string;
   maxDiskGb: number;
@@ -49,37 +53,39 @@ export class DiskService {
     // 12 hex digits: "disk-" + 12 = 17 characters, within virtio-blk's 20-byte serial.
     const id = `disk-${randomBytes(6).toString('hex')}`;
     const file = path.join(this.disksDir, `${id}.qcow2`);
-    // The image is made under a temporary name, the row written, then the image
-    // moved into place: a vman killed at any point leaves either a complete
-    // disk or, after its next start-up (half-made.ts), nothing.
+    // The image is made under a temporary name, moved into place, then recorded
+    // (with the intent cleared in the same commit): cut short, recovery removes
+    // whichever file there is, and the disk was never there.
     const pending = pendingName(file);
-    try {
-      await createQcow2(pending, input.sizeGb, { qemuImg: this.o.qemuImg });
-    } catch (err) {
-      const msg = (err as Error).message;
-      if (/No space left on device|ENOSPC/i.test(msg)) {
-        throw new VmanError('insufficient-storage', 'storage-full', `no space left for disk ${input.name} in ${this.disksDir}: ${msg}`, { cause: err });
+    const disk = await this.o.journal.run({ op: 'disk.create', diskId: id, file, pending }, async (intent) => {
+      try {
+        await createQcow2(pending, input.sizeGb, { qemuImg: this.o.qemuImg });
+      } catch (err) {
+        await rm(pending, { force: true });
+        const msg = (err as Error).message;
+        if (/No space left on device|ENOSPC/i.test(msg)) {
+          throw new VmanError('insufficient-storage', 'storage-full', `no space left for disk ${input.name} in ${this.disksDir}: ${msg}`, { cause: err });
+        }
+        throw new VmanError('internal', 'disk-create-failed', `qemu-img could not create the disk: ${msg}`, { cause: err });
       }
-      throw new VmanError('internal', 'disk-create-failed', `qemu-img could not create the disk: ${msg}`, { cause: err });
-    }
-    let disk: DiskRecord;
-    try {
-      disk = this.o.db.disks.insert({
-        id, name: input.name, sizeGb: input.sizeGb, format: input.format ?? 'qcow2', path: file,
-        state: 'available', vmId: null, mountPoint: null,
-      });
-    } catch (err) {
-      await rm(pending, { force: true });
-      if (/UNIQUE constraint failed: disks.name/.test((err as Error).message)) throw conflict('disk-name-taken', `a disk named ${input.name} already exists`);
-      throw err;
-    }
-    try {
-      await rename(pending, file);
-    } catch (err) {
-      this.o.db.disks.delete(id);
-      await rm(pending, { force: true });
-      throw err;
-    }
+      try {
+        crashPoint('disk.create.after-image');
+        await rename(pending, file);
+        crashPoint('disk.create.after-rename');
+        return this.o.db.transaction(() => {
+          const row = this.o.db.disks.insert({
+            id, name: input.name, sizeGb: input.sizeGb, format: input.format ?? 'qcow2', path: file,
+            state: 'available', vmId: null, mountPoint: null,
+          });
+          this.o.journal.clear(intent);
+          return row;
+        });
+      } catch (err) {
+        await Promise.all([rm(pending, { force: true }), rm(file, { force: true })]);
+        if (/UNIQUE constraint failed: disks.name/.test((err as Error).message)) throw conflict('disk-name-taken', `a disk named ${input.name} already exists`);
+        throw err;
+      }
+    });
     this.log(`disk ${id} (${input.name}, ${input.sizeGb} GB) created`);
     return disk;
   }
@@ -95,44 +101,53 @@ export class DiskService {
   }
 
   delete(id: string): Promise<void> {
-    return this.o.vms.locks.run(id, async () => {
+    return this.o.runtime.locks.run(id, async () => {
       const disk = this.get(id);
       if (disk.state === 'attached') throw conflict('disk-attached', `disk ${id} is attached to VM ${disk.vmId}; detach it first`);
-      // Moved aside, row deleted, then removed: interrupted before the row goes,
-      // start-up puts the file back (not deleted); after, it removes it (deleted).
+      // Moved aside, row deleted, then removed: cut short at any point, recovery finishes it.
       const pending = pendingName(disk.path);
-      await rename(disk.path, pending).catch((err: NodeJS.ErrnoException) => {
-        if (err.code !== 'ENOENT') throw err;
+      await this.o.journal.run({ op: 'disk.delete', diskId: id, file: disk.path, pending }, async () => {
+        await rename(disk.path, pending).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') throw err;
+        });
+        crashPoint('disk.delete.after-move');
+        this.o.db.disks.delete(id);
+        crashPoint('disk.delete.after-record');
+        await rm(pending, { force: true });
       });
-      this.o.db.disks.delete(id);
-      await rm(pending, { force: true });
       this.log(`disk ${id} deleted`);
     });
   }
 
   async attach(id: string, vmId: string): Promise<DiskRecord> {
     this.get(id);
-    this.o.vms.record(vmId);
-    return this.o.vms.locks.runAll([id, vmId], async () => {
+    this.vmRecord(vmId);
+    return this.o.runtime.locks.runAll([id, vmId], async () => {
       const disk = this.get(id);
-      const vm = this.o.vms.record(vmId);
+      const vm = this.vmRecord(vmId);
       if (disk.state === 'attached') throw conflict('disk-attached', `disk ${id} is already attached to VM ${disk.vmId}`);
       assertActionAllowed('attach-disk', vmId, vm.state);
-      if (vm.state === 'running') {
-        const handle = this.o.vms.handles.get(vmId);
-        if (!handle) throw conflict('vm-not-controllable', `VM ${vmId} is recorded running but vman holds no QEMU connection for it`);
-        let device: string;
-        try {
-          device = await handle.attachDisk({ id, path: disk.path, format: disk.format }, { timeoutMs: this.o.qmpTimeoutMs });
-        } catch (err) {
-          throw await this.hotplugFailure('hot-plug', id, vmId, handle, err);
+      const hot = vm.state === 'running';
+      const handle = hot ? this.o.runtime.requireHandle(vmId) : undefined;
+      return this.o.journal.run({ op: 'disk.attach', diskId: id, vmId, hot }, async (intent) => {
+        // Stopped: QEMU's command line carries it at the next start.
+        let device: string | null = null;
+        if (handle) {
+          try {
+            device = await handle.attachDisk({ id, path: disk.path, format: disk.format }, { timeoutMs: this.o.qmpTimeoutMs });
+          } catch (err) {
+            throw await this.hotplugFailure('hot-plug', id, vmId, handle, err);
+          }
         }
-        this.log(`disk ${id} hot-plugged into ${vmId} as ${device}`);
-        return this.o.db.disks.attach(id, vmId, device);
-      }
-      // Stopped: QEMU's command line carries it at the next start.
-      this.log(`disk ${id} attached to stopped VM ${vmId}`);
-      return this.o.db.disks.attach(id, vmId, null);
+        crashPoint('disk.attach.before-record');
+        const row = this.o.db.transaction(() => {
+          const attached = this.o.db.disks.attach(id, vmId, device);
+          this.o.journal.clear(intent);
+          return attached;
+        });
+        this.log(handle ? `disk ${id} hot-plugged into ${vmId} as ${device}` : `disk ${id} attached to stopped VM ${vmId}`);
+        return row;
+      });
     });
   }
 
@@ -150,7 +165,7 @@ export class DiskService {
       return new VmanError('conflict', 'vm-stopped-during-hotplug', `${detail} (the VM's QEMU process ended meanwhile)`, { cause: err });
     }
     if (qmpCommandTimedOut(err)) {
-      await this.o.vms.failLocked(vmId, `QEMU did not answer QMP within ${this.o.qmpTimeoutMs} ms during a disk ${what}`);
+      await this.o.runtime.failLocked(vmId, `QEMU did not answer QMP within ${this.o.qmpTimeoutMs} ms during a disk ${what}`);
       return new VmanError('unavailable', 'qemu-unresponsive', `${detail}; QEMU stopped answering, so VM ${vmId} was stopped and marked failed`, { cause: err });
     }
     return new VmanError('internal', `${what === 'hot-plug' ? 'hotplug' : 'unplug'}-failed`, detail, { cause: err });
@@ -159,24 +174,36 @@ export class DiskService {
   async detach(id: string): Promise<DiskRecord> {
     const first = this.get(id);
     const keys = first.vmId ? [id, first.vmId] : [id];
-    return this.o.vms.locks.runAll(keys, async () => {
+    return this.o.runtime.locks.runAll(keys, async () => {
       const disk = this.get(id);
       if (disk.state !== 'attached' || !disk.vmId) throw conflict('disk-not-attached', `disk ${id} is not attached`);
       if (disk.vmId !== first.vmId) throw conflict('disk-state-changed', `disk ${id} changed while detaching; try again`);
-      const vm = this.o.vms.record(disk.vmId);
-      if (vm.state === 'running') {
-        const handle = this.o.vms.handles.get(vm.id);
-        if (!handle) throw conflict('vm-not-controllable', `VM ${vm.id} is recorded running but vman holds no QEMU connection for it`);
-        try {
-          await handle.detachDisk(id, { timeoutMs: Math.max(this.o.qmpTimeoutMs, 15_000) });
-        } catch (err) {
-          throw await this.hotplugFailure('unplug', id, vm.id, handle, err);
+      const vm = this.vmRecord(disk.vmId);
+      // Not running (actions are serialised, so never mid-start): only a database change.
+      const handle = vm.state === 'running' ? this.o.runtime.requireHandle(vm.id) : undefined;
+      return this.o.journal.run({ op: 'disk.detach', diskId: id, vmId: vm.id, hot: handle !== undefined }, async (intent) => {
+        if (handle) {
+          try {
+            await handle.detachDisk(id, { timeoutMs: Math.max(this.o.qmpTimeoutMs, 15_000) });
+          } catch (err) {
+            throw await this.hotplugFailure('unplug', id, vm.id, handle, err);
+          }
+          this.log(`disk ${id} unplugged from ${vm.id}`);
         }
-        this.log(`disk ${id} unplugged from ${vm.id}`);
-      }
-      // Not running (actions are serialised, so never mid-start): a database change.
-      return this.o.db.disks.detach(id);
+        crashPoint('disk.detach.before-record');
+        return this.o.db.transaction(() => {
+          const row = this.o.db.disks.detach(id);
+          this.o.journal.clear(intent);
+          return row;
+        });
+      });
     });
+  }
+
+  private vmRecord(id: string): VmRecord {
+    const vm = this.o.db.vms.get(id);
+    if (!vm) throw notFound('vm', id);
+    return vm;
   }
 }
 

@@ -43,8 +43,7 @@ export class TemplateService {
     this.db.transaction(() => {
       for (const t of BUILTIN_TEMPLATES) {
         const existing = this.db.templates.getByName(t.name);
-        if (existing) this.db.db.prepare('UPDATE templates SET kernel_path = ?, initrd_path = ?, cmdline = ? WHERE id = ? AND builtin = 1')
-          .run(guest.kernel, guest.initrd, guest.cmdline, existing.id);
+        if (existing) this.db.templates.setBuiltinBoot(existing.id, { kernel: guest.kernel, initrd: guest.initrd, cmdline: guest.cmdline });
         else this.db.templates.insert({
           id: `tpl-${t.name}`, name: t.name, cpus: t.cpus, memoryMb: t.memoryMb,
           kernelPath: guest.kernel, initrdPath: guest.initrd, cmdline: guest.cmdline,

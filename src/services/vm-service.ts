@@ -1,22 +1,24 @@
 // VM lifecycle: the state machine over the database, driving the operator.
-// Actions on one VM are serialised; every state change that also moves an
-// address happens in one transaction; the recorded state follows the real
-// process (QEMU exiting on its own moves the VM out of `running`).
+// Actions on one VM are serialised by the runtime's locks; every multi-step
+// action runs under an intent (intent-journal.ts) so that a vman killed half-way
+// is finished or undone at its next start; leaving the running life always goes
+// through the runtime's one transition (vm-runtime.ts).
 import { mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { VmanDb } from '../db/database.ts';
-import type { VmRecord, VmState } from '../db/types.ts';
+import type { TemplateRecord, VmRecord } from '../db/types.ts';
+import { crashPoint } from '../crash-points.ts';
 import { conflict, invalid, notFound, VmanError } from '../errors.ts';
 import { assertName, InvalidNameError } from '../names.ts';
 import type { AddressPool } from '../network/address-pool.ts';
-import type { NetworkBackend } from '../network/backend.ts';
 import type { Accelerator, QemuVmSpec } from '../operator/qemu-command.ts';
-import type { ExitInfo, Operator, VmHandle } from '../operator/operator.ts';
+import type { VmHandle } from '../operator/operator.ts';
 import { createOverlay } from '../operator/qemu-img.ts';
-import { KeyedMutex } from './keyed-mutex.ts';
-import { assertActionAllowed } from './vm-states.ts';
+import type { IntentJournal } from './intent-journal.ts';
+import { assertActionAllowed, isAtRest } from './vm-states.ts';
 import type { TemplateService } from './template-service.ts';
+import { message, type VmRuntime } from './vm-runtime.ts';
 
 export interface VmView extends VmRecord {
   address: string | null;
@@ -25,10 +27,10 @@ export interface VmView extends VmRecord {
 
 export interface VmServiceOptions {
   db: VmanDb;
-  operator: Operator;
+  runtime: VmRuntime;
+  journal: IntentJournal;
   templates: TemplateService;
   pool: AddressPool;
-  network: NetworkBackend;
   storagePath: string;
   qemuBinary: string;
   qemuImg: string;
@@ -38,13 +40,12 @@ export interface VmServiceOptions {
 }
 
 export class VmService {
-  /** Live QEMU handles by VM id. */
-  readonly handles = new Map<string, VmHandle>();
-  readonly locks = new KeyedMutex();
   private readonly log: (msg: string) => void;
+  private readonly runtime: VmRuntime;
 
   constructor(private readonly o: VmServiceOptions) {
     this.log = o.log ?? (() => undefined);
+    this.runtime = o.runtime;
   }
 
   vmDir(id: string): string {
@@ -61,27 +62,34 @@ export class VmService {
     if (this.o.db.vms.getByName(input.name)) throw conflict('vm-name-taken', `a VM named ${input.name} already exists`);
     const id = `vm-${randomBytes(6).toString('hex')}`;
     const dir = this.vmDir(id);
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    try {
-      // A VM never writes to its template's base image: it gets its own overlay.
-      if (template.baseImagePath && template.baseImageFormat) {
-        await createOverlay(path.join(dir, 'root.qcow2'), template.baseImagePath, template.baseImageFormat, { qemuImg: this.o.qemuImg });
+    return this.o.journal.run({ op: 'vm.create', vmId: id, dir }, async (intent) => {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      try {
+        // A VM never writes to its template's base image: it gets its own overlay.
+        if (template.baseImagePath && template.baseImageFormat) {
+          await createOverlay(path.join(dir, 'root.qcow2'), template.baseImagePath, template.baseImageFormat, { qemuImg: this.o.qemuImg });
+        }
+        crashPoint('vm.create.before-record');
+        const record = this.o.db.transaction(() => {
+          const vm = this.o.db.vms.insert({
+            id, name: input.name, templateId: template.id, state: 'created', stateReason: null, pid: null,
+            mac: this.uniqueMac(), storageDir: dir,
+          });
+          this.o.journal.clear(intent);
+          return vm;
+        });
+        this.log(`vm ${id} (${input.name}) created from template ${template.name}`);
+        return this.view(record);
+      } catch (err) {
+        await rm(dir, { recursive: true, force: true });
+        if (err instanceof Error && /UNIQUE constraint failed: vms.name/.test(err.message)) {
+          throw conflict('vm-name-taken', `a VM named ${input.name} already exists`);
+        }
+        // The template was deleted while this VM was being made.
+        if (err instanceof Error && /FOREIGN KEY constraint failed/.test(err.message)) throw notFound('template', input.template);
+        throw err;
       }
-      const record = this.o.db.vms.insert({
-        id, name: input.name, templateId: template.id, state: 'created', stateReason: null, pid: null,
-        mac: this.uniqueMac(), storageDir: dir,
-      });
-      this.log(`vm ${id} (${input.name}) created from template ${template.name}`);
-      return this.view(record);
-    } catch (err) {
-      await rm(dir, { recursive: true, force: true });
-      if (err instanceof Error && /UNIQUE constraint failed: vms.name/.test(err.message)) {
-        throw conflict('vm-name-taken', `a VM named ${input.name} already exists`);
-      }
-      // The template was deleted while this VM was being made.
-      if (err instanceof Error && /FOREIGN KEY constraint failed/.test(err.message)) throw notFound('template', input.template);
-      throw err;
-    }
+    });
   }
 
   list(): VmView[] {
@@ -95,7 +103,7 @@ export class VmService {
   }
 
   start(id: string): Promise<VmView> {
-    return this.locks.run(id, async () => {
+    return this.runtime.locks.run(id, async () => {
       const vm = this.record(id);
       assertActionAllowed('start', id, vm.state);
       await this.startLocked(vm);
@@ -104,7 +112,7 @@ export class VmService {
   }
 
   stop(id: string, opts: { force?: boolean } = {}): Promise<VmView> {
-    return this.locks.run(id, async () => {
+    return this.runtime.locks.run(id, async () => {
       const vm = this.record(id);
       assertActionAllowed('stop', id, vm.state);
       await this.stopLocked(vm, opts.force ?? false);
@@ -112,8 +120,9 @@ export class VmService {
     });
   }
 
+  /** A stop, then a start, each under its own intent: cut short, it ends stopped (the stop finished, the start undone). */
   restart(id: string): Promise<VmView> {
-    return this.locks.run(id, async () => {
+    return this.runtime.locks.run(id, async () => {
       const vm = this.record(id);
       assertActionAllowed('restart', id, vm.state);
       await this.stopLocked(vm, false);
@@ -123,76 +132,66 @@ export class VmService {
   }
 
   delete(id: string): Promise<void> {
-    return this.locks.run(id, async () => {
+    return this.runtime.locks.run(id, async () => {
       const vm = this.record(id);
       assertActionAllowed('delete', id, vm.state);
-      if (vm.state === 'running') await this.stopLocked(vm, false);
-      this.o.db.transaction(() => {
-        // Its disks outlive it: they go back to `available`.
-        for (const d of this.o.db.disks.listByVm(id)) this.o.db.disks.detach(d.id);
-        this.o.pool.release(id);
-        this.o.db.vms.delete(id);
+      await this.o.journal.run({ op: 'vm.delete', vmId: id, dir: vm.storageDir }, async () => {
+        if (vm.state === 'running') await this.stopLocked(vm, false);
+        crashPoint('vm.delete.before-record');
+        // The intent stays until the folder is gone too.
+        this.forget(id);
+        crashPoint('vm.delete.after-record');
+        await rm(vm.storageDir, { recursive: true, force: true });
       });
-      await rm(vm.storageDir, { recursive: true, force: true });
       this.log(`vm ${id} deleted`);
     });
   }
 
-  /** At start-up: reconnect to VMs whose QEMU outlived the previous vman; settle the rest. */
-  async adoptAll(): Promise<{ adopted: string[]; lost: string[] }> {
-    const adopted: string[] = [];
-    const lost: string[] = [];
-    for (const vm of this.o.db.vms.listByState('starting', 'running', 'stopping')) {
-      const handle = await this.o.operator.adopt(vm.id, vm.storageDir).catch(() => undefined);
-      if (handle) {
-        this.handles.set(vm.id, handle);
-        this.watchExit(vm.id, handle);
-        this.o.db.vms.setState(vm.id, 'running', { pid: handle.pid });
-        adopted.push(vm.id);
-      } else {
-        const to: VmState = vm.state === 'stopping' ? 'stopped' : 'error';
-        await this.o.network.release(vm.id).catch(() => undefined);
-        this.o.db.transaction(() => {
-          this.o.db.vms.setState(vm.id, to, { pid: null, reason: to === 'error' ? 'QEMU process gone while vman was not running' : null });
-          this.o.pool.release(vm.id);
-        });
-        lost.push(vm.id);
-      }
-    }
-    if (adopted.length + lost.length > 0) this.log(`adopted ${adopted.length} running VM(s); ${lost.length} gone`);
-    return { adopted, lost };
-  }
-
-  /** vman is going away: let go of QEMU (VMs keep running and are adopted next time). */
-  async release(): Promise<void> {
-    await this.locks.drain();
-    // QEMU takes one client per QMP socket: the next vman's adoption needs it free.
-    await Promise.all([...this.handles.values()].map((h) => h.disconnect().catch(() => undefined)));
-    this.handles.clear();
+  /** Removes a stopped VM's records: its disks outlive it (available again), its address goes. */
+  forget(id: string): void {
+    this.o.db.transaction(() => {
+      this.o.db.disks.detachAll(id);
+      this.o.pool.release(id);
+      this.o.db.vms.delete(id);
+    });
   }
 
   private async startLocked(vm: VmRecord): Promise<void> {
-    const unavailable = this.o.operator.unavailableReason;
+    const unavailable = this.runtime.operator.unavailableReason;
     if (unavailable) throw new VmanError('unavailable', 'qemu-unavailable', `no VM can start on this host: ${unavailable}`);
     const template = this.o.templates.get(vm.templateId);
-    const address = this.o.db.transaction(() => {
+    if (!isAtRest(vm.state)) throw conflict('vm-state-conflict', `VM ${vm.id} is ${vm.state}`);
+    // What recovery puts back if this start is cut short.
+    const from = { state: vm.state, reason: vm.stateReason };
+    // The intent commits with the first change: starting, and an address.
+    const { intent, address } = this.o.db.transaction(() => {
       const started = this.o.db.vms.compareAndSetState(vm.id, ['created', 'stopped', 'error'], 'starting', { reason: null });
       if (!started) throw conflict('vm-state-conflict', `VM ${vm.id} changed state while starting`);
-      return this.o.pool.allocate(vm.id);
+      return { intent: this.o.journal.begin({ op: 'vm.start', vmId: vm.id, from }), address: this.o.pool.allocate(vm.id) };
     });
-    const rootDisk = template.baseImagePath ? path.join(vm.storageDir, 'root.qcow2') : undefined;
+    try {
+      crashPoint('vm.start.after-address');
+      await this.launch(vm, template, address);
+    } finally {
+      this.o.journal.clear(intent);
+    }
+  }
+
+  private async launch(vm: VmRecord, template: TemplateRecord, address: string): Promise<void> {
     let network: QemuVmSpec['network'];
     try {
-      network = await this.o.network.prepare({ vmId: vm.id, mac: vm.mac, address });
+      network = await this.runtime.network.prepare({ vmId: vm.id, mac: vm.mac, address });
     } catch (err) {
       // Refused before QEMU ran (e.g. a VLAN this kernel cannot tag): the VM is left as it was.
-      await this.o.network.release(vm.id).catch(() => undefined);
+      await this.runtime.network.release(vm.id).catch(() => undefined);
       this.o.db.transaction(() => {
         this.o.db.vms.restore(vm);
         this.o.pool.release(vm.id);
       });
       throw new VmanError('conflict', 'vm-network-failed', `VM ${vm.id} could not start: ${message(err)}`, { cause: err });
     }
+    crashPoint('vm.start.after-network');
+    const rootDisk = template.baseImagePath ? path.join(vm.storageDir, 'root.qcow2') : undefined;
     const spec: QemuVmSpec = {
       id: vm.id,
       dir: vm.storageDir,
@@ -210,90 +209,49 @@ export class VmService {
 
     let handle: VmHandle;
     try {
-      handle = await this.o.operator.start(spec);
+      handle = await this.runtime.operator.start(spec);
     } catch (err) {
-      await this.fail(vm.id, `QEMU failed to launch: ${message(err)}`);
+      await this.runtime.settle(vm.id, { state: 'error', reason: `QEMU failed to launch: ${message(err)}` });
       await removeEmptySerialLog(vm.storageDir);
       throw new VmanError('conflict', 'vm-start-failed', `VM ${vm.id} could not start: ${message(err)}`, { cause: err });
     }
-    this.handles.set(vm.id, handle);
+    this.runtime.track(vm.id, handle);
     this.o.db.vms.setState(vm.id, 'starting', { pid: handle.pid });
-    this.watchExit(vm.id, handle);
     this.log(`vm ${vm.id} launched as pid ${handle.pid} with address ${address}`);
+    crashPoint('vm.start.after-connect');
 
     try {
       await handle.waitForGuestReady(this.o.bootTimeoutMs);
     } catch (err) {
-      await handle.kill().catch(() => undefined);
-      this.handles.delete(vm.id);
-      await this.fail(vm.id, `the guest never became ready: ${message(err)}`);
+      await this.runtime.failLocked(vm.id, `the guest never became ready: ${message(err)}`);
       throw new VmanError('conflict', 'vm-start-failed', `VM ${vm.id} did not become ready: ${message(err)}`, { cause: err });
     }
     // Attached disks learn the device name the guest gave them.
+    const devices = new Map<string, string | null>();
     for (const d of this.o.db.disks.listByVm(vm.id)) {
-      const device = await handle.guestDevicePath(d.id, { timeoutMs: 10_000 }).catch(() => undefined);
-      this.o.db.disks.setMountPoint(d.id, device ?? null);
+      devices.set(d.id, (await handle.guestDevicePath(d.id, { timeoutMs: 10_000 }).catch(() => undefined)) ?? null);
     }
-    if (!this.o.db.vms.compareAndSetState(vm.id, ['starting'], 'running')) {
-      throw conflict('vm-state-conflict', `VM ${vm.id} left starting before it was ready: ${this.record(vm.id).state}`);
-    }
+    crashPoint('vm.start.before-record');
+    this.o.db.transaction(() => {
+      for (const [diskId, device] of devices) this.o.db.disks.setMountPoint(diskId, device);
+      if (!this.o.db.vms.compareAndSetState(vm.id, ['starting'], 'running')) {
+        throw conflict('vm-state-conflict', `VM ${vm.id} left starting before it was ready: ${this.record(vm.id).state}`);
+      }
+    });
   }
 
   private async stopLocked(vm: VmRecord, force: boolean): Promise<void> {
-    this.o.db.vms.compareAndSetState(vm.id, ['running'], 'stopping');
-    const handle = this.handles.get(vm.id);
-    const method = handle ? await handle.stop({ force }) : 'already-stopped';
-    this.handles.delete(vm.id);
-    // The process is gone: the VM is stopped whatever the network clean-up says.
-    await this.o.network.release(vm.id).catch((err: unknown) => this.log(`vm ${vm.id}: network release failed: ${message(err)}`));
-    this.o.db.transaction(() => {
-      this.o.db.vms.setState(vm.id, 'stopped', { pid: null });
-      this.o.pool.release(vm.id);
-      for (const d of this.o.db.disks.listByVm(vm.id)) this.o.db.disks.setMountPoint(d.id, null);
-    });
-    this.log(`vm ${vm.id} stopped (${method})`);
-  }
-
-  /** QEMU went away without being asked (crash, kill, guest power-off). */
-  private watchExit(vmId: string, handle: VmHandle): void {
-    handle.onExit((info: ExitInfo) => {
-      void this.locks.run(vmId, async () => {
-        if (this.handles.get(vmId) !== handle) return; // a stop or restart already dealt with it
-        this.handles.delete(vmId);
-        const vm = this.o.db.vms.get(vmId);
-        if (!vm || (vm.state !== 'running' && vm.state !== 'starting')) return;
-        if (info.guestInitiated) {
-          await this.o.network.release(vmId).catch((err: unknown) => this.log(`vm ${vmId}: network release failed: ${message(err)}`));
-          this.o.db.transaction(() => {
-            this.o.db.vms.setState(vmId, 'stopped', { pid: null, reason: 'the guest powered off' });
-            this.o.pool.release(vmId);
-          });
-        } else {
-          await this.fail(vmId, `the QEMU process died: ${info.detail}`);
-        }
-        this.log(`vm ${vmId} left ${vm.state}: ${info.detail}`);
+    await this.o.journal.run({ op: 'vm.stop', vmId: vm.id }, async (intent) => {
+      this.o.db.vms.compareAndSetState(vm.id, ['running'], 'stopping');
+      crashPoint('vm.stop.after-stopping');
+      const handle = this.runtime.untrack(vm.id);
+      const method = handle ? await handle.stop({ force }) : 'already-stopped';
+      crashPoint('vm.stop.after-exit');
+      await this.runtime.settle(vm.id, { state: 'stopped', reason: null }, {
+        beforeRecord: () => crashPoint('vm.stop.before-record'),
+        inTransaction: () => this.o.journal.clear(intent),
       });
-    });
-  }
-
-  /**
-   * The caller (holding the VM's lock) found the VM broken, e.g. QEMU stopped
-   * answering QMP: end its QEMU and record why.
-   */
-  async failLocked(vmId: string, reason: string): Promise<void> {
-    const handle = this.handles.get(vmId);
-    this.handles.delete(vmId);
-    await handle?.kill().catch(() => undefined);
-    await this.fail(vmId, reason);
-    this.log(`vm ${vmId} failed: ${reason}`);
-  }
-
-  private async fail(vmId: string, reason: string): Promise<void> {
-    await this.o.network.release(vmId).catch((err: unknown) => this.log(`vm ${vmId}: network release failed: ${message(err)}`));
-    this.o.db.transaction(() => {
-      this.o.db.vms.setState(vmId, 'error', { pid: null, reason });
-      this.o.pool.release(vmId);
-      for (const d of this.o.db.disks.listByVm(vmId)) this.o.db.disks.setMountPoint(d.id, null);
+      this.log(`vm ${vm.id} stopped (${method})`);
     });
   }
 
@@ -311,13 +269,9 @@ export class VmService {
   private uniqueMac(): string {
     for (;;) {
       const mac = `52:54:00:${randomBytes(3).toString('hex').match(/../g)!.join(':')}`;
-      if (!this.o.db.db.prepare('SELECT 1 FROM vms WHERE mac = ?').get(mac)) return mac;
+      if (!this.o.db.vms.macInUse(mac)) return mac;
     }
   }
-}
-
-function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 async function removeEmptySerialLog(dir: string): Promise<void> {

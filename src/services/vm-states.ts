@@ -1,5 +1,7 @@
-// The VM state machine: which action is allowed from which state.
-import type { VmState } from '../db/types.ts';
+// The VM state machine in one place: which action is allowed from which state,
+// and which states mean what (a QEMU runs, an address is held). The services,
+// the observer's checks and its repair all read these sets.
+import type { AtRestState, VmState } from '../db/types.ts';
 import { conflict } from '../errors.ts';
 
 export type VmAction = 'start' | 'stop' | 'restart' | 'delete' | 'attach-disk';
@@ -13,6 +15,22 @@ export const ALLOWED_FROM: Record<VmAction, readonly VmState[]> = {
   delete: ['created', 'running', 'stopped', 'error'],
   'attach-disk': ['running', 'stopped'],
 };
+
+/** No QEMU runs for a VM in these states. */
+export const AT_REST: ReadonlySet<VmState> = new Set<AtRestState>(['created', 'stopped', 'error']);
+
+/**
+ * A VM in these states owns its address: a stopping VM still runs its guest on
+ * it until it is stopped, so taking it earlier would invite handing it out twice.
+ */
+export const HOLDS_ADDRESS: ReadonlySet<VmState> = new Set<VmState>(['starting', 'running', 'stopping']);
+
+/** vman's own transitions in flight: what they show is not a disagreement. */
+export const IN_TRANSITION: ReadonlySet<VmState> = new Set<VmState>(['starting', 'stopping']);
+
+export function isAtRest(state: VmState): state is AtRestState {
+  return AT_REST.has(state);
+}
 
 export function assertActionAllowed(action: VmAction, vmId: string, state: VmState): void {
   if (!ALLOWED_FROM[action].includes(state)) {

@@ -2,18 +2,17 @@
 // and repair only when asked.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@fastify/type-provider-typebox';
-import type { VmanDb } from '../../db/database.ts';
 import { notFound, VmanError } from '../../errors.ts';
 import type { ObserverReport } from '../../observer/findings.ts';
 import type { Observer } from '../../observer/observer.ts';
-import { reconcile } from '../../observer/reconcile.ts';
-import type { KeyedMutex } from '../../services/keyed-mutex.ts';
+import type { RepairService } from '../../services/repair.ts';
 import { problemResponses } from '../schemas.ts';
 
 const Finding = Type.Object({
   kind: Type.String(),
   resource_type: Type.String(),
   resource_id: Type.String(),
+  vm_id: Type.Optional(Type.String()),
   recorded: Type.String(),
   observed: Type.String(),
   pid: Type.Optional(Type.Integer()),
@@ -32,14 +31,15 @@ export function reportJson(r: ObserverReport) {
     checked_at: r.checkedAt,
     duration_ms: r.durationMs,
     findings: r.findings.map((f) => ({
-      kind: f.kind, resource_type: f.resourceType, resource_id: f.resourceId, recorded: f.recorded, observed: f.observed,
+      kind: f.kind, resource_type: f.resourceType, resource_id: f.resourceId,
+      ...(f.vmId !== undefined ? { vm_id: f.vmId } : {}), recorded: f.recorded, observed: f.observed,
       ...(f.pid !== undefined ? { pid: f.pid } : {}), ...(f.path !== undefined ? { path: f.path } : {}),
     })),
     counts: { vms: r.counts.vms, disks: r.counts.disks, processes: r.counts.processes, disk_files: r.counts.diskFiles },
   };
 }
 
-export const observerRoutes = (observer: Observer, db: VmanDb, locks: KeyedMutex): FastifyPluginAsyncTypebox => async (app) => {
+export const observerRoutes = (observer: Observer, repairs: RepairService): FastifyPluginAsyncTypebox => async (app) => {
   const check = async (): Promise<ObserverReport> => {
     try {
       return await observer.check();
@@ -66,19 +66,21 @@ export const observerRoutes = (observer: Observer, db: VmanDb, locks: KeyedMutex
           report: Report,
           changed: Type.Array(Type.Object({ vm_id: Type.String(), from: Type.String(), to: Type.String(), reason: Type.String() })),
           released_addresses: Type.Array(Type.String()),
+          removed_from_qemu: Type.Array(Type.Object({ vm_id: Type.String(), devices: Type.Array(Type.String()), nodes: Type.Array(Type.String()) })),
+          failed: Type.Array(Type.Object({ resource_id: Type.String(), reason: Type.String() })),
         }),
         ...problemResponses(503),
       },
     },
   }, async () => {
     const report = await check();
-    // Under every affected VM's lock, so a repair never races a start or a stop.
-    const vmIds = report.findings.filter((f) => f.resourceType === 'vm').map((f) => f.resourceId);
-    const result = await locks.runAll(vmIds, async () => reconcile(db, report));
+    const result = await repairs.repair(report);
     return {
       report: reportJson(report),
       changed: result.changed.map((c) => ({ vm_id: c.vmId, from: c.from, to: c.to, reason: c.reason })),
       released_addresses: result.releasedAddresses,
+      removed_from_qemu: result.removedFromQemu.map((r) => ({ vm_id: r.vmId, devices: r.devices, nodes: r.nodes })),
+      failed: result.failed.map((f) => ({ resource_id: f.resourceId, reason: f.reason })),
     };
   });
 };
