@@ -37,6 +37,9 @@ export class StorageLock {
     // timeout 0: a held lock is an answer, not something to wait for.
     const db = new Database(path.join(storagePath, 'vman.lock'), { timeout: 0 });
     try {
+      // Nothing in it is worth a journal on disk: no vman.lock-journal lies about. (Set first: SQLite
+      // keeps the old mode when asked once the lock is taken.)
+      db.pragma('journal_mode = MEMORY');
       db.pragma('locking_mode = EXCLUSIVE');
       // The first write takes the exclusive lock; in EXCLUSIVE locking mode it is kept until close.
       db.exec('CREATE TABLE IF NOT EXISTS lock (id INTEGER PRIMARY KEY); INSERT OR REPLACE INTO lock (id) VALUES (1);');

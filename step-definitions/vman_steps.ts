@@ -1,6 +1,7 @@
 // Steps about vman itself: running it, killing it, starting it again.
 import { Given, When } from '@cucumber/cucumber';
 import type { VmanWorld } from '../world/vman-world.ts';
+import { startVmanAgain } from '../support/crash-tasks.ts';
 
 Given('vman is running on this host', async function (this: VmanWorld) {
   await this.startVman();
@@ -26,7 +27,7 @@ When('vman is killed with SIGKILL', async function (this: VmanWorld) {
 });
 
 When('vman is started again', async function (this: VmanWorld) {
-  await this.startVman({ child: true });
+  await startVmanAgain(this);
 });
 
 async function killVman(world: VmanWorld): Promise<void> {

@@ -1,15 +1,27 @@
 // The suite's own coherence check: the test oracle for "the database, QMP, the
-// guest and the files agree". It shares no code with vman's observer: rows
-// come through sqlite3 (another process), processes from /proc, devices from
-// QMP on the second monitor, files from the file system.
+// guest and the files agree". It shares no code with vman's observer and looks
+// both ways: from the records out (every running VM has its QEMU, every
+// attached disk is in QEMU and in the guest) and from the host back (every
+// QEMU, block device, block node, VM folder and disk file belongs to a record).
+// Rows come through sqlite3 (another process), processes from /proc, devices
+// from QMP on the second monitor, files from the file system.
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { VmanWorld } from '../world/vman-world.ts';
-import { diskNodeNames } from '../src/operator/qemu-command.ts';
-import { qemuProcessesUnder } from './run-context.ts';
-import { qemuProcessOf, qmpRunState } from './qemu-facts.ts';
-import { qmpDiskView } from './disk-facts.ts';
+import { qemuOfVm, qemusUnder } from './proc-reader.ts';
+import { qemuBlockView, qemuRunState } from './qmp-reader.ts';
 import { guestDisks } from './disk-facts.ts';
+import { guestIpv4 } from './vm-facts.ts';
+
+/** The names vman's contract gives a disk in QEMU: the device `disk-<id>`, the nodes `drive-<id>` and `file-<id>`. */
+export function blockNamesOf(diskId: string): { device: string; nodes: string[] } {
+  return { device: `disk-${diskId}`, nodes: [`drive-${diskId}`, `file-${diskId}`] };
+}
+
+/** A VM's root disk (its overlay of a template's base image) is named after the VM: root-<hex of its id>. */
+function rootDiskIdOf(vmId: string): string {
+  return `root-${vmId.replace(/^vm-/, '')}`;
+}
 
 /** Every disagreement found, in words; empty when everything agrees. */
 export async function disagreements(world: VmanWorld): Promise<string[]> {
@@ -18,31 +30,45 @@ export async function disagreements(world: VmanWorld): Promise<string[]> {
   const vms = await db.all('SELECT id, name, state, pid, storage_dir FROM vms');
   const disks = await db.all('SELECT id, name, path, state, vm_id, mount_point FROM disks');
   const addresses = await db.all('SELECT address, vm_id FROM address_allocations');
+  const intents = await db.all('SELECT id, op, vm_id, disk_id FROM intents');
   const out: string[] = [];
+
+  // Nothing is in flight between steps: an intent left is an operation nobody finished.
+  for (const i of intents) out.push(`intent ${i.id} (${i.op} of ${i.vm_id ?? i.disk_id}) is still recorded`);
 
   const owned = new Set<number>();
   for (const vm of vms) {
     const id = String(vm.id);
     const dir = String(vm.storage_dir);
-    const proc = await qemuProcessOf(id, dir);
+    const proc = await qemuOfVm(id, dir);
     if (proc) owned.add(proc.pid);
+    const holds = addresses.filter((a) => a.vm_id === id);
     if (vm.state === 'running') {
       if (!proc) { out.push(`VM ${vm.name} is recorded running but no QEMU runs it`); continue; }
       if (proc.pid !== vm.pid) out.push(`VM ${vm.name} is recorded with pid ${vm.pid} but QEMU runs as ${proc.pid}`);
-      const status = await qmpRunState(dir).catch((e: Error) => `unreachable (${e.message})`);
+      const status = await qemuRunState(dir).catch((e: Error) => `unreachable (${e.message})`);
       if (status !== 'running') out.push(`VM ${vm.name} is recorded running but QMP says ${status}`);
+      if (holds.length !== 1) out.push(`VM ${vm.name} is running with ${holds.length} addresses`);
+      else {
+        const seen = await guestIpv4(dir);
+        if (seen.length !== 1 || seen[0] !== holds[0]!.address) out.push(`VM ${vm.name} is recorded at ${holds[0]!.address} but the guest reports ${seen.join(', ') || 'no address'}`);
+      }
+      out.push(...(await blockDisagreements(vm, disks)));
     } else if (proc && vm.state !== 'starting' && vm.state !== 'stopping') {
       out.push(`VM ${vm.name} is recorded ${vm.state} but QEMU ${proc.pid} runs it`);
     }
-    const holds = addresses.filter((a) => a.vm_id === id);
-    if (vm.state === 'running' && holds.length !== 1) out.push(`VM ${vm.name} is running with ${holds.length} addresses`);
     if (vm.state !== 'running' && vm.state !== 'starting' && vm.state !== 'stopping' && holds.length > 0) {
       out.push(`VM ${vm.name} is ${vm.state} but holds ${holds.map((a) => a.address).join(', ')}`);
     }
   }
 
-  for (const p of await qemuProcessesUnder(storage)) {
+  for (const p of await qemusUnder(storage)) {
     if (!owned.has(p.pid)) out.push(`QEMU ${p.pid} runs under vman's storage but no VM row owns it`);
+  }
+
+  const recorded = new Set(vms.map((v) => String(v.id)));
+  for (const folder of await readdir(path.join(storage, 'vms')).catch(() => [] as string[])) {
+    if (!recorded.has(folder)) out.push(`the VM folder ${folder} belongs to no VM row`);
   }
 
   const files = new Set((await readdir(path.join(storage, 'disks')).catch(() => [] as string[])).map((f) => path.join(storage, 'disks', f)));
@@ -53,15 +79,35 @@ export async function disagreements(world: VmanWorld): Promise<string[]> {
     const owner = d.vm_id ? byId.get(String(d.vm_id)) : undefined;
     if (d.state === 'attached' && !owner) out.push(`disk ${d.name} is attached to a VM that does not exist`);
     if (owner?.state === 'running') {
-      const dir = String(owner.storage_dir);
-      const view = await qmpDiskView(dir);
-      const device = diskNodeNames(String(d.id)).device;
-      if (!view.devices.includes(device)) out.push(`disk ${d.name} is recorded attached to ${owner.name} but QMP does not list ${device}`);
-      const seen = (await guestDisks(dir)).find((g) => g.serial === d.id);
+      const seen = (await guestDisks(String(owner.storage_dir))).find((g) => g.serial === d.id);
       if (!seen) out.push(`disk ${d.name} is recorded attached to ${owner.name} but the guest does not see it`);
       else if (seen.path !== d.mount_point) out.push(`disk ${d.name} is recorded at ${d.mount_point} but the guest sees it at ${seen.path}`);
+    } else if (d.mount_point !== null) {
+      out.push(`disk ${d.name} has the mount point ${d.mount_point} but no running VM holds it`);
     }
   }
   for (const leftover of files) out.push(`the disk file ${leftover} belongs to no disk row`);
+  return out;
+}
+
+/** Both ways between a running VM's QEMU and the disks recorded attached to it. */
+async function blockDisagreements(vm: Record<string, unknown>, disks: Array<Record<string, unknown>>): Promise<string[]> {
+  const out: string[] = [];
+  const view = await qemuBlockView(String(vm.storage_dir));
+  const attached = disks.filter((d) => d.vm_id === vm.id && d.state === 'attached');
+  const expected = new Set<string>();
+  for (const id of [rootDiskIdOf(String(vm.id)), ...attached.map((d) => String(d.id))]) {
+    const names = blockNamesOf(id);
+    expected.add(names.device);
+    names.nodes.forEach((n) => expected.add(n));
+  }
+  for (const d of attached) {
+    const { device, nodes } = blockNamesOf(String(d.id));
+    if (!view.devices.includes(device)) out.push(`disk ${d.name} is recorded attached to ${vm.name} but QMP does not list ${device}`);
+    else if (view.fileOf[device] !== d.path) out.push(`QEMU of ${vm.name} reads ${view.fileOf[device]} for ${device}, not ${String(d.path)}`);
+    for (const n of nodes) if (!view.nodes.includes(n)) out.push(`disk ${d.name} is recorded attached to ${vm.name} but QEMU has no node ${n}`);
+  }
+  const strays = [...view.devices, ...view.nodes].filter((n) => !expected.has(n));
+  if (strays.length > 0) out.push(`QEMU of ${vm.name} holds ${strays.join(', ')}, which no disk recorded attached to it accounts for`);
   return out;
 }

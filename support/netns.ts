@@ -180,7 +180,7 @@ export function scenarioNetns(world: VmanWorld): ScenarioNetns {
 }
 
 /** vman in bridge mode as `vman serve` inside a new namespace of the scenario. */
-export async function startVmanInNetns(world: VmanWorld, opts: { vlan?: number } = {}): Promise<ScenarioNetns> {
+export async function startVmanInNetns(world: VmanWorld, opts: { vlan?: number; crashAt?: string } = {}): Promise<ScenarioNetns> {
   const ns = await createScenarioNetns();
   world.remembered.set('netns', ns);
   world.remembered.set('netns-env', {
@@ -192,16 +192,16 @@ export async function startVmanInNetns(world: VmanWorld, opts: { vlan?: number }
     ...(opts.vlan !== undefined ? { VMAN_VLAN: String(opts.vlan) } : {}),
   });
   await world.vman?.stop();
-  await serveInNetns(world);
+  await serveInNetns(world, opts.crashAt ? { VMAN_CRASH_AT: opts.crashAt } : {});
   return ns;
 }
 
-/** (Re)starts the scenario's vman in its namespace with the settings it was first given. */
-export async function serveInNetns(world: VmanWorld): Promise<void> {
+/** (Re)starts the scenario's vman in its namespace with the settings it was first given (and any extra). */
+export async function serveInNetns(world: VmanWorld, extraEnv: Record<string, string> = {}): Promise<void> {
   const ns = scenarioNetns(world);
   world.child = await startChildVman({
     storagePath: path.join(world.storage, 'vman'),
-    env: world.remembered.get('netns-env') as Record<string, string>,
+    env: { ...(world.remembered.get('netns-env') as Record<string, string>), ...extraEnv },
     netns: { name: ns.name, listenHost: ns.nsAddress, listenPort: VMAN_PORT },
   });
   world.vman = world.child;

@@ -73,6 +73,8 @@ export async function startInProcessVman(s: VmanSettings): Promise<VmanEndpoint 
 
 export interface ChildVman extends VmanEndpoint {
   pid: number;
+  /** How the process ended: settles when it does. */
+  exited: Promise<{ code: number | null; signal: string | null }>;
   kill(signal: NodeJS.Signals): Promise<void>;
 }
 
@@ -102,9 +104,12 @@ export async function startChildVman(s: VmanSettings, port?: number): Promise<Ch
     { timeoutMs: 30_000, intervalMs: 100 },
   );
   const config = loadConfig(baseEnv(s));
-  const exited = (child as unknown as Promise<unknown>).then(() => undefined, () => undefined);
+  const exited = (child as unknown as Promise<{ exitCode?: number; signal?: string }>).then(
+    (r) => ({ code: r.exitCode ?? null, signal: r.signal ?? null }),
+    () => ({ code: child.exitCode, signal: child.signalCode }),
+  );
   return {
-    baseUrl, http, storagePath: config.storagePath, dbPath: config.dbPath, pid: child.pid!,
+    baseUrl, http, storagePath: config.storagePath, dbPath: config.dbPath, pid: child.pid!, exited,
     log: () => lines.join('\n'),
     async kill(signal) {
       child.kill(signal);

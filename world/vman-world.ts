@@ -43,6 +43,8 @@ export class VmanWorld extends World {
   readonly remembered = new Map<string, unknown>();
   /** How long each VM and disk operation took, for the report. */
   readonly timings: Array<{ what: string; ms: number; status: number }> = [];
+  /** The settings the scenario's separate vman process was started with: starting it again keeps them. */
+  childEnv: Record<string, string> = {};
   /** Undo actions registered by steps (unmount, stop a watcher, ...): run first at teardown, newest first. */
   readonly cleanups: Array<() => Promise<void>> = [];
 
@@ -84,13 +86,19 @@ export class VmanWorld extends World {
     return vm;
   }
 
-  /** Starts vman on this scenario's storage: in-process, or as `vman serve` in a child process. */
-  async startVman(opts: { child?: boolean; env?: Record<string, string> } = {}): Promise<VmanEndpoint> {
+  /**
+   * Starts vman on this scenario's storage: in-process, or as `vman serve` in a
+   * child process (with the settings it had before, unless given others, and
+   * set to die at a crash point when one is named).
+   */
+  async startVman(opts: { child?: boolean; env?: Record<string, string>; crashAt?: string } = {}): Promise<VmanEndpoint> {
+    if (opts.child && opts.env) this.childEnv = opts.env;
+    const env = opts.child ? { ...this.childEnv, ...(opts.crashAt ? { VMAN_CRASH_AT: opts.crashAt } : {}) } : opts.env;
     const settings = {
       storagePath: path.join(this.storage, 'vman'),
       hostInfo: this.host,
       protocolLog: (vm: string, e: ProtocolLogEntry) => this.protocolLog.push({ ...e, vm }),
-      ...(opts.env ? { env: opts.env } : {}),
+      ...(env ? { env } : {}),
     };
     if (opts.child) {
       this.child = await startChildVman(settings);

@@ -1,0 +1,107 @@
+@integration @crash
+Feature: vman killed in the middle of an operation comes back telling the truth
+  An operation such as a hot-plug takes several steps, in QEMU, in files, on
+  the network and in the database. vman may die between any two of them. When
+  it starts again it finds what it was doing (it wrote that down first) and
+  settles it from what QEMU, the files and the network really show: what an
+  operation had begun to add (a VM start, a new disk, an attach) is taken back,
+  so it can be asked for again; what it had begun to take away (a stop, a
+  delete, a detach) is finished. A restart is a stop and then a start, so cut
+  short it ends stopped.
+
+  Each example makes vman die at one named crash point (VMAN_CRASH_AT), not at
+  a moment guessed by timing. Then the database, QEMU (over its second
+  monitor), the guest and the files are read by the suite itself.
+
+  Rule: What an operation had begun to add is taken back, and it can be asked for again
+
+    Scenario Outline: <operation>, cut short <moment>
+      Given everything is ready to <operation>, with vman set to die at "<point>"
+      When the operator asks to <operation>
+      Then vman dies at "<point>" without answering
+      When vman is started again
+      Then the database, QEMU, the guests and the files agree
+      And the observer finds nothing wrong
+      And everything is as it was before the operator asked
+      And the data written to the disks before is intact
+      When the operator asks to <operation> again
+      Then the request to <operation> succeeded
+      And the database, QEMU, the guests and the files agree
+
+      Examples: Making a VM
+        | operation   | point                   | moment                                                  |
+        | create a VM | vm.create.before-record | after its folder was made, before the VM was recorded |
+
+      Examples: Starting a VM
+        | operation    | point                  | moment                                                                              |
+        | start the VM | vm.start.after-address | after it was marked starting and given an address, before its network was set up |
+        | start the VM | vm.start.after-network | after its network was set up, before QEMU was launched                            |
+        | start the VM | vm.start.after-launch  | after QEMU was launched, before vman connected to it                              |
+        | start the VM | vm.start.after-connect | after vman connected to QEMU, before the guest was ready                          |
+        | start the VM | vm.start.before-record | after the guest was ready, before the VM was recorded running                     |
+
+      Examples: Making a disk
+        | operation     | point                    | moment                                                                              |
+        | create a disk | disk.create.after-image  | after qemu-img made the image under a temporary name, before it was moved into place |
+        | create a disk | disk.create.after-rename | after the image was moved into place, before the disk was recorded                |
+
+      Examples: Attaching a disk
+        | operation                         | point                         | moment                                                      |
+        | attach the disk to the running VM | disk.attach.after-file-node   | after QEMU opened the disk file, before it read the format |
+        | attach the disk to the running VM | disk.attach.after-format-node | after QEMU read the format, before the device was added    |
+        | attach the disk to the running VM | disk.attach.after-device-add  | after QEMU took the disk, before the guest saw it          |
+        | attach the disk to the running VM | disk.attach.before-record     | after the disk was in place, before it was recorded attached |
+        | attach the disk to the stopped VM | disk.attach.before-record     | after the disk was in place, before it was recorded attached |
+
+      @privileged
+      Examples: Starting a VM on a bridge
+        | operation                  | point                   | moment                                                    |
+        | start the VM on the bridge | network.setup.after-tap | after the tap device was made, before DHCP knew the address |
+
+  Rule: What an operation had begun to take away is finished
+
+    Scenario Outline: <operation>, cut short <moment>
+      Given everything is ready to <operation>, with vman set to die at "<point>"
+      When the operator asks to <operation>
+      Then vman dies at "<point>" without answering
+      When vman is started again
+      Then <outcome>
+      And the database, QEMU, the guests and the files agree
+      And the observer finds nothing wrong
+      And the data written to the disks before is intact
+      When the operator asks to <next>
+      Then the request to <next> succeeded
+      And the database, QEMU, the guests and the files agree
+
+      Examples: Stopping a VM
+        | operation   | point                  | moment                                                           | outcome           | next         |
+        | stop the VM | vm.stop.after-stopping | after it was marked stopping, before QEMU was asked to stop    | the VM is stopped | start the VM |
+        | stop the VM | vm.stop.after-exit     | after QEMU exited, before the network was released             | the VM is stopped | start the VM |
+        | stop the VM | vm.stop.before-record  | after the network was released, before the VM was recorded stopped | the VM is stopped | start the VM |
+
+      Examples: Restarting a VM: the stop is finished, the start taken back
+        | operation      | point                  | moment                                                   | outcome           | next         |
+        | restart the VM | vm.stop.after-exit     | after QEMU exited, before the network was released     | the VM is stopped | start the VM |
+        | restart the VM | vm.start.after-connect | after vman connected to QEMU, before the guest was ready | the VM is stopped | start the VM |
+
+      Examples: Deleting a VM
+        | operation     | point                   | moment                                                 | outcome        | next        |
+        | delete the VM | vm.delete.before-record | after its QEMU was gone, before its record was removed | the VM is gone | create a VM |
+        | delete the VM | vm.delete.after-record  | after its record was removed, before its folder was removed | the VM is gone | create a VM |
+
+      Examples: Detaching a disk
+        | operation                           | point                             | moment                                                       | outcome              | next                              |
+        | detach the disk from the running VM | disk.detach.after-device-del      | after the guest was asked to let go of the disk, before it did | the disk is detached | attach the disk to the running VM |
+        | detach the disk from the running VM | disk.detach.after-device-deleted  | after the guest let go of the disk, before QEMU closed it    | the disk is detached | attach the disk to the running VM |
+        | detach the disk from the running VM | disk.detach.after-format-node-del | after QEMU dropped the format, before it closed the file     | the disk is detached | attach the disk to the running VM |
+        | detach the disk from the running VM | disk.detach.before-record         | after QEMU closed the disk, before it was recorded available | the disk is detached | attach the disk to the running VM |
+
+      Examples: Deleting a disk
+        | operation       | point                    | moment                                                         | outcome           | next          |
+        | delete the disk | disk.delete.after-move   | after the file was moved aside, before the record was removed | the disk is gone  | create a disk |
+        | delete the disk | disk.delete.after-record | after the record was removed, before the file was removed     | the disk is gone  | create a disk |
+
+      @privileged
+      Examples: Stopping a VM on a bridge
+        | operation                 | point                     | moment                                                      | outcome           | next         |
+        | stop the VM on the bridge | network.release.after-tap | after the tap device was removed, before DHCP forgot the address | the VM is stopped | start the VM on the bridge |

@@ -1,0 +1,70 @@
+// Steps about vman dying in the middle of an operation (at a named crash
+// point) and coming back: what it left is judged by the suite's own readers.
+import { Given, Then, When } from '@cucumber/cucumber';
+import { expect } from 'chai';
+import type { VmanWorld } from '../world/vman-world.ts';
+import {
+  damagedMarkers, OPERATIONS, OUTCOMES, picture, prepare, type OperationName, type OutcomeName, type Picture,
+} from '../support/crash-tasks.ts';
+
+const BEFORE = 'picture before the operation';
+
+Given('everything is ready to {operation}, with vman set to die at {string}', async function (this: VmanWorld, op: OperationName, point: string) {
+  await prepare(this, op, point);
+});
+
+/** Asks for the operation, noting everything before; an answer that never came is noted as such. */
+async function ask(world: VmanWorld, op: OperationName): Promise<void> {
+  world.remembered.set(BEFORE, await picture(world));
+  world.lastResponse = undefined;
+  const answer = await OPERATIONS[op].request(world).then(
+    (res) => {
+      world.lastResponse = res;
+      return `HTTP ${res.statusCode}: ${JSON.stringify(res.body)}`;
+    },
+    (err: Error & { code?: string }) => `no answer (${err.code ?? err.message})`,
+  );
+  world.remembered.set('crash:answer', answer);
+}
+
+When('the operator asks to {operation}', async function (this: VmanWorld, op: OperationName) {
+  await ask(this, op);
+});
+
+Then('vman dies at {string} without answering', async function (this: VmanWorld, point: string) {
+  const child = this.child;
+  if (!child) throw new Error('vman is not running as a separate process in this scenario');
+  const answer = this.remembered.get('crash:answer') as string;
+  expect(answer, 'what the operator got back').to.match(/^no answer/);
+  const exit = await child.exited;
+  expect(exit, 'how vman ended').to.deep.equal({ code: null, signal: 'SIGKILL' });
+  expect(child.log(), "vman's last words").to.include(`vman: crash point ${point} reached`);
+  this.attach(`The operator got ${answer}; vman ended by ${exit.signal}`, 'text/plain');
+});
+
+Then('everything is as it was before the operator asked', async function (this: VmanWorld) {
+  const before = this.remembered.get(BEFORE) as Picture | undefined;
+  if (!before) throw new Error('no operation was asked for in this scenario');
+  const now = await picture(this);
+  expect(now.database, 'every table of the database (but updated_at)').to.deep.equal(before.database);
+  expect(now.qemu, 'each VM\'s QEMU process and what it holds of block storage').to.deep.equal(before.qemu);
+  expect(now.files, 'every file under the storage folder').to.deep.equal(before.files);
+});
+
+Then('the data written to the disks before is intact', async function (this: VmanWorld) {
+  expect(await damagedMarkers(this), 'disks whose data does not read back').to.deep.equal([]);
+});
+
+When('the operator asks to {operation} again', async function (this: VmanWorld, op: OperationName) {
+  await ask(this, op);
+});
+
+Then('the request to {operation} succeeded', async function (this: VmanWorld, op: OperationName) {
+  const res = this.lastResponse;
+  expect(res?.statusCode, `vman's answer: ${this.remembered.get('crash:answer') as string}`).to.equal(OPERATIONS[op].status);
+  await OPERATIONS[op].done(this);
+});
+
+Then('{outcome}', async function (this: VmanWorld, outcome: OutcomeName) {
+  await OUTCOMES[outcome](this);
+});

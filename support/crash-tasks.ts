@@ -1,0 +1,261 @@
+// The vocabulary of the @crash feature: the operations a user asks of vman,
+// how each is set up and asked for, what "done" means for it, and the picture
+// of everything (records, QEMU, files, data) taken before it was asked, to
+// prove an operation cut short was undone. Evidence comes from the suite's
+// own readers: sqlite3, /proc, QMP on the second monitor, qemu-io, the files.
+import { createHash, randomInt } from 'node:crypto';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { execa } from 'execa';
+import type { Response } from 'got';
+import type { VmanWorld } from '../world/vman-world.ts';
+import { createVm, deleteVm, expectStatus, vmAction } from './vm-tasks.ts';
+import { attachDisk, createDisk, deleteDisk, detachDisk } from './disk-tasks.ts';
+import { qemuOfVm, qemusUnder } from './proc-reader.ts';
+import { qemuBlockView } from './qmp-reader.ts';
+import { serveInNetns, startVmanInNetns } from './netns.ts';
+import type { Row } from './db-reader.ts';
+
+/** The VM and the disk every crash scenario is about. */
+export const VM = 'app';
+export const DISK = 'data';
+
+/** What the set-up does, in order, before the operation is asked for. */
+type SetupStep = 'create the VM' | 'create the disk' | 'start the VM' | 'attach the disk' | 'stop the VM';
+
+// A disk is attached to a running VM (a hot-plug) or to one that ran before: vman refuses disks to a VM never started.
+const RUNNING_WITH_DISK: SetupStep[] = ['create the VM', 'create the disk', 'start the VM', 'attach the disk'];
+
+interface Operation {
+  setup: SetupStep[];
+  /** vman in bridge mode, in a network namespace of the scenario's own. */
+  bridge?: boolean;
+  request(world: VmanWorld): Promise<Response<unknown>>;
+  /** The answer of a request that went through. */
+  status: number;
+  /** Proof, from the suite's own readers, that it happened. */
+  done(world: VmanWorld): Promise<void>;
+}
+
+export const OPERATIONS = {
+  'create a VM': { setup: [], status: 201, request: (w) => post(w, 'api/v1/vms', { name: VM, template: 'small' }), done: vmIs('created') },
+  'start the VM': { setup: ['create the VM'], status: 200, request: (w) => vmAction(w, VM, 'start'), done: vmIs('running') },
+  'start the VM on the bridge': { setup: ['create the VM'], bridge: true, status: 200, request: (w) => vmAction(w, VM, 'start'), done: vmIs('running') },
+  'stop the VM': { setup: RUNNING_WITH_DISK, status: 200, request: (w) => vmAction(w, VM, 'stop'), done: vmIs('stopped') },
+  'stop the VM on the bridge': { setup: ['create the VM', 'start the VM'], bridge: true, status: 200, request: (w) => vmAction(w, VM, 'stop'), done: vmIs('stopped') },
+  'restart the VM': { setup: RUNNING_WITH_DISK, status: 200, request: (w) => vmAction(w, VM, 'restart'), done: vmIs('running') },
+  'delete the VM': { setup: RUNNING_WITH_DISK, status: 204, request: (w) => deleteVm(w, VM), done: vmIsGone },
+  'create a disk': { setup: [], status: 201, request: (w) => post(w, 'api/v1/disks', { name: DISK, size_gb: 1 }), done: diskIs('available') },
+  'attach the disk to the running VM': { setup: ['create the VM', 'create the disk', 'start the VM'], status: 200, request: (w) => attachDisk(w, DISK, VM), done: diskIs('attached') },
+  'attach the disk to the stopped VM': { setup: ['create the VM', 'create the disk', 'start the VM', 'stop the VM'], status: 200, request: (w) => attachDisk(w, DISK, VM), done: diskIs('attached') },
+  'detach the disk from the running VM': { setup: RUNNING_WITH_DISK, status: 200, request: (w) => detachDisk(w, DISK), done: diskIs('available') },
+  'delete the disk': { setup: ['create the disk'], status: 204, request: (w) => deleteDisk(w, DISK), done: diskIsGone },
+} satisfies Record<string, Operation>;
+
+export type OperationName = keyof typeof OPERATIONS;
+
+/** What a stop, a delete or a detach cut short must have become once vman is back. */
+export const OUTCOMES = {
+  'the VM is stopped': vmIs('stopped'),
+  'the VM is gone': vmIsGone,
+  'the disk is detached': diskIs('available'),
+  'the disk is gone': diskIsGone,
+} satisfies Record<string, (w: VmanWorld) => Promise<void>>;
+
+export type OutcomeName = keyof typeof OUTCOMES;
+
+/** Cucumber parameter regexps for the closed sets above: a typo is an undefined step. */
+export const operationPattern = new RegExp(alternatives(Object.keys(OPERATIONS)));
+export const outcomePattern = new RegExp(alternatives(Object.keys(OUTCOMES)));
+
+function alternatives(names: string[]): string {
+  return names.sort((a, b) => b.length - a.length).map((n) => n.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|');
+}
+
+function post(world: VmanWorld, url: string, json: object): Promise<Response<unknown>> {
+  return world.api().http.post(url, { json });
+}
+
+// ---- vman, as a separate process that can die -------------------------------
+
+// The crash points each set-up step passes through.
+const PASSES: Record<SetupStep, string[]> = {
+  'create the VM': ['vm.create.'],
+  'create the disk': ['disk.create.'],
+  'start the VM': ['vm.start.', 'network.setup.'],
+  'attach the disk': ['disk.attach.'],
+  'stop the VM': ['vm.stop.', 'network.release.'],
+};
+
+/** Whether prepare() passes this crash point itself: arming it would kill vman during the set-up. */
+function setupPasses(op: Operation, point: string): boolean {
+  return op.setup.some((step) => PASSES[step].some((prefix) => point.startsWith(prefix)));
+}
+
+/** Starts (or starts again) the scenario's vman as a separate process, in its namespace if it has one. */
+export async function startVmanAgain(world: VmanWorld, crashAt?: string): Promise<void> {
+  if (world.remembered.has('netns')) await serveInNetns(world, crashAt ? { VMAN_CRASH_AT: crashAt } : {});
+  else await world.startVman({ child: true, ...(crashAt ? { crashAt } : {}) });
+}
+
+/**
+ * Brings vman up (set to die at `point`) with everything the operation needs.
+ * Where the set-up itself would pass the point, it runs on a vman that is not
+ * set to die, which is then shut down and started again set to.
+ */
+export async function prepare(world: VmanWorld, name: OperationName, point: string): Promise<void> {
+  const op: Operation = OPERATIONS[name];
+  const armedLater = setupPasses(op, point);
+  if (op.bridge) {
+    await startVmanInNetns(world, armedLater ? {} : { crashAt: point });
+  } else {
+    await world.startVman({ child: true, env: {}, ...(armedLater ? {} : { crashAt: point }) });
+  }
+  for (const step of op.setup) {
+    switch (step) {
+      case 'create the VM': await createVm(world, VM, 'small'); break;
+      case 'create the disk':
+        await createDisk(world, DISK, 1);
+        await writeMarker(world, DISK);
+        break;
+      case 'start the VM': expectStatus(await vmAction(world, VM, 'start'), 200, `start ${VM}`); break;
+      case 'attach the disk': expectStatus(await attachDisk(world, DISK, VM), 200, `attach ${DISK} to ${VM}`); break;
+      case 'stop the VM': expectStatus(await vmAction(world, VM, 'stop'), 200, `stop ${VM}`); break;
+    }
+  }
+  if (armedLater) {
+    await world.child!.stop();
+    await startVmanAgain(world, point);
+  }
+}
+
+// ---- what "done" means, read from the database, /proc, QMP and the files ----
+
+async function recordedVmRow(world: VmanWorld): Promise<Row | undefined> {
+  return world.db().one('SELECT * FROM vms WHERE name = ?', [VM]);
+}
+
+function vmIs(state: 'created' | 'running' | 'stopped'): (w: VmanWorld) => Promise<void> {
+  return async (world) => {
+    const vm = await recordedVmRow(world);
+    if (!vm) throw new Error(`the database has no VM ${VM}; expected it ${state}`);
+    const proc = await qemuOfVm(String(vm.id), String(vm.storage_dir));
+    const address = await world.db().addressOf(String(vm.id));
+    const seen = `recorded ${String(vm.state)}${vm.state_reason ? ` (${String(vm.state_reason)})` : ''}, QEMU ${proc ? `pid ${proc.pid}` : 'none'}, address ${address ?? 'none'}`;
+    const ok = state === 'running'
+      ? vm.state === 'running' && proc !== undefined && proc.pid === vm.pid && address !== undefined
+      : vm.state === state && proc === undefined && vm.pid === null && address === undefined;
+    if (!ok) throw new Error(`expected VM ${VM} ${state}, saw: ${seen}`);
+  };
+}
+
+async function vmIsGone(world: VmanWorld): Promise<void> {
+  const vm = await recordedVmRow(world);
+  const folders = await readdir(path.join(world.api().storagePath, 'vms'));
+  const qemus = await qemusUnder(path.join(world.api().storagePath, 'vms'));
+  const disk = await world.db().one('SELECT state, vm_id FROM disks WHERE name = ?', [DISK]);
+  const seen = `row ${vm ? String(vm.state) : 'none'}, folders ${folders.join(', ') || 'none'}, QEMU ${qemus.map((p) => p.pid).join(', ') || 'none'}, disk ${disk ? `${String(disk.state)} to ${String(disk.vm_id)}` : 'none'}`;
+  if (vm || folders.length > 0 || qemus.length > 0 || disk?.state !== 'available' || disk.vm_id !== null) {
+    throw new Error(`expected VM ${VM} gone (no row, folder or QEMU) and its disk available, saw: ${seen}`);
+  }
+}
+
+function diskIs(state: 'available' | 'attached'): (w: VmanWorld) => Promise<void> {
+  return async (world) => {
+    const disk = await world.db().one('SELECT * FROM disks WHERE name = ?', [DISK]);
+    if (!disk) throw new Error(`the database has no disk ${DISK}; expected it ${state}`);
+    const vm = await recordedVmRow(world);
+    const held = vm?.state === 'running' ? await qemuBlockView(String(vm.storage_dir)) : undefined;
+    const inQemu = held ? [...held.devices, ...held.nodes].filter((n) => n.endsWith(String(disk.id))) : [];
+    const file = await stat(String(disk.path)).then(() => true, () => false);
+    const seen = `recorded ${String(disk.state)} to ${String(disk.vm_id)}, QEMU holds ${inQemu.join(', ') || 'nothing of it'}, file ${file ? 'present' : 'missing'}`;
+    const ok = state === 'attached'
+      ? disk.state === 'attached' && disk.vm_id === vm?.id && (vm?.state !== 'running' || inQemu.length === 3) && file
+      : disk.state === 'available' && disk.vm_id === null && inQemu.length === 0 && file;
+    if (!ok) throw new Error(`expected disk ${DISK} ${state}${state === 'attached' ? ` to ${VM}` : ''}, saw: ${seen}`);
+  };
+}
+
+async function diskIsGone(world: VmanWorld): Promise<void> {
+  const disk = await world.db().one('SELECT * FROM disks WHERE name = ?', [DISK]);
+  const files = await readdir(path.join(world.api().storagePath, 'disks'));
+  if (disk || files.length > 0) throw new Error(`expected disk ${DISK} gone (no row, no file), saw: row ${disk ? String(disk.state) : 'none'}, files ${files.join(', ') || 'none'}`);
+}
+
+// ---- the data on the disks ------------------------------------------------------
+
+interface Marker { offset: number; length: number; pattern: number }
+
+/** Writes a pattern into the disk's image with qemu-io (no VM uses it yet), to read back after the crash. */
+export async function writeMarker(world: VmanWorld, name: string): Promise<void> {
+  const disk = await world.db().one('SELECT path FROM disks WHERE name = ?', [name]);
+  if (!disk) throw new Error(`no disk ${name} to write to`);
+  const marker: Marker = { offset: 1 << 20, length: 64 << 10, pattern: randomInt(1, 255) };
+  await execa('qemu-io', ['-f', 'qcow2', '-c', `write -P ${marker.pattern} ${marker.offset} ${marker.length}`, String(disk.path)]);
+  world.remembered.set(`marker:${name}`, marker);
+}
+
+/** Reads every marker back with qemu-io (-U: a running QEMU may hold the image); lists what does not read back. */
+export async function damagedMarkers(world: VmanWorld): Promise<string[]> {
+  const problems: string[] = [];
+  for (const [key, value] of world.remembered) {
+    if (!key.startsWith('marker:')) continue;
+    const name = key.slice('marker:'.length);
+    const disk = await world.db().one('SELECT path FROM disks WHERE name = ?', [name]);
+    if (!disk) continue; // deleted on purpose; its absence is checked where that is the point
+    const m = value as Marker;
+    const r = await execa('qemu-io', ['-f', 'qcow2', '-r', '-U', '-c', `read -P ${m.pattern} ${m.offset} ${m.length}`, String(disk.path)], { reject: false });
+    if (r.exitCode !== 0 || /failed/i.test(r.stdout)) problems.push(`disk ${name}: ${r.stdout.trim() || r.stderr.trim()}`);
+  }
+  return problems;
+}
+
+// ---- everything, before and after ---------------------------------------------
+
+/** What is compared to prove an operation was undone. */
+export interface Picture {
+  /** Every table, rows without updated_at (a row put back is written again). */
+  database: Record<string, Row[]>;
+  /** Per VM: its QEMU's pid and what QEMU holds of block storage. */
+  qemu: Record<string, { pid: number | null; devices: string[]; nodes: string[] }>;
+  /** Every file under the storage folder, with a content hash where content is state. */
+  files: Record<string, string>;
+}
+
+// Logs and lock files say when, not what: they are not part of the state.
+const NOT_STATE = new Set(['serial.log', 'vman.db', 'vman.db-wal', 'vman.db-shm', 'vman.lock', 'vman.owner', 'dnsmasq.pid', 'dnsmasq.log', 'leases']);
+
+export async function picture(world: VmanWorld): Promise<Picture> {
+  const database: Picture['database'] = {};
+  for (const t of ['templates', 'vms', 'disks', 'address_allocations', 'intents', 'schema_migrations']) {
+    database[t] = (await world.db().all(`SELECT * FROM ${t} ORDER BY 1`)).map(({ updated_at: _u, applied_at: _a, ...r }) => r);
+  }
+  const qemu: Picture['qemu'] = {};
+  for (const vm of await world.db().all('SELECT id, name, storage_dir FROM vms')) {
+    const proc = await qemuOfVm(String(vm.id), String(vm.storage_dir));
+    const block = proc ? await qemuBlockView(String(vm.storage_dir)) : { devices: [], nodes: [] };
+    qemu[String(vm.name)] = { pid: proc?.pid ?? null, devices: block.devices, nodes: block.nodes };
+  }
+  return { database, qemu, files: await filesUnder(world.api().storagePath) };
+}
+
+async function filesUnder(root: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const walk = async (dir: string): Promise<void> => {
+    for (const e of await readdir(dir, { withFileTypes: true })) {
+      const full = path.join(dir, e.name);
+      const rel = path.relative(root, full);
+      if (NOT_STATE.has(e.name)) continue;
+      if (e.isDirectory()) {
+        out[`${rel}/`] = 'folder';
+        await walk(full);
+      } else if (e.isSocket()) {
+        out[rel] = 'socket';
+      } else {
+        out[rel] = `sha256 ${createHash('sha256').update(await readFile(full)).digest('hex')}`;
+      }
+    }
+  };
+  await walk(root);
+  return out;
+}

@@ -1,0 +1,42 @@
+// The suite's own look at the process table (/proc), sharing no code with
+// vman's: which QEMU runs which VM is read here from the command lines.
+import { readdir, readFile } from 'node:fs/promises';
+
+export interface HostProcess {
+  pid: number;
+  argv: string[];
+}
+
+async function readArgv(pid: number): Promise<HostProcess | undefined> {
+  try {
+    const [cmdline, stat] = await Promise.all([readFile(`/proc/${pid}/cmdline`), readFile(`/proc/${pid}/stat`, 'utf8')]);
+    // A zombie has exited: it runs nothing.
+    if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) return undefined;
+    const argv = cmdline.toString('utf8').split('\0').filter((a, i, all) => a !== '' || i < all.length - 1);
+    return argv.length > 0 ? { pid, argv } : undefined;
+  } catch {
+    return undefined; // gone meanwhile
+  }
+}
+
+export async function hostProcesses(): Promise<HostProcess[]> {
+  const pids = (await readdir('/proc')).filter((e) => /^\d+$/.test(e)).map(Number);
+  return (await Promise.all(pids.map(readArgv))).filter((p): p is HostProcess => p !== undefined);
+}
+
+/** QEMU system emulators whose command line points inside `folder`. */
+export async function qemusUnder(folder: string): Promise<HostProcess[]> {
+  const prefix = folder.endsWith('/') ? folder : `${folder}/`;
+  return (await hostProcesses()).filter((p) => /(^|\/)qemu-system-[^/]+$/.test(p.argv[0] ?? '') && p.argv.some((a) => a.includes(prefix)));
+}
+
+/** The `-name` a QEMU was given (without sub-options). */
+export function qemuNameIn(argv: readonly string[]): string | undefined {
+  const i = argv.indexOf('-name');
+  return i >= 0 ? argv[i + 1]?.split(',')[0] : undefined;
+}
+
+/** The QEMU running a VM: named vman-<id>, with its files in the VM's folder. */
+export async function qemuOfVm(vmId: string, vmDir: string): Promise<HostProcess | undefined> {
+  return (await qemusUnder(vmDir)).find((p) => qemuNameIn(p.argv) === `vman-${vmId}`);
+}
