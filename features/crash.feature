@@ -105,3 +105,35 @@ Feature: vman killed in the middle of an operation comes back telling the truth
       Examples: Stopping a VM on a bridge
         | operation                 | point                     | moment                                                      | outcome           | next         |
         | stop the VM on the bridge | network.release.after-tap | after the tap device was removed, before DHCP forgot the address | the VM is stopped | start the VM on the bridge |
+
+  Rule: The observer looks from QEMU back to the database, and a repair takes out what no record accounts for
+
+    Scenario: A disk QEMU holds that the database does not know is found, and a repair takes it out of QEMU alone
+      Given vman is running on this host
+      And a running VM "app" from the small template
+      And a 1 GB disk "data"
+      When the QEMU of "app" is given the disk "data" behind vman's back
+      And the observer checks
+      Then the report says the QEMU of "app" holds the disk "data", which is recorded available
+      When a repair is asked for
+      Then the repair says it took the device and both nodes of "data" out of the QEMU of "app"
+      And the QEMU of "app" holds nothing of the disk "data"
+      And the guest of "app" no longer sees the disk "data"
+      And the file of the disk "data" is unchanged
+      And the database, QEMU, the guests and the files agree
+      When the disk "data" is attached to "app"
+      Then the guest of "app" sees "data" as a disk of 1 GB
+
+  Rule: One vman per storage folder
+
+    Scenario: A second vman on the same storage is refused, and the first one's VMs stay running and recorded running
+      Given vman runs as a separate process
+      And a running VM "app" from the small template
+      And what vman has recorded is noted
+      When a second vman is started on the same storage
+      Then it refuses to start with status 1, naming the running vman
+      And every record is still there, unchanged
+      And "app" still runs in the same QEMU process
+      And the VM "app" is recorded as running
+      And "app" kept its address
+      And the database, QEMU, the guests and the files agree

@@ -7,8 +7,14 @@ import { tamperWithDatabase } from '../support/db-reader.ts';
 import { createVm, expectStatus } from '../support/vm-tasks.ts';
 import { rememberVm, remembered } from '../support/vm-facts.ts';
 import {
-  checkNow, findingAbout, lastReport, latestReport, makeDiskFileByHand, startQemuByHand, waitForPeriodicFinding,
+  checkNow, findingAbout, lastReport, latestReport, makeDiskFileByHand, plugDiskBehindVmansBack, startQemuByHand, waitForPeriodicFinding,
 } from '../support/observer-tasks.ts';
+import { recordedDisk, waitForGuestDisk } from '../support/disk-facts.ts';
+import { recordedVm } from '../support/vm-facts.ts';
+import { qemuBlockView } from '../support/qmp-reader.ts';
+import { blockNamesOf } from '../support/coherence.ts';
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { isAlive } from '../src/operator/proc.ts';
 
 Given('vman is running with the observer checking every second', async function (this: VmanWorld) {
@@ -85,4 +91,40 @@ Then('the hand-started QEMU is still running', async function (this: VmanWorld) 
 
 Then('the hand-made disk file is still there', async function (this: VmanWorld) {
   await access(remembered<string>(this, 'hand-disk-file'));
+});
+
+const sha256 = async (file: string): Promise<string> => createHash('sha256').update(await readFile(file)).digest('hex');
+
+When("the QEMU of {string} is given the disk {string} behind vman's back", async function (this: VmanWorld, vm: string, disk: string) {
+  const owner = await recordedVm(this, vm);
+  const d = await recordedDisk(this, disk);
+  this.remembered.set(`${disk}:sha256`, await sha256(d.path));
+  await plugDiskBehindVmansBack(owner.dir, d);
+  // The guest takes the device too, as it would after a real attach.
+  await waitForGuestDisk(owner.dir, d.id);
+});
+
+Then('the report says the QEMU of {string} holds the disk {string}, which is recorded available', function (this: VmanWorld, vm: string, disk: string) {
+  const f = findingAbout(lastReport(this), 'qemu-block-unrecorded', this.idOf(disk));
+  const names = blockNamesOf(this.idOf(disk));
+  expect({ vm: f.vm_id, type: f.resource_type }, 'whose QEMU, and what').to.deep.equal({ vm: this.idOf(vm), type: 'disk' });
+  expect(f.observed, 'what the observer saw').to.include(`holds ${[names.device, ...names.nodes].join(', ')}`);
+  expect(f.recorded, 'what the database says').to.match(new RegExp(`^disk ${disk} is available, not attached to VM ${vm}$`));
+});
+
+Then('the QEMU of {string} holds nothing of the disk {string}', async function (this: VmanWorld, vm: string, disk: string) {
+  const view = await qemuBlockView((await recordedVm(this, vm)).dir);
+  const id = this.idOf(disk);
+  expect([...view.devices, ...view.nodes].filter((n) => n.endsWith(id)), `what QEMU of ${vm} holds of ${disk}`).to.deep.equal([]);
+});
+
+Then('the repair says it took the device and both nodes of {string} out of the QEMU of {string}', function (this: VmanWorld, disk: string, vm: string) {
+  const repair = remembered<{ removed_from_qemu: Array<{ vm_id: string; devices: string[]; nodes: string[] }> }>(this, 'repair');
+  const names = blockNamesOf(this.idOf(disk));
+  expect(repair.removed_from_qemu, 'what the repair says it removed').to.deep.equal([{ vm_id: this.idOf(vm), devices: [names.device], nodes: names.nodes }]);
+});
+
+Then('the file of the disk {string} is unchanged', async function (this: VmanWorld, disk: string) {
+  const d = await recordedDisk(this, disk);
+  expect(await sha256(d.path), `content of ${d.path}`).to.equal(remembered<string>(this, `${disk}:sha256`));
 });

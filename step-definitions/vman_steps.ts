@@ -1,5 +1,7 @@
 // Steps about vman itself: running it, killing it, starting it again.
-import { Given, When } from '@cucumber/cucumber';
+import { Given, Then, When } from '@cucumber/cucumber';
+import { expect } from 'chai';
+import { runVmanServeToEnd } from '../world/vman-service.ts';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { startVmanAgain } from '../support/crash-tasks.ts';
 
@@ -34,3 +36,18 @@ async function killVman(world: VmanWorld): Promise<void> {
   if (!world.child) throw new Error('vman is not running as a separate process in this scenario');
   await world.child.kill('SIGKILL');
 }
+
+When('a second vman is started on the same storage', async function (this: VmanWorld) {
+  this.remembered.set('second vman', await runVmanServeToEnd({ storagePath: this.api().storagePath }));
+});
+
+Then('it refuses to start with status {int}, naming the running vman', async function (this: VmanWorld, status: number) {
+  const second = this.remembered.get('second vman') as Awaited<ReturnType<typeof runVmanServeToEnd>>;
+  const first = this.child;
+  if (!first) throw new Error('the first vman is not a separate process in this scenario');
+  this.attach(second.output, { mediaType: 'text/plain', fileName: 'what the second vman said' });
+  expect(second.exitCode, 'exit status of the second vman').to.equal(status);
+  expect(second.output, 'its message').to.include(`in use by vman pid ${first.pid}, serving ${first.baseUrl.replace(/\/$/, '')}`);
+  const answer = await this.api().http.get(`${second.url}/health`, { prefixUrl: '', timeout: { request: 2_000 } }).then((r) => `HTTP ${r.statusCode}`, (e: Error & { code?: string }) => e.code ?? e.message);
+  expect(answer, `what answers at ${second.url}, where it was told to listen`).to.equal('ECONNREFUSED');
+});

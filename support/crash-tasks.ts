@@ -192,15 +192,15 @@ export async function writeMarker(world: VmanWorld, name: string): Promise<void>
   if (!disk) throw new Error(`no disk ${name} to write to`);
   const marker: Marker = { offset: 1 << 20, length: 64 << 10, pattern: randomInt(1, 255) };
   await execa('qemu-io', ['-f', 'qcow2', '-c', `write -P ${marker.pattern} ${marker.offset} ${marker.length}`, String(disk.path)]);
-  world.remembered.set(`marker:${name}`, marker);
+  world.remembered.set(`image-marker:${name}`, marker);
 }
 
 /** Reads every marker back with qemu-io (-U: a running QEMU may hold the image); lists what does not read back. */
 export async function damagedMarkers(world: VmanWorld): Promise<string[]> {
   const problems: string[] = [];
   for (const [key, value] of world.remembered) {
-    if (!key.startsWith('marker:')) continue;
-    const name = key.slice('marker:'.length);
+    if (!key.startsWith('image-marker:')) continue;
+    const name = key.slice('image-marker:'.length);
     const disk = await world.db().one('SELECT path FROM disks WHERE name = ?', [name]);
     if (!disk) continue; // deleted on purpose; its absence is checked where that is the point
     const m = value as Marker;

@@ -274,3 +274,16 @@ export function interruptions(samples: readonly VmSample[], attach: Window, deta
 function reason(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/** Polls the guest (through its agent) until it has a block device whose serial is the disk id. */
+export async function waitForGuestDisk(dir: string, diskId: string, timeoutMs = 15_000): Promise<GuestBlockDevice> {
+  return pollUntil(
+    `the guest to see a disk with serial ${diskId}`,
+    async () => {
+      const devices = await guestDisks(dir);
+      const found = devices.find((d) => d.serial === diskId);
+      return found ? { done: true, value: found } : { done: false, seen: describeGuestDisks(devices) };
+    },
+    { timeoutMs, intervalMs: 200 },
+  );
+}

@@ -6,11 +6,14 @@ import { execa } from 'execa';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { expectStatus } from './vm-tasks.ts';
 import { pollUntil } from '../src/poll.ts';
+import { blockNamesOf } from './coherence.ts';
+import { withQmp } from './qmp-reader.ts';
 
 export interface FindingJson {
   kind: string;
   resource_type: string;
   resource_id: string;
+  vm_id?: string;
   recorded: string;
   observed: string;
   pid?: number;
@@ -80,4 +83,18 @@ export async function makeDiskFileByHand(world: VmanWorld): Promise<string> {
   await execa(world.host.qemuImg.path, ['create', '-q', '-f', 'qcow2', file, '1G']);
   world.remembered.set('hand-disk-file', file);
   return file;
+}
+
+/**
+ * Plugs a disk into a VM's QEMU over its second monitor, under the names vman
+ * gives its own disks, without telling vman: what an attach cut short by a
+ * crash leaves behind.
+ */
+export async function plugDiskBehindVmansBack(vmDir: string, disk: { id: string; path: string }): Promise<void> {
+  const names = blockNamesOf(disk.id);
+  await withQmp(vmDir, async (qmp) => {
+    await qmp.execute('blockdev-add', { driver: 'file', 'node-name': names.nodes[1], filename: disk.path });
+    await qmp.execute('blockdev-add', { driver: 'qcow2', 'node-name': names.nodes[0], file: names.nodes[1] });
+    await qmp.execute('device_add', { driver: 'virtio-blk-pci', id: names.device, drive: names.nodes[0], serial: disk.id });
+  });
 }

@@ -132,3 +132,13 @@ function freePort(): Promise<number> {
     });
   });
 }
+
+/** A `vman serve` expected to refuse to start: runs it to its end (with a deadline) and reports how it ended. */
+export async function runVmanServeToEnd(s: VmanSettings, timeoutMs = 30_000): Promise<{ exitCode: number | undefined; output: string; url: string }> {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const r = await execa(process.execPath, [path.join(REPO, 'bin', 'vman.mjs'), 'serve', '--listen', `127.0.0.1:${port}`], {
+    env: { ...baseEnv(s), VMAN_LOG_LEVEL: 'info' }, reject: false, all: true, timeout: timeoutMs, forceKillAfterDelay: 1_000,
+  });
+  return { exitCode: r.exitCode, output: r.all ?? '', url };
+}
