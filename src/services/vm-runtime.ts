@@ -10,6 +10,7 @@ import type { AddressPool } from '../network/address-pool.ts';
 import type { NetworkBackend } from '../network/backend.ts';
 import type { ExitInfo, Operator, VmHandle } from '../operator/operator.ts';
 import { KeyedMutex } from './keyed-mutex.ts';
+import { IN_LIFE } from './vm-states.ts';
 
 export interface VmRuntimeOptions {
   db: VmanDb;
@@ -120,7 +121,7 @@ export class VmRuntime {
   async adoptAll(leave: ReadonlySet<string> = new Set()): Promise<{ adopted: string[]; lost: string[] }> {
     const adopted: string[] = [];
     const lost: string[] = [];
-    for (const vm of this.o.db.vms.listByState('starting', 'running', 'stopping')) {
+    for (const vm of this.o.db.vms.listByState(...IN_LIFE)) {
       if (leave.has(vm.id)) continue;
       const handle = await this.o.operator.adopt(vm.id, vm.storageDir).catch(() => undefined);
       if (handle) {

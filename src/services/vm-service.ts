@@ -16,7 +16,7 @@ import type { Accelerator, QemuVmSpec } from '../operator/qemu-command.ts';
 import type { VmHandle } from '../operator/operator.ts';
 import { createOverlay } from '../operator/qemu-img.ts';
 import type { IntentJournal } from './intent-journal.ts';
-import { assertActionAllowed, isAtRest } from './vm-states.ts';
+import { AT_REST, assertActionAllowed, isAtRest } from './vm-states.ts';
 import type { TemplateService } from './template-service.ts';
 import { message, type VmRuntime } from './vm-runtime.ts';
 
@@ -165,7 +165,7 @@ export class VmService {
     const from = { state: vm.state, reason: vm.stateReason };
     // The intent commits with the first change: starting, and an address.
     const { intent, address } = this.o.db.transaction(() => {
-      const started = this.o.db.vms.compareAndSetState(vm.id, ['created', 'stopped', 'error'], 'starting', { reason: null });
+      const started = this.o.db.vms.compareAndSetState(vm.id, [...AT_REST], 'starting', { reason: null });
       if (!started) throw conflict('vm-state-conflict', `VM ${vm.id} changed state while starting`);
       return { intent: this.o.journal.begin({ op: 'vm.start', vmId: vm.id, from }), address: this.o.pool.allocate(vm.id) };
     });

@@ -19,11 +19,14 @@ export const ALLOWED_FROM: Record<VmAction, readonly VmState[]> = {
 /** No QEMU runs for a VM in these states. */
 export const AT_REST: ReadonlySet<VmState> = new Set<AtRestState>(['created', 'stopped', 'error']);
 
+/** A QEMU runs (or is being started or stopped) for a VM in these states. */
+export const IN_LIFE: ReadonlySet<VmState> = new Set<VmState>(['starting', 'running', 'stopping']);
+
 /**
  * A VM in these states owns its address: a stopping VM still runs its guest on
  * it until it is stopped, so taking it earlier would invite handing it out twice.
  */
-export const HOLDS_ADDRESS: ReadonlySet<VmState> = new Set<VmState>(['starting', 'running', 'stopping']);
+export const HOLDS_ADDRESS: ReadonlySet<VmState> = IN_LIFE;
 
 /** vman's own transitions in flight: what they show is not a disagreement. */
 export const IN_TRANSITION: ReadonlySet<VmState> = new Set<VmState>(['starting', 'stopping']);
