@@ -52,4 +52,7 @@ else
   log "npm dependencies up to date"
 fi
 
+npm run -s build
+log "vman compiled to dist/vman.mjs"
+
 log "guest image: $(guest/build.sh)"

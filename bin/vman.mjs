@@ -1,9 +1,39 @@
 #!/usr/bin/env node
-// Entry point of the `vman` command: loads the TypeScript sources through tsx.
-import { register } from 'tsx/esm/api';
+// Entry point of the `vman` command. Runs the compiled dist/vman.mjs (npm run
+// build) when it is newer than every source file; otherwise the TypeScript
+// sources through tsx, so an edit is never hidden by a stale build.
+import { readdirSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-register();
-const { main } = await import('../src/cli.ts');
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+function newestSource(dir) {
+  let newest = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const full = path.join(dir, e.name);
+    newest = Math.max(newest, e.isDirectory() ? newestSource(full) : statSync(full).mtimeMs);
+  }
+  return newest;
+}
+
+function compiledIsCurrent() {
+  try {
+    return statSync(path.join(root, 'dist', 'vman.mjs')).mtimeMs >= newestSource(path.join(root, 'src'));
+  } catch {
+    return false;
+  }
+}
+
+let main;
+if (compiledIsCurrent()) {
+  process.setSourceMapsEnabled(true);
+  ({ main } = await import('../dist/vman.mjs'));
+} else {
+  const { register } = await import('tsx/esm/api');
+  register();
+  ({ main } = await import('../src/cli.ts'));
+}
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err) => {

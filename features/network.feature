@@ -102,6 +102,14 @@ Feature: Network addresses and bridge mode
       Then the guest of "db" reports the address 192.168.77.10 through its agent
       And dnsmasq has reserved and leased that address to the MAC of "db"
 
+    Scenario: A tap device and a DHCP reservation that no VM holds are reported
+      Given vman runs in bridge mode in a network namespace of its own
+      When a tap device named like a VM's is put on the bridge by hand
+      And a DHCP reservation is written into dnsmasq's hosts file by hand
+      And the observer checks
+      Then the report names the hand-made tap device as an orphan of no VM
+      And the report names the hand-written reservation as an orphan
+
     Scenario: A vman killed in bridge mode leaves the VM its address, and the next vman serves it
       Given vman runs in bridge mode in a network namespace of its own
       And a running VM "web" from the small template

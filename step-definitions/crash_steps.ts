@@ -3,6 +3,7 @@
 import { Given, Then, When } from '@cucumber/cucumber';
 import { expect } from 'chai';
 import type { VmanWorld } from '../world/vman-world.ts';
+import { latestReport } from '../support/observer-tasks.ts';
 import {
   damagedMarkers, OPERATIONS, OUTCOMES, picture, prepare, type OperationName, type OutcomeName, type Picture,
 } from '../support/crash-tasks.ts';
@@ -10,6 +11,7 @@ import {
 const BEFORE = 'picture before the operation';
 
 Given('everything is ready to {operation}, with vman set to die at {string}', async function (this: VmanWorld, op: OperationName, point: string) {
+  this.remembered.set('crash:point', point);
   await prepare(this, op, point);
 });
 
@@ -40,6 +42,19 @@ Then('vman dies at {string} without answering', async function (this: VmanWorld,
   expect(exit, 'how vman ended').to.deep.equal({ code: null, signal: 'SIGKILL' });
   expect(child.log(), "vman's last words").to.include(`vman: crash point ${point} reached`);
   this.attach(`The operator got ${answer}; vman ended by ${exit.signal}`, 'text/plain');
+});
+
+// The operation a crash point belongs to, as vman's intent journal names it (network steps belong to a start or a stop).
+const INTENT_OF: Record<string, string> = { 'network.setup': 'vm.start', 'network.release': 'vm.stop' };
+
+Then("the observer's start-up report named the operation vman did not finish", async function (this: VmanWorld) {
+  const point = this.remembered.get('crash:point') as string;
+  const prefix = point.split('.').slice(0, 2).join('.');
+  const op = INTENT_OF[prefix] ?? prefix;
+  const report = await latestReport(this);
+  if (!report) throw new Error('vman has no observer report after starting');
+  const unfinished = report.findings.filter((f) => f.kind === 'intent-unfinished');
+  expect(unfinished.map((f) => f.recorded.split(' of ')[0]), 'the unfinished operations the start-up report names').to.deep.equal([op]);
 });
 
 Then('everything is as it was before the operator asked', async function (this: VmanWorld) {

@@ -7,7 +7,8 @@ import { tamperWithDatabase } from '../support/db-reader.ts';
 import { createVm, expectStatus } from '../support/vm-tasks.ts';
 import { rememberVm, remembered } from '../support/vm-facts.ts';
 import {
-  checkNow, findingAbout, lastReport, latestReport, makeDiskFileByHand, plugDiskBehindVmansBack, startQemuByHand, waitForPeriodicFinding,
+  checkNow, findingAbout, lastReport, latestReport, makeDiskFileByHand, plugDiskBehindVmansBack, putTapOnBridgeByHand, reserveByHand,
+  startQemuByHand, waitForPeriodicFinding,
 } from '../support/observer-tasks.ts';
 import { recordedDisk, waitForGuestDisk } from '../support/disk-facts.ts';
 import { recordedVm } from '../support/vm-facts.ts';
@@ -127,4 +128,24 @@ Then('the repair says it took the device and both nodes of {string} out of the Q
 Then('the file of the disk {string} is unchanged', async function (this: VmanWorld, disk: string) {
   const d = await recordedDisk(this, disk);
   expect(await sha256(d.path), `content of ${d.path}`).to.equal(remembered<string>(this, `${disk}:sha256`));
+});
+
+When('a tap device named like a VM\'s is put on the bridge by hand', async function (this: VmanWorld) {
+  await putTapOnBridgeByHand(this);
+});
+
+When("a DHCP reservation is written into dnsmasq's hosts file by hand", async function (this: VmanWorld) {
+  await reserveByHand(this);
+});
+
+Then('the report names the hand-made tap device as an orphan of no VM', function (this: VmanWorld) {
+  const tap = remembered<string>(this, 'hand-tap');
+  const f = findingAbout(lastReport(this), 'orphan-tap', tap);
+  expect(f.recorded, 'what the database says').to.equal(`no VM record with id vm-${tap.slice(2)}`);
+});
+
+Then('the report names the hand-written reservation as an orphan', function (this: VmanWorld) {
+  const r = remembered<string>(this, 'hand-reservation');
+  const f = findingAbout(lastReport(this), 'orphan-reservation', r);
+  expect(f.observed, 'what dnsmasq was seen to do').to.equal(`dnsmasq reserves ${r.split(' ')[1]} for ${r.split(' ')[0]}`);
 });

@@ -1,6 +1,6 @@
 // The observer through vman's API, and the inconsistencies a scenario makes by
 // hand (outside the API) for it to find.
-import { mkdir, readFile } from 'node:fs/promises';
+import { appendFile, mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import type { VmanWorld } from '../world/vman-world.ts';
@@ -8,6 +8,7 @@ import { expectStatus } from './vm-tasks.ts';
 import { pollUntil } from '../src/poll.ts';
 import { blockNamesOf } from './coherence.ts';
 import { withQmp } from './qmp-reader.ts';
+import { BRIDGE_NET, scenarioNetns } from './netns.ts';
 
 export interface FindingJson {
   kind: string;
@@ -97,4 +98,22 @@ export async function plugDiskBehindVmansBack(vmDir: string, disk: { id: string;
     await qmp.execute('blockdev-add', { driver: 'qcow2', 'node-name': names.nodes[0], file: names.nodes[1] });
     await qmp.execute('device_add', { driver: 'virtio-blk-pci', id: names.device, drive: names.nodes[0], serial: disk.id });
   });
+}
+
+/** A tap device named as vman names a VM's, on the bridge of the scenario's namespace, that no VM holds. */
+export async function putTapOnBridgeByHand(world: VmanWorld): Promise<string> {
+  const ns = scenarioNetns(world);
+  const tap = 'vt0000deadbeef';
+  await execa('ip', ['-n', ns.name, 'tuntap', 'add', 'dev', tap, 'mode', 'tap']);
+  await execa('ip', ['-n', ns.name, 'link', 'set', 'dev', tap, 'master', BRIDGE_NET.bridge]);
+  world.remembered.set('hand-tap', tap);
+  return tap;
+}
+
+/** A line in dnsmasq's hosts file that no allocation backs. */
+export async function reserveByHand(world: VmanWorld): Promise<string> {
+  const reservation = { mac: '52:54:00:de:ad:01', address: '192.168.77.19' };
+  await appendFile(path.join(world.api().storagePath, 'network', 'dhcp-hosts'), `${reservation.mac},${reservation.address}\n`);
+  world.remembered.set('hand-reservation', `${reservation.mac} ${reservation.address}`);
+  return `${reservation.mac} ${reservation.address}`;
 }
