@@ -5,6 +5,7 @@ import { After, Given, Then, When } from '@cucumber/cucumber';
 import { expect } from 'chai';
 import { access } from 'node:fs/promises';
 import type { VmanWorld } from '../world/vman-world.ts';
+import { qemuBlockView } from '../support/qmp-reader.ts';
 import { imageInfo } from '../src/operator/qemu-img.ts';
 import type { GuestBlockDevice } from '../src/operator/guest-disks.ts';
 import {
@@ -12,7 +13,7 @@ import {
   lastDiskRequest, requestDisk, type DiskJson,
 } from '../support/disk-tasks.ts';
 import {
-  describeGuestDisks, diskFiles, diskNodeNames, expectedDiskFile, GIB, guestDisks, interruptions, qmpDiskView, recordedDisk,
+  describeGuestDisks, diskFiles, diskNodeNames, expectedDiskFile, GIB, guestDisks, interruptions, recordedDisk,
   recordedDiskOrNone, storedState, storedStateBeforeLastRequest, waitForSamplesAfter, watchVm, type VmSample, type VmWatch,
 } from '../support/disk-facts.ts';
 import { createVm, deleteVm, expectStatus } from '../support/vm-tasks.ts';
@@ -97,18 +98,18 @@ When('the operator tries to delete the disk {string}', async function (this: Vma
 
 Then('QMP lists the disk {string} on {string}', async function (this: VmanWorld, disk: string, vm: string) {
   const { node, fileNode, device } = diskNodeNames(this.idOf(disk));
-  const view = await qmpDiskView((await recordedVm(this, vm)).dir);
+  const view = await qemuBlockView((await recordedVm(this, vm)).dir);
   expect(view.devices, 'block devices in QMP query-block').to.include(device);
   expect(view.nodes, 'block nodes in QMP query-named-block-nodes').to.include.members([node, fileNode]);
-  expect(view.fileOfDevice[device], `the image file QMP says ${device} reads`).to.equal((await recordedDisk(this, disk)).path);
+  expect(view.fileOf[device], `the image file QMP says ${device} reads`).to.equal((await recordedDisk(this, disk)).path);
 });
 
 Then('QMP no longer lists the disk {string} on {string}', async function (this: VmanWorld, disk: string, vm: string) {
   const { node, fileNode, device } = diskNodeNames(this.idOf(disk));
-  const view = await qmpDiskView((await recordedVm(this, vm)).dir);
+  const view = await qemuBlockView((await recordedVm(this, vm)).dir);
   expect(view.devices, 'block devices in QMP query-block').to.not.include(device);
   expect(view.nodes.filter((n) => n === node || n === fileNode), 'the disk\'s block nodes in QMP query-named-block-nodes').to.deep.equal([]);
-  expect(Object.values(view.fileOfDevice), 'image files QEMU still reads').to.not.include(expectedDiskFile(this, this.idOf(disk)));
+  expect(Object.values(view.fileOf), 'image files QEMU still reads').to.not.include(expectedDiskFile(this, this.idOf(disk)));
 });
 
 // --- Then: the guest -------------------------------------------------------------

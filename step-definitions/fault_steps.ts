@@ -6,10 +6,11 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import type { VmanWorld } from '../world/vman-world.ts';
+import { qemuBlockView } from '../support/qmp-reader.ts';
 import { expectStatus } from '../support/vm-tasks.ts';
 import { recordedVm } from '../support/vm-facts.ts';
 import { qemuProcessOf } from '../support/qemu-facts.ts';
-import { qmpDiskView, recordedDisk } from '../support/disk-facts.ts';
+import { recordedDisk } from '../support/disk-facts.ts';
 import { diskNodeNames } from '../src/operator/qemu-command.ts';
 import { checkNow } from '../support/observer-tasks.ts';
 import { pollUntil } from '../src/poll.ts';
@@ -55,7 +56,7 @@ When('the disk {string} is being attached to {string} and QEMU is killed once QE
   await pollUntil(
     `QEMU of ${vm} to hold the block node ${node}`,
     async () => {
-      const view = await qmpDiskView(owner.dir);
+      const view = await qemuBlockView(owner.dir);
       return view.nodes.includes(node) ? { done: true, value: undefined } : { done: false, seen: `nodes ${view.nodes.join(', ') || 'none'}` };
     },
     { timeoutMs: 10_000, intervalMs: 10 },

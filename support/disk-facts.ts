@@ -6,12 +6,11 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { GuestAgentClient } from '../src/operator/guest-agent-client.ts';
 import { guestBlockDevices, type GuestBlockDevice } from '../src/operator/guest-disks.ts';
-import { listBlockNodes, listDiskDevices, qdevId } from '../src/operator/hotplug.ts';
 import { diskNodeNames } from '../src/operator/qemu-command.ts';
 import { pollUntil } from '../src/poll.ts';
 import type { VmanWorld } from '../world/vman-world.ts';
 import type { Row } from './db-reader.ts';
-import { withAuxQmp } from './qemu-facts.ts';
+import { qemuRunState } from './qmp-reader.ts';
 import { withGuestAgent } from './vm-facts.ts';
 
 export const GIB = 1024 ** 3;
@@ -110,27 +109,6 @@ export function describeGuestDisks(devices: GuestBlockDevice[]): string {
 
 // --- QMP ---------------------------------------------------------------------
 
-export interface QmpDiskView {
-  /** qdev ids of block devices (query-block). */
-  devices: string[];
-  /** Block node names (query-named-block-nodes). */
-  nodes: string[];
-  /** The image file each block device reads, by qdev id (query-block inserted.file). */
-  fileOfDevice: Record<string, string>;
-}
-
-export function qmpDiskView(dir: string): Promise<QmpDiskView> {
-  return withAuxQmp(dir, async (qmp) => {
-    const blocks = await qmp.execute<Array<{ qdev?: string; inserted?: { file?: string } }>>('query-block');
-    const fileOfDevice: Record<string, string> = {};
-    for (const b of blocks) {
-      const id = b.qdev ? qdevId(b.qdev) : undefined;
-      if (id && b.inserted?.file) fileOfDevice[id] = b.inserted.file;
-    }
-    return { devices: await listDiskDevices(qmp), nodes: await listBlockNodes(qmp), fileOfDevice };
-  });
-}
-
 export { diskNodeNames };
 
 // --- watching a running VM while disks come and go --------------------------
@@ -163,7 +141,7 @@ async function takeSample(dir: string): Promise<VmSample> {
       if (r.exitCode !== 0 || !Number.isFinite(uptime)) throw new Error(`cat /proc/uptime gave exit ${r.exitCode}: ${JSON.stringify(r.stdout)}`);
       return uptime;
     }),
-    withAuxQmp(dir, async (q) => (await q.execute<{ status: string }>('query-status', undefined, { timeoutMs: 3_000 })).status),
+    qemuRunState(dir),
   ]);
   const sample: VmSample = { startedAt, endedAt: Date.now() };
   const errors: string[] = [];
