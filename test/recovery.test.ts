@@ -167,6 +167,19 @@ describe('recovery and the observer', () => {
   });
 });
 
+describe('recovery that cannot settle an intent', () => {
+  it('leaves it recorded, still serves, and the observer reports it', async (t) => {
+    const v = await dryVman(t);
+    const file = path.join(v.config.storagePath, 'disks', 'disk-0123456789ab.qcow2');
+    fs.mkdirSync(path.join(file, 'not-a-file'), { recursive: true }); // rm cannot take a folder for a file
+    leaveIntent(v, { op: 'disk.delete', diskId: 'disk-0123456789ab', file, pending: `${file}.x.tmp` });
+    const b = await restart(v);
+    assert.deepEqual(intents(b), [{ op: 'disk.delete' }]);
+    const report = ok(await b.api('POST', '/api/v1/observer/check'));
+    assert.deepEqual(report.findings.filter((f: any) => f.kind === 'intent-unfinished').map((f: any) => f.recorded.split(' began')[0]), ['disk.delete of disk-0123456789ab']);
+  });
+});
+
 describe('one vman per storage folder', () => {
   it('a second vman on the same storage is refused, naming the first, and changes nothing', async (t) => {
     const v = await dryVman(t, { operator: new DryRunOperator() });

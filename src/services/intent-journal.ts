@@ -37,11 +37,6 @@ export class IntentJournal {
     }
   }
 
-  /** Intents of operations in flight in this vman (the observer leaves their resources alone). */
-  live(): IntentRecord[] {
-    return this.db.intents.list().filter((r) => r.owner === this.owner);
-  }
-
   /** Intents left by a vman that is no longer running. */
   unfinished(): IntentRecord[] {
     return this.db.intents.list().filter((r) => r.owner !== this.owner);

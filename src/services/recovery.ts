@@ -53,16 +53,20 @@ export async function recover(o: RecoveryOptions): Promise<Recovered[]> {
   }
   await o.runtime.adoptAll(new Set(byVm.keys()));
 
+  // One intent that cannot be settled must not keep vman from serving: it stays
+  // recorded, and the observer reports it (intent-unfinished) for a person to see.
+  const failed = (err: unknown): string => `could not be settled, left recorded: ${message(err)}`;
   const done: Recovered[] = [];
   for (const records of byVm.values()) {
     const decisive = [...records].sort((a, b) => VM_PRECEDENCE[a.intent.op] - VM_PRECEDENCE[b.intent.op])[0]!;
-    const outcome = await settleVm(o, decisive.intent);
-    o.db.transaction(() => records.forEach((r) => o.journal.clear(r.id)));
+    const outcome = await settleVm(o, decisive.intent).then((what) => {
+      o.db.transaction(() => records.forEach((r) => o.journal.clear(r.id)));
+      return what;
+    }, failed);
     for (const r of records) done.push({ intent: r.intent, outcome: r === decisive ? outcome : `settled with ${decisive.intent.op}` });
   }
   for (const r of disks) {
-    const outcome = await settleDisk(o, r.intent, r.id);
-    done.push({ intent: r.intent, outcome });
+    done.push({ intent: r.intent, outcome: await settleDisk(o, r.intent, r.id).catch(failed) });
   }
   for (const d of done) log(`recovery: ${describeIntent(d.intent)}: ${d.outcome}`);
   return done;

@@ -171,13 +171,14 @@ export class VmService {
     });
     try {
       crashPoint('vm.start.after-address');
-      await this.launch(vm, template, address);
+      await this.launch(vm, template, address, intent);
     } finally {
       this.o.journal.clear(intent);
     }
   }
 
-  private async launch(vm: VmRecord, template: TemplateRecord, address: string): Promise<void> {
+  /** The steps of a start after its intent and address; the last write ends the intent in the same commit. */
+  private async launch(vm: VmRecord, template: TemplateRecord, address: string, intent: number): Promise<void> {
     let network: QemuVmSpec['network'];
     try {
       network = await this.runtime.network.prepare({ vmId: vm.id, mac: vm.mac, address });
@@ -237,6 +238,7 @@ export class VmService {
       if (!this.o.db.vms.compareAndSetState(vm.id, ['starting'], 'running')) {
         throw conflict('vm-state-conflict', `VM ${vm.id} left starting before it was ready: ${this.record(vm.id).state}`);
       }
+      this.o.journal.clear(intent);
     });
   }
 

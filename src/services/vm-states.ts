@@ -28,9 +28,6 @@ export const IN_LIFE: ReadonlySet<VmState> = new Set<VmState>(['starting', 'runn
  */
 export const HOLDS_ADDRESS: ReadonlySet<VmState> = IN_LIFE;
 
-/** vman's own transitions in flight: what they show is not a disagreement. */
-export const IN_TRANSITION: ReadonlySet<VmState> = new Set<VmState>(['starting', 'stopping']);
-
 export function isAtRest(state: VmState): state is AtRestState {
   return AT_REST.has(state);
 }
