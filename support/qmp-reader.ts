@@ -97,10 +97,10 @@ export class QmpReader {
         if (want(m)) return m;
       }
       if (this.closed) throw new QmpReaderError(`QEMU closed the monitor before ${what}`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new QmpReaderError(`no ${what} within ${timeoutMs} ms`);
+      if (Date.now() >= deadline) throw new QmpReaderError(`no ${what} within ${timeoutMs} ms`);
+      // Woken by the next message, or at the deadline.
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
+        const timer = setTimeout(resolve, deadline - Date.now());
         this.wake = () => {
           clearTimeout(timer);
           resolve();
