@@ -6,14 +6,12 @@ import { expect } from 'chai';
 import { access } from 'node:fs/promises';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { qemuBlockView } from '../support/qmp-reader.ts';
-import { imageInfo } from '../src/operator/qemu-img.ts';
-import type { GuestBlockDevice } from '../src/operator/guest-disks.ts';
 import {
   attachDisk, createAttachedDisk, createDeletedDisk, createDisk, deleteDisk, detachDisk, getDisk, guestReadsMarker, guestWritesMarker,
   lastDiskRequest, requestDisk, type DiskJson,
 } from '../support/disk-tasks.ts';
 import {
-  describeGuestDisks, diskFiles, diskNodeNames, expectedDiskFile, GIB, guestDisks, interruptions, recordedDisk,
+  describeGuestDisks, diskFiles, diskNodeNames, expectedDiskFile, GIB, guestDisks, imageFacts, interruptions, recordedDisk, type GuestBlockDevice,
   recordedDiskOrNone, storedState, storedStateBeforeLastRequest, waitForSamplesAfter, watchVm, type VmSample, type VmWatch,
 } from '../support/disk-facts.ts';
 import { createVm, deleteVm, expectStatus } from '../support/vm-tasks.ts';
@@ -203,13 +201,13 @@ Then('the disk {string} is recorded as an available qcow2 disk of {int} GB at it
 });
 
 Then('the file of the disk {string} is a qcow2 image of {int} GB', async function (this: VmanWorld, disk: string, sizeGb: number) {
-  const info = await imageInfo(expectedDiskFile(this, this.idOf(disk)));
+  const info = await imageFacts(expectedDiskFile(this, this.idOf(disk)));
   expect(info.format, 'qemu-img format').to.equal('qcow2');
   expect(info.virtualSizeBytes, 'qemu-img virtual size in bytes').to.equal(sizeGb * GIB);
 });
 
 Then('the file of the disk {string} is sparse', async function (this: VmanWorld, disk: string) {
-  const info = await imageInfo(expectedDiskFile(this, this.idOf(disk)));
+  const info = await imageFacts(expectedDiskFile(this, this.idOf(disk)));
   expect(info.actualSizeBytes, `bytes the file occupies on disk, for a virtual size of ${info.virtualSizeBytes}`)
     .to.be.below(info.virtualSizeBytes / 100);
 });

@@ -11,10 +11,10 @@ import { expectStatus } from '../support/vm-tasks.ts';
 import { recordedVm } from '../support/vm-facts.ts';
 import { qemuProcessOf } from '../support/qemu-facts.ts';
 import { recordedDisk } from '../support/disk-facts.ts';
-import { diskNodeNames } from '../src/operator/qemu-command.ts';
 import { checkNow } from '../support/observer-tasks.ts';
-import { pollUntil } from '../src/poll.ts';
-import { signal } from '../src/operator/proc.ts';
+import { pollUntil } from '../support/poll.ts';
+import { signal } from '../support/proc-reader.ts';
+import { diskNodeNames } from '../support/disk-facts.ts';
 
 Given('vman is running with a boot timeout of {int} seconds', async function (this: VmanWorld, seconds: number) {
   await this.startVman({ env: { VMAN_BOOT_TIMEOUT: String(seconds) } });

@@ -1,34 +1,53 @@
-// Steps about the host probe: what this run runs on, checked against the
+// Steps about the host: what vman says this run runs on, checked against the
 // tools themselves. The facts are attached so the report says them up front.
-import { Given, Then } from '@cucumber/cucumber';
+import { Then } from '@cucumber/cucumber';
 import { expect } from 'chai';
-import { access } from 'node:fs/promises';
-import os from 'node:os';
-import { execa } from 'execa';
+import { access, constants } from 'node:fs/promises';
+import path from 'node:path';
 import type { VmanWorld } from '../world/vman-world.ts';
-import { describeHost } from '../src/host/probe.ts';
-import { formatVersion } from '../src/host/binaries.ts';
+import { describeSuiteHost } from '../support/host.ts';
 
-Given('the host has been probed', function (this: VmanWorld) {
-  this.attach(`This run: ${describeHost(this.host)}`, { mediaType: 'text/plain', fileName: 'about this run' });
+interface HostJson {
+  qemu_version: string | null;
+  qemu_path: string | null;
+  qemu_img_path: string | null;
+  accelerator: string;
+  accelerator_reason: string;
+  host_kernel: string;
+  guest_image: string | null;
+}
+
+async function vmanHost(world: VmanWorld): Promise<HostJson> {
+  const res = await world.api().http.get('api/v1/host');
+  expect(res.statusCode, 'GET /api/v1/host').to.equal(200);
+  const host = res.body as unknown as HostJson;
+  world.attach(`vman says:\n${JSON.stringify(host, null, 2)}\n\nthe suite found:\n${describeSuiteHost(world.host)}`, { mediaType: 'text/plain', fileName: 'about this run' });
+  return host;
+}
+
+Then('vman reports the QEMU and qemu-img that the tools themselves report', async function (this: VmanWorld) {
+  const host = await vmanHost(this);
+  expect({ version: host.qemu_version, qemu: host.qemu_path, qemuImg: host.qemu_img_path }, "vman's account of QEMU").to.deep.equal({
+    version: this.host.qemu.version, qemu: this.host.qemu.path, qemuImg: this.host.qemuImg.path,
+  });
 });
 
-Then('the probe names the QEMU version that qemu-system-x86_64 itself reports', async function (this: VmanWorld) {
-  const { stdout } = await execa(this.host.qemu.path, ['--version']);
-  expect(stdout, 'qemu-system-x86_64 --version').to.include(`version ${formatVersion(this.host.qemu.version)}`);
+Then('vman names the accelerator it uses and why, TCG where KVM cannot be opened', async function (this: VmanWorld) {
+  const host = await vmanHost(this);
+  const kvmOpens = await access('/dev/kvm', constants.R_OK | constants.W_OK).then(() => true, () => false);
+  if (!kvmOpens) {
+    expect(host.accelerator, 'without a usable /dev/kvm only TCG is possible').to.equal('tcg');
+    expect(host.accelerator_reason, 'why TCG').to.match(/\/dev\/kvm/);
+  } else {
+    expect(host.accelerator_reason, `why ${host.accelerator}`).to.match(host.accelerator === 'kvm' ? /KVM probe VM reached its ready marker/ : /KVM/);
+  }
 });
 
-Then('it names the accelerator in use and why it was chosen', async function (this: VmanWorld) {
-  const a = this.host.accel;
-  expect(['kvm', 'tcg']).to.include(a.accel);
-  expect(a.reason, 'reason').to.match(a.accel === 'kvm' ? /KVM probe VM reached its ready marker/ : /TCG/);
-  const kvmOpens = await access('/dev/kvm').then(() => true, () => false);
-  if (!kvmOpens) expect(a.accel, 'without /dev/kvm only TCG is possible').to.equal('tcg');
-});
-
-Then('it names the host kernel and the guest image', async function (this: VmanWorld) {
-  expect(this.host.hostKernel).to.equal(os.release());
-  await access(this.host.guest.kernel);
-  await access(this.host.guest.initrd);
-  expect(this.host.guest.manifest.kernel_package, 'guest kernel package').to.match(/^linux-image-/);
+Then('vman names the host kernel and the guest image this run built', async function (this: VmanWorld) {
+  const host = await vmanHost(this);
+  expect(host.host_kernel, 'host kernel').to.equal(this.host.kernelRelease);
+  const m = this.host.guest.manifest;
+  expect(host.guest_image, 'guest image').to.equal(
+    `${m.kernel_package} ${m.kernel_version}, qemu-guest-agent ${m.qemu_guest_agent_version}, busybox ${m.busybox_version} (${m.key ?? path.basename(this.host.guest.dir)})`,
+  );
 });

@@ -3,8 +3,8 @@
 // the scenario's own network namespace; the API is one witness among several.
 import { Given, Then, When, type DataTable } from '@cucumber/cucumber';
 import { expect } from 'chai';
-import { parseIpv4 } from '../src/network/ipv4.ts';
-import { isAlive } from '../src/operator/proc.ts';
+import { parseIpv4 } from '../support/ipv4.ts';
+import { isAlive } from '../support/proc-reader.ts';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { expectStatus, startNotingRecords, startRunningVm, vmAction, type VmJson } from '../support/vm-tasks.ts';
 import { guestIpv4, recordedVm, remembered, rememberVm } from '../support/vm-facts.ts';

@@ -16,7 +16,7 @@ import { qemuBlockView } from '../support/qmp-reader.ts';
 import { blockNamesOf } from '../support/coherence.ts';
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { isAlive } from '../src/operator/proc.ts';
+import { isAlive } from '../support/proc-reader.ts';
 
 Given('vman is running with the observer checking every second', async function (this: VmanWorld) {
   await this.startVman({ env: { VMAN_OBSERVER_INTERVAL: '1' } });

@@ -9,7 +9,7 @@ import {
   guestIpv4, recordedVm, remembered, rememberVm, runtimeFilesPresent, waitForNoQemu, waitForRecordedState, withGuestAgent,
 } from '../support/vm-facts.ts';
 import { qemuProcessOf, qmpRunState } from '../support/qemu-facts.ts';
-import { signal } from '../src/operator/proc.ts';
+import { signal } from '../support/proc-reader.ts';
 
 Given('a VM {string} created from the {word} template', async function (this: VmanWorld, name: string, template: string) {
   await createVm(this, name, template);

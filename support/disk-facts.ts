@@ -4,10 +4,11 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { GuestAgentClient } from '../src/operator/guest-agent-client.ts';
-import { guestBlockDevices, type GuestBlockDevice } from '../src/operator/guest-disks.ts';
-import { diskNodeNames } from '../src/operator/qemu-command.ts';
-import { pollUntil } from '../src/poll.ts';
+import type { GuestAgent } from './guest-agent.ts';
+import { describeGuestDisks, guestDisks, guestDisksOver, type GuestDisk as GuestBlockDevice } from './guest-view.ts';
+import { blockNamesOf } from './coherence.ts';
+import { pollUntil } from './poll.ts';
+import { execa } from 'execa';
 import type { VmanWorld } from '../world/vman-world.ts';
 import type { Row } from './db-reader.ts';
 import { qemuRunState } from './qmp-reader.ts';
@@ -92,24 +93,22 @@ export function storedStateBeforeLastRequest(world: VmanWorld): StoredState {
 // --- the guest -------------------------------------------------------------
 
 /** The guest's vd* device whose serial is the disk id; throws naming what the guest does see. */
-export async function requireGuestDisk(ga: GuestAgentClient, diskId: string): Promise<GuestBlockDevice> {
-  const devices = await guestBlockDevices(ga);
+export async function requireGuestDisk(ga: GuestAgent, diskId: string): Promise<GuestBlockDevice> {
+  const devices = await guestDisksOver(ga);
   const found = devices.find((d) => d.serial === diskId);
   if (!found) throw new Error(`the guest has no block device with serial ${diskId}; it sees ${describeGuestDisks(devices)}`);
   return found;
 }
 
-export function guestDisks(dir: string): Promise<GuestBlockDevice[]> {
-  return withGuestAgent(dir, (ga) => guestBlockDevices(ga));
-}
-
-export function describeGuestDisks(devices: GuestBlockDevice[]): string {
-  return devices.length ? devices.map((d) => `${d.path} (serial ${d.serial || 'none'}, ${d.sizeBytes} bytes)`).join(', ') : 'no vd* devices';
-}
+export { describeGuestDisks, guestDisks, type GuestBlockDevice };
 
 // --- QMP ---------------------------------------------------------------------
 
-export { diskNodeNames };
+/** vman's names for a disk in QEMU, by role. */
+export function diskNodeNames(diskId: string): { node: string; fileNode: string; device: string } {
+  const { device, nodes } = blockNamesOf(diskId);
+  return { node: nodes[0]!, fileNode: nodes[1]!, device };
+}
 
 // --- watching a running VM while disks come and go --------------------------
 
@@ -264,4 +263,11 @@ export async function waitForGuestDisk(dir: string, diskId: string, timeoutMs = 
     },
     { timeoutMs, intervalMs: 200 },
   );
+}
+
+/** What qemu-img itself says of an image file (-U: a running QEMU may hold it). */
+export async function imageFacts(file: string): Promise<{ format: string; virtualSizeBytes: number; actualSizeBytes: number }> {
+  const { stdout } = await execa('qemu-img', ['info', '--output=json', '-U', file]);
+  const info = JSON.parse(stdout) as { format: string; 'virtual-size': number; 'actual-size': number };
+  return { format: info.format, virtualSizeBytes: info['virtual-size'], actualSizeBytes: info['actual-size'] };
 }

@@ -11,9 +11,9 @@ import { formatProtocolLog } from './report.ts';
 import { reapCrashedNamespaces, sweepRunNetwork } from './netns.ts';
 import { stopSqliteProcess } from './db-reader.ts';
 import { hostView, leaks, type HostView } from './leak-guard.ts';
-import { qmpRunState } from './qemu-facts.ts';
-import { withGuestAgent } from './vm-facts.ts';
-import { guestBlockDevices } from '../src/operator/guest-disks.ts';
+import { qemuRunState } from './qmp-reader.ts';
+import { withGuestAgent } from './guest-agent.ts';
+import { guestDisksOver } from './guest-view.ts';
 
 // Boots under TCG take seconds; a step that takes a minute is broken.
 setDefaultTimeout(60_000);
@@ -47,7 +47,7 @@ Before(async function (this: VmanWorld) {
 
 After(async function (this: VmanWorld, { result }) {
   for (const vm of this.vms.values()) {
-    const console = await vm.handle.serialLog();
+    const console = await readFile(vm.files.serialLog, 'utf8').catch(() => '');
     this.attach(console || '(no console output)', { mediaType: 'text/plain', fileName: `serial console of ${vm.name}` });
     if (vm.bootMs !== undefined) this.attach(`${vm.name} booted to a ready guest agent in ${vm.bootMs} ms`, 'text/plain');
   }
@@ -101,12 +101,12 @@ async function attachGuestStates(world: VmanWorld): Promise<void> {
   const vmsDir = path.join(world.vman.storagePath, 'vms');
   for (const id of await readdir(vmsDir).catch(() => [] as string[])) {
     const dir = path.join(vmsDir, id);
-    const qmp = await qmpRunState(dir).catch((e: Error) => `unreachable (${e.message})`);
+    const qmp = await qemuRunState(dir).catch((e: Error) => `unreachable (${e.message})`);
     const guest = await withGuestAgent(
       dir,
       async (ga) => {
         const addresses = (await ga.networkInterfaces()).map((i) => `${i.name} ${(i['ip-addresses'] ?? []).map((a) => a['ip-address']).join(' ')}`);
-        const disks = (await guestBlockDevices(ga)).map((d) => `${d.path} serial ${d.serial} ${d.sizeBytes} B`);
+        const disks = (await guestDisksOver(ga)).map((d) => `${d.path} serial ${d.serial} ${d.sizeBytes} B`);
         const uptime = (await ga.exec('/bin/cat', ['/proc/uptime'], { timeoutMs: 2_000 })).stdout.trim();
         return [`interfaces: ${addresses.join('; ')}`, `disks: ${disks.join('; ') || 'none'}`, `uptime: ${uptime}`].join('\n');
       },

@@ -1,19 +1,86 @@
-// The host probe, once per run, and what a scenario does when QEMU is missing:
-// skip with the reason, or fail when VMAN_REQUIRE_QEMU=1 (CI).
-import { describeHost, probeHost, type HostInfo } from '../src/host/probe.ts';
-import type { AccelRequest } from '../src/host/accel-probe.ts';
-import { runContext } from './run-context.ts';
+// What this host offers the suite, found by the suite itself: the QEMU and
+// qemu-img binaries and their versions, the built test guest, the kernel.
+// Once per run. Without QEMU a scenario is skipped with the reason, or fails
+// when VMAN_REQUIRE_QEMU=1 (CI). vman's own probe is vman's business: the
+// World hands vman what it needs to start (world/vman-service.ts).
+import { access, readFile, realpath } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { execa } from 'execa';
 
-export type HostStatus = { ok: true; host: HostInfo; description: string } | { ok: false; reason: string };
+export interface SuiteHost {
+  qemu: { path: string; version: string };
+  qemuImg: { path: string; version: string };
+  /** The accelerator the suite's own guests use: TCG, unless VMAN_ACCEL=kvm says otherwise. */
+  accel: 'kvm' | 'tcg';
+  kernelRelease: string;
+  guest: { dir: string; kernel: string; initrd: string; cmdline: string; readyMarker: string; manifest: Record<string, string> };
+}
+
+export type HostStatus = { ok: true; host: SuiteHost; description: string } | { ok: false; reason: string };
+
+const SEARCH = [...(process.env.PATH ?? '').split(path.delimiter), '/usr/bin', '/usr/local/bin'].filter(Boolean);
+
+async function findBinary(name: string): Promise<string> {
+  for (const dir of SEARCH) {
+    const file = path.join(dir, name);
+    if (await access(file).then(() => true, () => false)) return file;
+  }
+  throw new Error(`${name} is not on PATH; ./setup.sh installs it`);
+}
+
+/** "QEMU emulator version 7.2.22 (Debian …)" → "7.2.22". */
+async function versionOf(file: string): Promise<string> {
+  const { stdout } = await execa(file, ['--version']);
+  const m = /version (\d+\.\d+\.\d+)/.exec(stdout);
+  if (!m) throw new Error(`${file} --version says no version: ${stdout.split('\n')[0]}`);
+  return m[1]!;
+}
+
+async function builtGuest(): Promise<SuiteHost['guest']> {
+  const cache = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
+  const link = process.env.VMAN_GUEST_DIR || path.join(process.env.VMAN_GUEST_CACHE || path.join(cache, 'vman', 'guest'), 'current');
+  const dir = await realpath(link).catch(() => {
+    throw new Error(`the test guest is not built (${link}); run ./setup.sh`);
+  });
+  const manifest = JSON.parse(await readFile(path.join(dir, 'manifest.json'), 'utf8')) as Record<string, string>;
+  const guest = {
+    dir,
+    kernel: path.join(dir, manifest.kernel ?? 'vmlinuz'),
+    initrd: path.join(dir, manifest.initrd ?? 'initrd.img'),
+    cmdline: manifest.cmdline ?? 'console=ttyS0',
+    readyMarker: manifest.ready_marker ?? 'VMAN-GUEST-READY',
+    manifest,
+  };
+  for (const f of [guest.kernel, guest.initrd]) await access(f);
+  return guest;
+}
+
+async function findHost(): Promise<SuiteHost> {
+  const [qemu, qemuImg, guest] = await Promise.all([findBinary('qemu-system-x86_64'), findBinary('qemu-img'), builtGuest()]);
+  return {
+    qemu: { path: qemu, version: await versionOf(qemu) },
+    qemuImg: { path: qemuImg, version: await versionOf(qemuImg) },
+    accel: process.env.VMAN_ACCEL === 'kvm' ? 'kvm' : 'tcg',
+    kernelRelease: os.release(),
+    guest,
+  };
+}
+
+export function describeSuiteHost(h: SuiteHost): string {
+  const m = h.guest.manifest;
+  return [
+    `QEMU ${h.qemu.version} (${h.qemu.path}), qemu-img ${h.qemuImg.version}`,
+    `host kernel ${h.kernelRelease}`,
+    `guest ${m.kernel_package ?? 'kernel'} ${m.kernel_version ?? '?'}, qemu-guest-agent ${m.qemu_guest_agent_version ?? '?'}, busybox ${m.busybox_version ?? '?'} (${path.basename(h.guest.dir)})`,
+  ].join('\n');
+}
 
 let status: Promise<HostStatus> | undefined;
 
 export function hostStatus(): Promise<HostStatus> {
-  status ??= probeHost({
-    storagePath: runContext().root,
-    requestedAccel: (process.env.VMAN_ACCEL as AccelRequest | undefined) ?? 'auto',
-  }).then(
-    (host): HostStatus => ({ ok: true, host, description: describeHost(host) }),
+  status ??= findHost().then(
+    (host): HostStatus => ({ ok: true, host, description: describeSuiteHost(host) }),
     (err: unknown): HostStatus => ({ ok: false, reason: err instanceof Error ? err.message : String(err) }),
   );
   return status;

@@ -5,7 +5,7 @@
 import { readdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { isQemuSystem, listProcesses } from '../src/operator/proc.ts';
+import { hostProcesses } from './proc-reader.ts';
 import { namespaces } from './netns.ts';
 import { processExists, RUN_PREFIX } from './run-context.ts';
 
@@ -17,10 +17,11 @@ export interface HostView {
 }
 
 const isDnsmasq = (argv: readonly string[]): boolean => (argv[0]?.split('/').at(-1) ?? '') === 'dnsmasq';
+const isQemuSystem = (argv: readonly string[]): boolean => /^qemu-system-/.test(argv[0]?.split('/').at(-1) ?? '');
 
 export async function hostView(): Promise<HostView> {
   const processes = new Map<number, string>();
-  for (const p of await listProcesses()) {
+  for (const p of await hostProcesses()) {
     if (isQemuSystem(p.argv) || isDnsmasq(p.argv)) processes.set(p.pid, p.argv.join(' '));
   }
   const taps = new Set<string>();

@@ -5,12 +5,12 @@
 // (`vman-<run id>-n<k>`): teardown, the leak guard, Ctrl-C and the next run
 // find what a run left by that name alone.
 import { readFile, readlink } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { After, Before } from '@cucumber/cucumber';
 import { execa } from 'execa';
-import { listProcesses, signal, waitForExit, type ProcessInfo } from '../src/operator/proc.ts';
-import { formatIpv4, parseIpv4 } from '../src/network/ipv4.ts';
-import { probeVlanSupport, type VlanSupport } from '../src/network/vlan.ts';
+import { hostProcesses, signal, waitForExit, type HostProcess } from './proc-reader.ts';
+import { formatIpv4, parseIpv4 } from './ipv4.ts';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { startChildVman } from '../world/vman-service.ts';
 import { DbReader } from './db-reader.ts';
@@ -115,9 +115,9 @@ export async function namespacesOfRun(runId: string): Promise<string[]> {
 }
 
 /** dnsmasq processes serving a storage folder under `root` (their command line names a file there). */
-export async function dnsmasqProcessesUnder(root: string): Promise<ProcessInfo[]> {
+export async function dnsmasqProcessesUnder(root: string): Promise<HostProcess[]> {
   const prefix = root.endsWith('/') ? root : `${root}/`;
-  return (await listProcesses()).filter((p) => path.basename(p.argv[0] ?? '') === 'dnsmasq' && p.argv.some((a) => a.includes(prefix)));
+  return (await hostProcesses()).filter((p) => path.basename(p.argv[0] ?? '') === 'dnsmasq' && p.argv.some((a) => a.includes(prefix)));
 }
 
 /**
@@ -208,26 +208,46 @@ export async function serveInNetns(world: VmanWorld, extraEnv: Record<string, st
   world.dbReader ??= await DbReader.open(world.vman.dbPath);
 }
 
+export type VlanSupport = { supported: true } | { supported: false; reason: string };
+
 let vlanSupport: Promise<VlanSupport> | undefined;
 
 /** Whether this kernel can filter VLANs on a bridge: asked once per run, in a throwaway namespace. */
 export function kernelVlanSupport(): Promise<VlanSupport> {
-  vlanSupport ??= probeVlanSupport(`${NETNS_PREFIX}${runContext().id}-vlanprobe`);
+  vlanSupport ??= probeVlans(`${NETNS_PREFIX}${runContext().id}-vlanprobe`);
   return vlanSupport;
+}
+
+async function probeVlans(name: string): Promise<VlanSupport> {
+  await ip('netns', 'add', name);
+  try {
+    const steps: Array<[string, string, string[]]> = [
+      ['creating a bridge with vlan_filtering 1', 'ip', ['-n', name, 'link', 'add', 'vprobe0', 'type', 'bridge', 'vlan_filtering', '1']],
+      ['adding the bridge to VLAN 2', 'bridge', ['-n', name, 'vlan', 'add', 'dev', 'vprobe0', 'vid', '2', 'pvid', 'untagged', 'self']],
+    ];
+    for (const [what, tool, args] of steps) {
+      const r = await execa(tool, args, { reject: false, all: true });
+      if (r.exitCode !== 0) return { supported: false, reason: `this kernel (${os.release()}) refuses bridge VLAN filtering: ${what}: ${r.all?.trim() || `exit ${r.exitCode}`}` };
+    }
+    return { supported: true };
+  } finally {
+    await ip('netns', 'del', name).catch(() => undefined);
+  }
 }
 
 // ---- hooks -----------------------------------------------------------------
 
+// Where a proof is required (VMAN_REQUIRE_PRIVILEGED=1, as .ci/run sets it), a
+// privileged scenario that cannot run fails with the reason instead of skipping.
 Before({ tags: '@privileged' }, async function (this: VmanWorld) {
   const reason =
     process.getuid?.() !== 0
       ? 'needs root (network namespaces, bridges and tap devices); run the suite as root'
       : await execa('ip', ['netns', 'list'], { reject: false }).then((r) => (r.exitCode === 0 ? undefined : `ip netns does not work here: ${r.stderr.trim()}`));
-  if (reason) {
-    this.attach(`Skipped: ${reason}`, 'text/plain');
-    return 'skipped';
-  }
-  return undefined;
+  if (!reason) return undefined;
+  if (process.env.VMAN_REQUIRE_PRIVILEGED === '1') throw new Error(`this @privileged scenario cannot run (VMAN_REQUIRE_PRIVILEGED=1): ${reason}`);
+  this.attach(`Skipped: ${reason}`, 'text/plain');
+  return 'skipped';
 });
 
 // Runs before the general teardown (hooks defined later run first): vman and

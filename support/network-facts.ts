@@ -5,12 +5,11 @@
 import { readdir, readFile, readlink } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
-import { dnsmasqFiles, parseLeases, type Lease, type Reservation } from '../src/network/dnsmasq.ts';
-import { pollUntil } from '../src/poll.ts';
+import { pollUntil } from './poll.ts';
+import type { HostProcess } from './proc-reader.ts';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { recordedVm } from './vm-facts.ts';
 import { dnsmasqProcessesUnder, netnsOfProcess, type ScenarioNetns } from './netns.ts';
-import type { ProcessInfo } from '../src/operator/proc.ts';
 
 export interface NetworkJson {
   mode: string;
@@ -46,9 +45,25 @@ function vmanStorage(world: VmanWorld): string {
   return world.api().storagePath;
 }
 
+/** Where vman's dnsmasq keeps its files: <storage>/network (hosts file, leases). */
+export const networkDir = (world: VmanWorld): string => path.join(vmanStorage(world), 'network');
+
+export interface Reservation { mac: string; address: string }
+export interface Lease { expires: number; mac: string; address: string; hostname: string }
+
+/** dnsmasq's lease file: `<expiry> <mac> <ip> <hostname|*> <client-id|*>` a line; IPv6 (duid) lines left out. */
+function readLeases(text: string): Lease[] {
+  return text.split('\n').flatMap((line) => {
+    const [expires, mac, address, hostname] = line.trim().split(/\s+/);
+    return expires && mac && address && /^\d+\.\d+\.\d+\.\d+$/.test(address)
+      ? [{ expires: Number(expires), mac: mac.toLowerCase(), address, hostname: hostname ?? '*' }]
+      : [];
+  });
+}
+
 /** dnsmasq's reservations file: what it hands to whom. */
 export async function reservationsInDnsmasq(world: VmanWorld): Promise<Reservation[]> {
-  const text = await readFile(dnsmasqFiles(vmanStorage(world)).hostsfile, 'utf8').catch(() => '');
+  const text = await readFile(path.join(networkDir(world), 'dhcp-hosts'), 'utf8').catch(() => '');
   return text
     .split('\n')
     .filter((l) => l.trim() !== '')
@@ -59,7 +74,7 @@ export async function reservationsInDnsmasq(world: VmanWorld): Promise<Reservati
 }
 
 export async function leasesOfDnsmasq(world: VmanWorld): Promise<Lease[]> {
-  return parseLeases(await readFile(dnsmasqFiles(vmanStorage(world)).leasefile, 'utf8').catch(() => ''));
+  return readLeases(await readFile(path.join(networkDir(world), 'leases'), 'utf8').catch(() => ''));
 }
 
 /** Waits until dnsmasq's lease file shows `mac` holding a lease; returns that lease. */
@@ -76,7 +91,7 @@ export async function waitForLease(world: VmanWorld, mac: string, timeoutMs = 10
 }
 
 /** The dnsmasq serving this scenario's vman storage, and the namespace it runs in. */
-export async function dnsmasqOf(world: VmanWorld): Promise<{ proc: ProcessInfo; netns: string | undefined } | undefined> {
+export async function dnsmasqOf(world: VmanWorld): Promise<{ proc: HostProcess; netns: string | undefined } | undefined> {
   const [proc] = await dnsmasqProcessesUnder(vmanStorage(world));
   return proc ? { proc, netns: await netnsOfProcess(proc.pid) } : undefined;
 }
@@ -141,4 +156,3 @@ export async function qemuPidOf(world: VmanWorld, name: string): Promise<number>
   return vm.pid;
 }
 
-export const networkDir = (world: VmanWorld): string => path.dirname(dnsmasqFiles(vmanStorage(world)).hostsfile);

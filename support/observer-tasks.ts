@@ -5,7 +5,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { expectStatus } from './vm-tasks.ts';
-import { pollUntil } from '../src/poll.ts';
+import { pollUntil } from './poll.ts';
 import { blockNamesOf } from './coherence.ts';
 import { withQmp } from './qmp-reader.ts';
 import { BRIDGE_NET, scenarioNetns } from './netns.ts';

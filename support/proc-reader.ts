@@ -40,3 +40,34 @@ export function qemuNameIn(argv: readonly string[]): string | undefined {
 export async function qemuOfVm(vmId: string, vmDir: string): Promise<HostProcess | undefined> {
   return (await qemusUnder(vmDir)).find((p) => qemuNameIn(p.argv) === `vman-${vmId}`);
 }
+
+/** Sends a signal; false when there is no such process. */
+export function signal(pid: number, sig: NodeJS.Signals): boolean {
+  try {
+    process.kill(pid, sig);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Present and not a zombie. */
+export async function isAlive(pid: number): Promise<boolean> {
+  return (await readArgv(pid)) !== undefined;
+}
+
+/** Polls /proc until the process is gone; true if it went within the time. */
+export async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (!(await isAlive(pid))) return true;
+    if (Date.now() >= deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+/** SIGKILL, then wait for each to be gone. */
+export async function killProcesses(procs: readonly HostProcess[]): Promise<void> {
+  for (const p of procs) signal(p.pid, 'SIGKILL');
+  await Promise.all(procs.map((p) => waitForExit(p.pid, 10_000)));
+}

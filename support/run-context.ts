@@ -5,7 +5,7 @@
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { listProcesses, signal, waitForExit, type ProcessInfo } from '../src/operator/proc.ts';
+import { killProcesses, qemusUnder, type HostProcess } from './proc-reader.ts';
 
 export const RUN_PREFIX = 'vman-run-';
 
@@ -39,17 +39,11 @@ export function newScenarioDir(): string {
 }
 
 /** QEMU processes whose command line points into `root`. */
-export async function qemuProcessesUnder(root: string): Promise<ProcessInfo[]> {
-  const prefix = root.endsWith('/') ? root : `${root}/`;
-  return (await listProcesses()).filter(
-    (p) => /qemu-(system-|kvm)/.test(p.argv[0] ?? '') && p.argv.some((a) => a.includes(prefix)),
-  );
+export function qemuProcessesUnder(root: string): Promise<HostProcess[]> {
+  return qemusUnder(root);
 }
 
-export async function killProcesses(procs: readonly ProcessInfo[]): Promise<void> {
-  for (const p of procs) signal(p.pid, 'SIGKILL');
-  await Promise.all(procs.map((p) => waitForExit(p.pid, 10_000)));
-}
+export { killProcesses };
 
 /** Removes what crashed runs (SIGKILL, power loss) left in the temp folder, found by their names only. */
 export async function reapCrashedRuns(): Promise<string[]> {

@@ -1,12 +1,13 @@
 // Facts about a VM from independent sources: the database file (sqlite3),
 // /proc, QMP on the second monitor, and the guest agent.
 import { access } from 'node:fs/promises';
-import { GuestAgentClient } from '../src/operator/guest-agent-client.ts';
-import { vmPaths } from '../src/operator/qemu-command.ts';
-import { pollUntil, TerminalStateError } from '../src/poll.ts';
+import path from 'node:path';
+import { pollUntil, TerminalStateError } from './poll.ts';
+import { withGuestAgent } from './guest-agent.ts';
+import { guestIpv4Now } from './guest-view.ts';
 import type { VmanWorld } from '../world/vman-world.ts';
 import type { Row } from './db-reader.ts';
-import { qemuProcessOf } from './qemu-facts.ts';
+import { qemuOfVm as qemuProcessOf } from './proc-reader.ts';
 
 export interface RecordedVm {
   id: string;
@@ -64,14 +65,7 @@ export async function waitForNoQemu(vmId: string, dir: string, timeoutMs = 10_00
   );
 }
 
-export async function withGuestAgent<T>(dir: string, fn: (ga: GuestAgentClient) => Promise<T>, timeoutMs = 5_000): Promise<T> {
-  const ga = await GuestAgentClient.connect(vmPaths(dir).guestAgent, { timeoutMs });
-  try {
-    return await fn(ga);
-  } finally {
-    await ga.close();
-  }
-}
+export { withGuestAgent };
 
 /**
  * The IPv4 addresses the guest reports (loopback excluded), once it reports
@@ -79,14 +73,7 @@ export async function withGuestAgent<T>(dir: string, fn: (ga: GuestAgentClient) 
  * deadline, whatever it reports (possibly nothing) is the answer to judge.
  */
 export async function guestIpv4(dir: string, timeoutMs = 10_000): Promise<string[]> {
-  const read = async (): Promise<string[]> => {
-    const ifaces = await withGuestAgent(dir, (ga) => ga.networkInterfaces());
-    return ifaces
-      .filter((i) => i.name !== 'lo')
-      .flatMap((i) => i['ip-addresses'] ?? [])
-      .filter((a) => a['ip-address-type'] === 'ipv4')
-      .map((a) => a['ip-address']);
-  };
+  const read = (): Promise<string[]> => guestIpv4Now(dir);
   return pollUntil(
     'the guest to report an IPv4 address',
     async () => {
@@ -97,10 +84,10 @@ export async function guestIpv4(dir: string, timeoutMs = 10_000): Promise<string
   ).catch(() => read());
 }
 
+/** The files a running QEMU of vman's keeps in the VM's folder: its two monitors, the agent socket, the pidfile. */
 export async function runtimeFilesPresent(dir: string): Promise<string[]> {
-  const p = vmPaths(dir);
   const present: string[] = [];
-  for (const f of [p.qmp, p.qmpAux, p.guestAgent, p.pidfile]) {
+  for (const f of ['qmp.sock', 'qmp-aux.sock', 'ga.sock', 'qemu.pid'].map((n) => path.join(dir, n))) {
     if (await access(f).then(() => true, () => false)) present.push(f);
   }
   return present;

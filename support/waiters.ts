@@ -1,7 +1,7 @@
 // Waiters for the suite: poll with a deadline, report what was seen on timeout.
 import { readFile } from 'node:fs/promises';
-import { pollUntil } from '../src/poll.ts';
-import { isAlive } from '../src/operator/proc.ts';
+import { pollUntil } from './poll.ts';
+import { isAlive } from './proc-reader.ts';
 
 export async function waitForProcessGone(pid: number, { timeoutMs }: { timeoutMs: number }): Promise<void> {
   await pollUntil(

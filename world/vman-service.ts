@@ -6,10 +6,12 @@ import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
 import got, { type Got } from 'got';
 import { loadConfig } from '../src/config.ts';
-import type { HostInfo } from '../src/host/probe.ts';
+import { probeHost, type HostInfo } from '../src/host/probe.ts';
+import type { AccelRequest } from '../src/host/accel-probe.ts';
+import { runContext } from '../support/run-context.ts';
 import type { ProtocolLogEntry } from '../src/operator/qmp-client.ts';
 import { createVman, type Vman } from '../src/server.ts';
-import { pollUntil } from '../src/poll.ts';
+import { pollUntil } from '../support/poll.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -26,7 +28,6 @@ export interface VmanEndpoint {
 export interface VmanSettings {
   storagePath: string;
   env?: Record<string, string>;
-  hostInfo?: HostInfo;
   protocolLog?: (vmId: string, entry: ProtocolLogEntry) => void;
   /**
    * Child only: run `vman serve` inside this network namespace (`ip netns
@@ -55,11 +56,23 @@ function baseEnv(s: VmanSettings): Record<string, string> {
   };
 }
 
+let vmanHost: Promise<HostInfo> | undefined;
+
+/**
+ * vman's own host probe, once per worker, handed to every in-process vman so
+ * that each scenario does not probe again (a child `vman serve` probes itself).
+ * Part of starting vman, not evidence: the suite's facts are support/host.ts.
+ */
+function vmanHostInfo(): Promise<HostInfo> {
+  vmanHost ??= probeHost({ storagePath: runContext().root, requestedAccel: (process.env.VMAN_ACCEL as AccelRequest | undefined) ?? 'auto' });
+  return vmanHost;
+}
+
 export async function startInProcessVman(s: VmanSettings): Promise<VmanEndpoint & { vman: Vman }> {
   const config = loadConfig(baseEnv(s), { listen: '127.0.0.1:0' });
   const lines: string[] = [];
   const vman = await createVman(config, {
-    ...(s.hostInfo ? { hostInfo: s.hostInfo } : {}),
+    hostInfo: await vmanHostInfo(),
     ...(s.protocolLog ? { protocolLog: s.protocolLog } : {}),
     logger: { level: 'info', stream: { write: (line: string) => void lines.push(line.trimEnd()) } },
   });

@@ -3,35 +3,25 @@
 import { rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { setWorldConstructor, World, type IWorldOptions } from '@cucumber/cucumber';
-import type { HostInfo } from '../src/host/probe.ts';
 import type { ProtocolLogEntry } from '../src/operator/qmp-client.ts';
-import { QemuVm } from '../src/operator/qemu-vm.ts';
-import type { QemuVmSpec } from '../src/operator/qemu-command.ts';
 import { newScenarioDir, qemuProcessesUnder, killProcesses } from '../support/run-context.ts';
+import type { SuiteHost } from '../support/host.ts';
+import { bootBareGuest, killBareGuest, type BareGuest } from '../support/bare-guest.ts';
 import { DbReader } from '../support/db-reader.ts';
 import { startChildVman, startInProcessVman, type ChildVman, type VmanEndpoint } from './vman-service.ts';
 import type { Response } from 'got';
 import path from 'node:path';
 
-export interface GuestVm {
-  name: string;
-  handle: QemuVm;
-  spec: QemuVmSpec;
-  /** The address this scenario asked QEMU's DHCP to hand out. */
-  address: string;
-  bootMs?: number;
-}
-
-/** The user-mode network every directly booted guest sits on. */
-export const USER_SUBNET = '10.0.2.0/24';
 
 export class VmanWorld extends World {
-  host!: HostInfo;
+  /** What this host offers, as the suite found it (support/host.ts). */
+  host!: SuiteHost;
   storage = '';
-  readonly vms = new Map<string, GuestVm>();
+  /** Guests the suite booted itself, without vman. */
+  readonly vms = new Map<string, BareGuest>();
   readonly protocolLog: Array<ProtocolLogEntry & { vm: string }> = [];
-  /** The VM the last step talked about ("the VM"). */
-  currentVm?: GuestVm;
+  /** The guest the last step talked about ("the VM"). */
+  currentVm?: BareGuest;
   /** The vman under test, and an independent reader of its database file. */
   vman?: VmanEndpoint;
   child?: ChildVman;
@@ -56,31 +46,15 @@ export class VmanWorld extends World {
     this.storage = newScenarioDir();
   }
 
-  /** Boots the built test guest straight through the operator (no API). */
-  async bootGuest(name: string, address: string): Promise<GuestVm> {
-    const id = `${name}-${randomBytes(3).toString('hex')}`;
-    const g = this.host.guest;
-    const spec: QemuVmSpec = {
-      id,
-      dir: path.join(this.storage, id),
-      qemuBinary: this.host.qemu.path,
-      accel: this.host.accel.accel,
-      cpus: 1,
-      memoryMb: 512,
-      boot: { kernel: g.kernel, initrd: g.initrd, cmdline: g.cmdline },
-      disks: [],
-      network: { mode: 'user', subnet: USER_SUBNET, address, mac: `52:54:00:${randomBytes(3).toString('hex').match(/../g)!.join(':')}` },
-    };
-    const handle = await QemuVm.start(spec, {
-      protocolLog: (vm, e) => this.protocolLog.push({ ...e, vm }),
-    });
-    const vm: GuestVm = { name, handle, spec, address };
+  /** Boots the built test guest with the suite's own QEMU command line (no vman). */
+  async bootGuest(name: string, address: string): Promise<BareGuest> {
+    const vm = await bootBareGuest(this.host, path.join(this.storage, `${name}-${randomBytes(3).toString('hex')}`), name, address);
     this.vms.set(name, vm);
     this.currentVm = vm;
     return vm;
   }
 
-  vm(name?: string): GuestVm {
+  vm(name?: string): BareGuest {
     const vm = name === undefined ? this.currentVm : this.vms.get(name);
     if (!vm) throw new Error(name ? `no VM named ${name} in this scenario` : 'no VM has been started in this scenario');
     return vm;
@@ -96,7 +70,6 @@ export class VmanWorld extends World {
     const env = opts.child ? { ...this.childEnv, ...(opts.crashAt ? { VMAN_CRASH_AT: opts.crashAt } : {}) } : opts.env;
     const settings = {
       storagePath: path.join(this.storage, 'vman'),
-      hostInfo: this.host,
       protocolLog: (vm: string, e: ProtocolLogEntry) => this.protocolLog.push({ ...e, vm }),
       ...(env ? { env } : {}),
     };
@@ -133,9 +106,7 @@ export class VmanWorld extends World {
   async destroyAll(): Promise<void> {
     const errors: unknown[] = [];
     for (const undo of this.cleanups.splice(0).reverse()) await undo().catch((e: unknown) => errors.push(e));
-    for (const vm of this.vms.values()) {
-      await vm.handle.stop({ force: true, quitTimeoutMs: 3_000 }).catch((e: unknown) => errors.push(e));
-    }
+    for (const vm of this.vms.values()) await killBareGuest(vm).catch((e: unknown) => errors.push(e));
     this.vms.clear();
     await this.vman?.stop().catch((e: unknown) => errors.push(e));
     this.vman = undefined;
