@@ -19,13 +19,20 @@ if (existsSync('reports/unit.tap')) {
 if (existsSync('reports/cucumber.ndjson')) {
   const rank = { UNKNOWN: 0, PASSED: 1, SKIPPED: 2, PENDING: 3, UNDEFINED: 4, AMBIGUOUS: 5, FAILED: 6 };
   const caseOfStarted = new Map();
+  const pickleOfCase = new Map();
+  const pickles = new Map();
+  const reasons = new Map();
+  const skippedNames = [];
   const worst = new Map();
   const scenarios = { passed: 0, failed: 0, skipped: 0 };
   let runHookFailures = 0;
   for (const line of readFileSync('reports/cucumber.ndjson', 'utf8').split('\n')) {
     if (!line.trim()) continue;
     const m = JSON.parse(line);
+    if (m.pickle) pickles.set(m.pickle.id, `${m.pickle.uri}: ${m.pickle.name}`);
+    if (m.testCase) pickleOfCase.set(m.testCase.id, m.testCase.pickleId);
     if (m.testCaseStarted) caseOfStarted.set(m.testCaseStarted.id, m.testCaseStarted.testCaseId);
+    if (m.attachment?.testCaseStartedId && /^Skipped: /.test(m.attachment.body ?? '')) reasons.set(m.attachment.testCaseStartedId, m.attachment.body.slice('Skipped: '.length));
     if (m.testStepFinished) {
       const id = m.testStepFinished.testCaseStartedId;
       const s = m.testStepFinished.testStepResult.status;
@@ -34,13 +41,19 @@ if (existsSync('reports/cucumber.ndjson')) {
     if (m.testCaseFinished && !m.testCaseFinished.willBeRetried) {
       const s = worst.get(m.testCaseFinished.testCaseStartedId) ?? 'UNKNOWN';
       if (s === 'PASSED') scenarios.passed++;
-      else if (s === 'SKIPPED') scenarios.skipped++;
-      else scenarios.failed++;
+      else if (s === 'SKIPPED') {
+        scenarios.skipped++;
+        const started = m.testCaseFinished.testCaseStartedId;
+        const name = pickles.get(pickleOfCase.get(caseOfStarted.get(started))) ?? started;
+        skippedNames.push(`${name} (${reasons.get(started) ?? 'no reason given'})`);
+      } else scenarios.failed++;
     }
     if (m.testRunHookFinished && m.testRunHookFinished.result?.status === 'FAILED') runHookFailures++;
   }
   console.log(`scenarios: ${scenarios.passed} passed, ${scenarios.failed} failed, ${scenarios.skipped} skipped` +
     (runHookFailures ? ` (+${runHookFailures} failed BeforeAll/AfterAll hook, e.g. the leak guard)` : ''));
+  // A skip is never silent: each one is named, with its reason.
+  for (const name of skippedNames) console.log(`skipped: ${name}`);
   totals.passed += scenarios.passed;
   totals.failed += scenarios.failed + runHookFailures;
   totals.skipped += scenarios.skipped;
