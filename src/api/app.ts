@@ -1,6 +1,7 @@
 // The Fastify application: routes, schemas, problem+json errors, OpenAPI.
 import { timingSafeEqual } from 'node:crypto';
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { Socket } from 'node:net';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { TemplateService } from '../services/template-service.ts';
@@ -12,7 +13,8 @@ import { networkRoutes } from './routes/network.ts';
 import type { Observer } from '../observer/observer.ts';
 import type { NetworkService } from '../services/network-service.ts';
 import type { RepairService } from '../services/repair.ts';
-import { installProblemHandlers, sendProblem } from './problem.ts';
+import { installJsonBodyParser } from './json-body.ts';
+import { BODY_LIMIT, installProblemHandlers, problemBody, sendProblem } from './problem.ts';
 import { Problem } from './schemas.ts';
 import { templateRoutes } from './routes/templates.ts';
 import { vmRoutes } from './routes/vms.ts';
@@ -34,23 +36,33 @@ export interface AppOptions {
   apiToken?: string | undefined;
 }
 
+/** The longest path segment the router reads; a longer one is a 414. */
+const MAX_PARAM_LENGTH = 8192;
+
 export async function buildApp(services: AppServices, opts: AppOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
     logger: opts.logger ?? false,
     // Unknown fields are refused (400), never silently dropped; types are not coerced.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true } },
-    bodyLimit: 64 * 1024,
+    bodyLimit: BODY_LIMIT,
     // Long ids must reach the schema (a 400 naming the rule), not the router's 414.
-    routerOptions: { maxParamLength: 8192 },
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     // Errors the router raises before any handler (bad URL encoding, ...) are problems too.
     frameworkErrors: (error, _req, reply) => {
-      void sendProblem(reply, error.statusCode ?? 400, (error.code ?? 'bad-request').toLowerCase(), error.message);
+      const [code, detail] = error.code === 'FST_ERR_BAD_URL' ? ['bad-url', `the path is not valid percent-encoding: ${error.message}`]
+        : error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? ['uri-too-long', `a segment of the path is longer than the ${MAX_PARAM_LENGTH} characters vman reads`]
+          : [(error.code ?? 'bad-request').toLowerCase(), error.message];
+      void sendProblem(reply, error.statusCode ?? 400, code, detail);
     },
+    // Requests Node's HTTP parser refuses before Fastify sees them (an overlong URL, ...).
+    clientErrorHandler: answerClientError,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   installProblemHandlers(app);
   // JSON only: a text/plain body is an unsupported media type (415), not a string to validate.
   app.removeContentTypeParser('text/plain');
+  installJsonBodyParser(app);
+  app.setNotFoundHandler((request, reply) => notFoundOrNotAllowed(app, request, reply));
   if (opts.apiToken) requireToken(app, opts.apiToken);
   app.addSchema(Problem);
   await app.register(swagger, {
@@ -79,6 +91,7 @@ function requireToken(app: FastifyInstance, token: string): void {
   const expected = Buffer.from(`Bearer ${token}`);
   app.addHook('onRequest', async (req, reply) => {
     if (req.url === '/health') return;
+    // Every other request, also one no route takes: what vman serves is not told to strangers.
     const given = Buffer.from(req.headers.authorization ?? '');
     // Constant-time comparison: the token must not leak through response timing.
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
@@ -87,3 +100,80 @@ function requireToken(app: FastifyInstance, token: string): void {
     }
   });
 }
+
+/** The methods a path takes, in the order RFC 9110 lists them; OPTIONS on every path vman serves. */
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
+
+export function allowedMethods(app: FastifyInstance, url: string): string[] {
+  const allowed = METHODS.filter((method) => {
+    try {
+      return app.findRoute({ method, url }) !== null;
+    } catch {
+      return false;
+    }
+  });
+  return allowed.length > 0 ? [...allowed, 'OPTIONS'] : [];
+}
+
+/**
+ * A request no route took: OPTIONS on a path vman serves is answered with the
+ * methods it takes (204); another method on such a path is a 405 naming them
+ * in Allow; a path vman does not serve is a 404.
+ */
+function notFoundOrNotAllowed(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const path = request.url.split('?')[0]!;
+  const allowed = allowedMethods(app, request.url);
+  if (allowed.length === 0) return sendProblem(reply, 404, 'route-not-found', `no route for ${request.method} ${path}`);
+  reply.header('allow', allowed.join(', '));
+  if (request.method === 'OPTIONS') return reply.code(204).send();
+  return sendProblem(reply, 405, 'method-not-allowed', `${request.method} is not a method of ${path}: it takes ${allowed.join(', ')}`);
+}
+
+/** The longest request line and headers Node reads (its --max-http-header-size). */
+const HEAD_LIMIT = 16 * 1024;
+const answered = new WeakSet<Socket>();
+
+/**
+ * Requests Node's HTTP parser refused. An overlong URL fills Node's 16 KB for
+ * the request line and headers: when the request line alone is longer than
+ * that, it is a 414 (URI Too Long), else a 431; anything else is a 400. Each
+ * is a problem, written straight to the socket (there is no reply object yet).
+ */
+function answerClientError(this: FastifyInstance, err: Error & { code?: string; rawPacket?: unknown }, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed || answered.has(socket)) return;
+  answered.add(socket);
+  let status = 400;
+  let code = 'bad-request';
+  let detail = `the request is not valid HTTP (${err.code ?? err.message})`;
+  if (err.code === 'HPE_HEADER_OVERFLOW') {
+    const head = Buffer.isBuffer(err.rawPacket) ? err.rawPacket.subarray(0, HEAD_LIMIT + 2).toString('latin1') : '';
+    const lineEnd = head.indexOf('\r\n');
+    if (/^[A-Z]+ \//.test(head) && (lineEnd < 0 || lineEnd > HEAD_LIMIT)) {
+      status = 414;
+      code = 'uri-too-long';
+      detail = `the URL is longer than the ${HEAD_LIMIT} bytes vman reads`;
+    } else {
+      status = 431;
+      code = 'header-too-large';
+      detail = `the request line and headers are longer than the ${HEAD_LIMIT} bytes vman reads`;
+    }
+  } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    status = 408;
+    code = 'request-timeout';
+    detail = 'the request did not arrive in time';
+  }
+  this.log.info({ err }, `client error: ${status}`);
+  const body = JSON.stringify(problemBody(status, code, detail));
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\nContent-Type: application/problem+json; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  // Ended, not destroyed: the rest of the request is still read (and dropped), so
+  // closing does not reset the connection before the client has read the answer.
+  socket.end();
+  socket.setTimeout(5_000, () => socket.destroy());
+}
+
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 414: 'URI Too Long', 431: 'Request Header Fields Too Large' };

@@ -1,10 +1,38 @@
 // Request and response schemas (TypeBox): validated by Fastify and published
-// in the OpenAPI document.
+// in the OpenAPI document. Every pattern has its rule in words (PATTERN_RULES),
+// which a refusal quotes with the field it applies to.
 import { Type, type Static } from '@fastify/type-provider-typebox';
 import { NAME_PATTERN } from '../names.ts';
 
-const name = Type.String({ pattern: NAME_PATTERN.source, minLength: 1, maxLength: 63 });
-const absolutePath = Type.String({ minLength: 1, maxLength: 1024, pattern: '^/' });
+/** Control characters (C0, DEL and C1): never part of a name, an id, a path or a kernel command line. */
+const CONTROL = '\\u0000-\\u001f\\u007f-\\u009f';
+
+/** A name (of a VM or a disk): NAME_PATTERN, without "..". */
+const NAME_RULE = `^(?!.*\\.\\.)${NAME_PATTERN.source.slice(1)}`;
+/** A template name: a name that does not look like a template id. */
+const TEMPLATE_NAME_RULE = `^(?!tpl-)(?!.*\\.\\.)${NAME_PATTERN.source.slice(1)}`;
+/**
+ * A file vman hands to QEMU: absolute, without control characters, and without
+ * commas: a comma separates options in QEMU's option strings, and QEMU splits
+ * -initrd on commas for multiboot kernels. "=" and ":" pass literally.
+ */
+const PATH_RULE = `^/[^,${CONTROL}]*$`;
+/** Text that refers to something (an id, a template id or name): no control characters. */
+const REFERENCE_RULE = `^[^${CONTROL}]*$`;
+
+/** Each pattern of the schemas below in words, as a refusal says it. */
+export const PATTERN_RULES: Record<string, string> = {
+  [NAME_RULE]: 'must be 1 to 63 ASCII letters, digits, ".", "_" and "-", not starting with "." or "-", without ".."',
+  [TEMPLATE_NAME_RULE]: 'must be 1 to 63 ASCII letters, digits, ".", "_" and "-", not starting with "." or "-", without "..", and not starting with "tpl-" (template ids do)',
+  [PATH_RULE]: 'must be an absolute path (starting with "/") without commas or control characters',
+  [REFERENCE_RULE]: 'must not contain control characters',
+};
+
+const name = Type.String({ pattern: NAME_RULE, minLength: 1, maxLength: 63 });
+const templateName = Type.String({ pattern: TEMPLATE_NAME_RULE, minLength: 1, maxLength: 63 });
+const absolutePath = Type.String({ minLength: 1, maxLength: 1024, pattern: PATH_RULE });
+const reference = (maxLength: number, description?: string) =>
+  Type.String({ minLength: 1, maxLength, pattern: REFERENCE_RULE, ...(description ? { description } : {}) });
 const nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
 
 export const Problem = Type.Object({
@@ -16,15 +44,15 @@ export const Problem = Type.Object({
   errors: Type.Optional(Type.Array(Type.Object({ path: Type.String(), message: Type.String() }))),
 }, { $id: 'Problem' });
 
-export const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) });
+export const IdParams = Type.Object({ id: reference(128) });
 
 export const TemplateCreate = Type.Object({
-  name,
+  name: templateName,
   cpus: Type.Integer({ minimum: 1, maximum: 64 }),
   memory_mb: Type.Integer({ minimum: 64, maximum: 1024 * 1024 }),
   kernel_path: Type.Optional(nullable(absolutePath)),
   initrd_path: Type.Optional(nullable(absolutePath)),
-  cmdline: Type.Optional(nullable(Type.String({ maxLength: 2048 }))),
+  cmdline: Type.Optional(nullable(Type.String({ maxLength: 2048, pattern: REFERENCE_RULE }))),
   base_image_path: Type.Optional(nullable(absolutePath)),
   base_image_format: Type.Optional(nullable(Type.Union([Type.Literal('qcow2'), Type.Literal('raw')]))),
 }, { additionalProperties: false });
@@ -51,7 +79,7 @@ export const VmState = Type.Union([
 
 export const VmCreate = Type.Object({
   name,
-  template: Type.String({ minLength: 1, maxLength: 128, description: 'template id or name' }),
+  template: reference(128, 'template id or name'),
 }, { additionalProperties: false });
 export type VmCreate = Static<typeof VmCreate>;
 
@@ -88,7 +116,7 @@ export const DiskCreate = Type.Object({
   format: Type.Optional(Type.Literal('qcow2')),
 }, { additionalProperties: false });
 
-export const AttachBody = Type.Object({ vm_id: Type.String({ minLength: 1, maxLength: 128 }) }, { additionalProperties: false });
+export const AttachBody = Type.Object({ vm_id: reference(128) }, { additionalProperties: false });
 
 export const Disk = Type.Object({
   id: Type.String(),
