@@ -67,6 +67,8 @@ Feature: Network addresses and bridge mode
         | range     | 10.0.2.100-10.0.2.109 |
         | addresses | 10                    |
       And the allocations are "web" at 10.0.2.100, in the API and in the database
+      And the guest of "web" reports the address 10.0.2.100 through its agent
+      And the guest of "web" says on its console that it got the lease of 10.0.2.100 from 10.0.2.2
 
     @privileged
     Scenario: Bridge mode shows its bridge and VLAN, with dnsmasq serving the bridge

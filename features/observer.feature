@@ -54,6 +54,7 @@ Feature: The observer finds where records and reality disagree
       And a 1 GB disk "spare"
       When the observer checks
       Then the report has no findings
+      And the database, QEMU, the guests and the files agree
 
   Rule: Checks also run on their own
 

@@ -9,6 +9,24 @@ Feature: VM lifecycle
   Background:
     Given vman is running on this host
 
+  Rule: A VM has the CPUs and memory of its template, as QEMU and the guest see them
+
+    Scenario Outline: A VM from the <template> template has <cpus> CPU(s) and <memory> MB
+      Given <made>
+      And a running VM "sized" from the <template> template
+      Then QEMU of "sized" gives it <cpus> for its number of virtual CPUs and <memory> MB of memory
+      And the guest of "sized" counts <cpus> for its number of processors and <memory> MB of memory, less what its kernel keeps
+
+      Examples: The built-in templates
+        | template | cpus | memory | made                                |
+        | small    | 1    | 512    | the built-in templates are there    |
+        | medium   | 2    | 1024   | the built-in templates are there    |
+        | large    | 4    | 2048   | the built-in templates are there    |
+
+      Examples: A template of the operator's own, sized unlike any built-in one
+        | template | cpus | memory | made                                                                  |
+        | odd      | 3    | 768    | a template "odd" is created for the test guest with 3 CPUs and 768 MB |
+
   Rule: A started VM really runs, and the guest agrees with vman
 
     Scenario: Create and start a VM

@@ -5,6 +5,8 @@ import { Given, Then, When, type DataTable } from '@cucumber/cucumber';
 import { expect } from 'chai';
 import { parseIpv4 } from '../support/ipv4.ts';
 import { isAlive } from '../support/proc-reader.ts';
+import path from 'node:path';
+import { waitForConsoleLine } from '../support/waiters.ts';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { expectStatus, startNotingRecords, startRunningVm, vmAction, type VmJson } from '../support/vm-tasks.ts';
 import { guestIpv4, recordedVm, remembered, rememberVm } from '../support/vm-facts.ts';
@@ -259,4 +261,9 @@ Then('the tap device of {string} is an untagged member of VLAN {int} only', asyn
   const vlans = await vlansOfPort(scenarioNetns(this), tap!);
   expect(vlans.map((v) => v.vlan), `VLANs of ${tap}`).to.deep.equal([vlan]);
   expect(vlans[0]!.flags, `flags of VLAN ${vlan} on ${tap}`).to.include.members(['PVID', 'Egress Untagged']);
+});
+
+Then('the guest of {string} says on its console that it got the lease of {ip} from {ip}', async function (this: VmanWorld, name: string, address: string, server: string) {
+  const line = await waitForConsoleLine(path.join((await recordedVm(this, name)).dir, 'serial.log'), 'udhcpc: lease of', { timeoutMs: 10_000 });
+  expect(line, "the guest's DHCP client on its serial console").to.match(new RegExp(`^udhcpc: lease of ${address.replaceAll('.', '\\.')} obtained from ${server.replaceAll('.', '\\.')},`));
 });

@@ -1,5 +1,6 @@
 // Steps about templates.
 import { Given } from '@cucumber/cucumber';
+import { expect } from 'chai';
 import { copyFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { VmanWorld } from '../world/vman-world.ts';
@@ -14,4 +15,11 @@ Given('a template {string} whose kernel file has since been removed', async func
   const t = expectStatus<{ id: string }>(res, 201, `create template ${name}`);
   this.ids.set(`template:${name}`, t.id);
   await rm(kernel);
+});
+
+Given('the built-in templates are there', async function (this: VmanWorld) {
+  const rows = await this.db().all('SELECT name, cpus, memory_mb FROM templates WHERE builtin = 1 ORDER BY cpus');
+  expect(rows, 'built-in templates in the database').to.deep.equal([
+    { name: 'small', cpus: 1, memory_mb: 512 }, { name: 'medium', cpus: 2, memory_mb: 1024 }, { name: 'large', cpus: 4, memory_mb: 2048 },
+  ]);
 });

@@ -10,6 +10,12 @@ import {
 } from '../support/vm-facts.ts';
 import { qemuProcessOf, qmpRunState } from '../support/qemu-facts.ts';
 import { signal } from '../support/proc-reader.ts';
+import { qemuSize } from '../support/qmp-reader.ts';
+import { guestSize } from '../support/guest-view.ts';
+
+// The kernel keeps some memory for itself: MemTotal is below the machine's
+// size, by far less than this on these guests (about 30 MB at 512 MB).
+const KERNEL_RESERVE_MB = 128;
 
 Given('a VM {string} created from the {word} template', async function (this: VmanWorld, name: string, template: string) {
   await createVm(this, name, template);
@@ -134,4 +140,17 @@ Then('the VM {string} can be stopped through the API', async function (this: Vma
   expectStatus(await vmAction(this, name, 'stop'), 200, `stop ${name}`);
   await waitForNoQemu(remembered(this, `${name}:id`), remembered(this, `${name}:dir`));
   await waitForRecordedState(this, name, 'stopped');
+});
+
+Then('QEMU of {string} gives it {int} for its number of virtual CPUs and {int} MB of memory', async function (this: VmanWorld, name: string, cpus: number, mb: number) {
+  const size = await qemuSize((await recordedVm(this, name)).dir);
+  expect({ cpus: size.cpus, memoryMb: size.memoryBytes / 2 ** 20 }, 'query-cpus-fast and query-memory-size-summary').to.deep.equal({ cpus, memoryMb: mb });
+});
+
+Then('the guest of {string} counts {int} for its number of processors and {int} MB of memory, less what its kernel keeps', async function (this: VmanWorld, name: string, cpus: number, mb: number) {
+  const size = await guestSize((await recordedVm(this, name)).dir);
+  const memTotalMb = size.memTotalKb / 1024;
+  this.attach(`the guest counts ${size.cpus} processor(s) and MemTotal ${size.memTotalKb} kB (${memTotalMb.toFixed(0)} MB of ${mb})`, 'text/plain');
+  expect(size.cpus, 'processors in /proc/cpuinfo').to.equal(cpus);
+  expect(memTotalMb, `MemTotal in /proc/meminfo, in MB: at most ${mb}, at least ${mb - KERNEL_RESERVE_MB}`).to.be.within(mb - KERNEL_RESERVE_MB, mb);
 });

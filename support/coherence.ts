@@ -5,11 +5,11 @@
 // QEMU, block device, block node, VM folder and disk file belongs to a record).
 // Rows come through sqlite3 (another process), processes from /proc, devices
 // from QMP on the second monitor, files from the file system.
-import { readdir } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { qemuOfVm, qemusUnder } from './proc-reader.ts';
-import { qemuBlockView, qemuRunState } from './qmp-reader.ts';
+import { qemuBlockView, qemuRunState, qemuSize } from './qmp-reader.ts';
 import { guestDisks } from './disk-facts.ts';
 import { guestIpv4 } from './vm-facts.ts';
 
@@ -27,7 +27,7 @@ function rootDiskIdOf(vmId: string): string {
 export async function disagreements(world: VmanWorld): Promise<string[]> {
   const db = world.db();
   const storage = world.api().storagePath;
-  const vms = await db.all('SELECT id, name, state, pid, storage_dir FROM vms');
+  const vms = await db.all('SELECT v.id, v.name, v.state, v.pid, v.storage_dir, v.mac, t.cpus, t.memory_mb FROM vms v JOIN templates t ON t.id = v.template_id');
   const disks = await db.all('SELECT id, name, path, state, vm_id, mount_point FROM disks');
   const addresses = await db.all('SELECT address, vm_id FROM address_allocations');
   const intents = await db.all('SELECT id, op, vm_id, disk_id FROM intents');
@@ -52,6 +52,10 @@ export async function disagreements(world: VmanWorld): Promise<string[]> {
       else {
         const seen = await guestIpv4(dir);
         if (seen.length !== 1 || seen[0] !== holds[0]!.address) out.push(`VM ${vm.name} is recorded at ${holds[0]!.address} but the guest reports ${seen.join(', ') || 'no address'}`);
+      }
+      const size = await qemuSize(dir);
+      if (size.cpus !== vm.cpus || size.memoryBytes !== Number(vm.memory_mb) * 2 ** 20) {
+        out.push(`VM ${vm.name}'s template says ${vm.cpus} CPU(s) and ${vm.memory_mb} MB, but QEMU runs ${size.cpus} and ${size.memoryBytes / 2 ** 20} MB`);
       }
       out.push(...(await blockDisagreements(vm, disks)));
     } else if (proc && vm.state !== 'starting' && vm.state !== 'stopping') {
@@ -87,6 +91,20 @@ export async function disagreements(world: VmanWorld): Promise<string[]> {
     }
   }
   for (const leftover of files) out.push(`the disk file ${leftover} belongs to no disk row`);
+  out.push(...(await reservationDisagreements(storage, vms, addresses)));
+  return out;
+}
+
+/** Bridge mode: dnsmasq's reservations are exactly the allocations, each for the MAC of its VM (both ways). */
+async function reservationDisagreements(storage: string, vms: Array<Record<string, unknown>>, addresses: Array<Record<string, unknown>>): Promise<string[]> {
+  const text = await readFile(path.join(storage, 'network', 'dhcp-hosts'), 'utf8').catch(() => undefined);
+  if (text === undefined) return []; // user mode: QEMU hands out the address itself
+  const reserved = new Set(text.split('\n').map((l) => l.trim().toLowerCase()).filter(Boolean));
+  const macOf = new Map(vms.map((v) => [String(v.id), String(v.mac).toLowerCase()]));
+  const expected = new Set(addresses.map((a) => `${macOf.get(String(a.vm_id))},${String(a.address)}`));
+  const out: string[] = [];
+  for (const e of expected) if (!reserved.has(e)) out.push(`the allocation ${e} has no reservation in dnsmasq's hosts file`);
+  for (const r of reserved) if (!expected.has(r)) out.push(`dnsmasq reserves ${r}, which no allocation accounts for`);
   return out;
 }
 

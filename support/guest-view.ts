@@ -50,3 +50,17 @@ export async function guestIpv4Now(vmDir: string): Promise<string[]> {
     .filter((a) => a['ip-address-type'] === 'ipv4')
     .map((a) => a['ip-address']);
 }
+
+/** What the guest counts: processors in /proc/cpuinfo, MemTotal in /proc/meminfo (kB). */
+export async function guestSize(vmDir: string): Promise<{ cpus: number; memTotalKb: number }> {
+  const out = await withGuestAgent(vmDir, async (ga) => {
+    const r = await ga.exec('/bin/sh', ['-c', 'cat /proc/cpuinfo; echo ---; cat /proc/meminfo']);
+    if (r.exitCode !== 0) throw new Error(`reading /proc/cpuinfo and /proc/meminfo failed in the guest: ${r.stderr}`);
+    return r.stdout;
+  });
+  const [cpuinfo = '', meminfo = ''] = out.split('\n---\n');
+  const memTotal = /^MemTotal:\s+(\d+) kB$/m.exec(meminfo);
+  if (!memTotal) throw new Error(`the guest's /proc/meminfo has no MemTotal: ${meminfo.slice(0, 200)}`);
+  return { cpus: cpuinfo.split('\n').filter((l) => /^processor\s*:/.test(l)).length, memTotalKb: Number(memTotal[1]) };
+}
+

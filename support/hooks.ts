@@ -10,7 +10,7 @@ import { killProcesses, qemuProcessesUnder, reapCrashedRuns, runContext } from '
 import { formatProtocolLog } from './report.ts';
 import { reapCrashedNamespaces, sweepRunNetwork } from './netns.ts';
 import { stopSqliteProcess } from './db-reader.ts';
-import { hostView, leaks, type HostView } from './leak-guard.ts';
+import { hostView, lastingLeaks, type HostView } from './leak-guard.ts';
 import { qemuRunState } from './qmp-reader.ts';
 import { withGuestAgent } from './guest-agent.ts';
 import { guestDisksOver } from './guest-view.ts';
@@ -79,7 +79,7 @@ AfterAll(async function () {
   problems.push(...(await sweepRunNetwork(id, root)));
   rmSync(root, { recursive: true, force: true });
   if (existsSync(root)) problems.push(`run folder ${root} could not be removed`);
-  if (hostBefore) problems.push(...leaks(hostBefore, await hostView(), id));
+  if (hostBefore) problems.push(...(await lastingLeaks(hostBefore, id)));
   if (problems.length > 0) throw new Error(`leak guard: ${problems.join('; ')}`);
 });
 

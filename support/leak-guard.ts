@@ -53,3 +53,17 @@ export function leaks(before: HostView, after: HostView, selfId: string): string
   for (const e of after.tmp) if (!before.tmp.has(e) && !theirs(e)) out.push(`temp folder ${path.join(os.tmpdir(), e)} appeared during the run and is still there`);
   return out;
 }
+
+/**
+ * Leaks that last: what looks leaked is looked at again until it is gone or
+ * 5 s have passed. A process the other worker of this run has just started
+ * (a `qemu-system-x86_64 --version`, a dnsmasq being replaced) is not a leak.
+ */
+export async function lastingLeaks(before: HostView, selfId: string): Promise<string[]> {
+  const deadline = Date.now() + 5_000;
+  for (;;) {
+    const found = leaks(before, await hostView(), selfId);
+    if (found.length === 0 || Date.now() >= deadline) return found;
+    await new Promise((resolve) => setTimeout(resolve, 200)); // poll interval until the deadline
+  }
+}

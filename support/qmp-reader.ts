@@ -154,3 +154,12 @@ export function qemuBlockView(vmDir: string): Promise<QemuBlockView> {
 export function qemuRunState(vmDir: string): Promise<string> {
   return withQmp(vmDir, async (qmp) => (await qmp.execute<{ status: string }>('query-status')).status);
 }
+
+/** The virtual CPUs QEMU runs (query-cpus-fast) and its base memory (query-memory-size-summary). */
+export function qemuSize(vmDir: string): Promise<{ cpus: number; memoryBytes: number }> {
+  return withQmp(vmDir, async (qmp) => {
+    const cpus = await qmp.execute<unknown[]>('query-cpus-fast');
+    const memory = await qmp.execute<{ 'base-memory': number }>('query-memory-size-summary');
+    return { cpus: cpus.length, memoryBytes: memory['base-memory'] };
+  });
+}
