@@ -9,7 +9,7 @@ Feature: End to end
 
   Rule: The whole workflow leaves everything coherent at every step
 
-    Scenario: From a new template to a clean host
+    Scenario: A new template, a VM made from it and a disk agree with the host, before and after the VM starts
       Given vman is running on this host
       When a template "e2e" is created for the test guest with 1 CPU and 512 MB
       And a VM "app" is created from the e2e template
@@ -18,13 +18,22 @@ Feature: End to end
       When the VM "app" is started
       Then the guest of "app" has the address vman recorded for it
       And the database, QEMU, the guests and the files agree
-      When the disk "data" is attached to "app"
-      Then the guest of "app" sees "data" as a new disk of 1 GB
-      And the database, QEMU, the guests and the files agree
-      When the guest of "app" writes a marker to the disk "data"
-      And the disk "data" is detached
+
+    Scenario: A disk attached to a VM of a new template takes data and comes off cleanly
+      Given vman is running on this host
+      And a template "e2e" is created for the test guest with 1 CPU and 512 MB
+      And a running VM "app" from the e2e template
+      And a 1 GB disk "data" attached to "app"
+      And the guest of "app" writes a marker to the disk "data"
+      When the disk "data" is detached
       Then the guest of "app" no longer sees the disk "data"
       And the database, QEMU, the guests and the files agree
+
+    Scenario: Taking everything down leaves nothing but the built-in templates
+      Given vman is running on this host
+      And a template "e2e" is created for the test guest with 1 CPU and 512 MB
+      And a running VM "app" from the e2e template
+      And a 1 GB disk "data"
       When the VM "app" is stopped
       And the disk "data" is deleted
       And the VM "app" is deleted

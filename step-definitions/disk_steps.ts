@@ -11,14 +11,13 @@ import {
   lastDiskRequest, requestDisk, type DiskJson,
 } from '../support/disk-tasks.ts';
 import {
-  describeGuestDisks, diskFiles, diskNodeNames, expectedDiskFile, GIB, guestDisks, imageFacts, interruptions, recordedDisk, type GuestBlockDevice,
+  describeGuestDisks, diskFiles, diskNodeNames, expectedDiskFile, GIB, guestDisks, imageFacts, interruptions, recordedDisk,
   recordedDiskOrNone, storedState, storedStateBeforeLastRequest, waitForSamplesAfter, watchVm, type VmSample, type VmWatch,
 } from '../support/disk-facts.ts';
 import { createVm, deleteVm, expectStatus } from '../support/vm-tasks.ts';
 import { recordedVm, remembered } from '../support/vm-facts.ts';
 
 const WATCHES = 'VM watches';
-const guestDisksBefore = (vm: string, disk: string): string => `${vm}:guest disks before ${disk} was attached`;
 
 // --- Given -------------------------------------------------------------------
 
@@ -41,7 +40,7 @@ Given('a VM {string} that has since been deleted', async function (this: VmanWor
 
 Given('the VM {string} is being watched through its guest agent and QMP', async function (this: VmanWorld, name: string) {
   const watch = watchVm((await recordedVm(this, name)).dir);
-  this.remembered.set(`watch:${name}`, watch);
+  this.vmNoted(name).watch = watch;
   watchesOf(this).push(watch);
   await waitForSamplesAfter(watch, 0, 2);
 });
@@ -54,7 +53,7 @@ When('a {int} GB disk {string} is created', async function (this: VmanWorld, siz
 
 When('the disk {string} is attached to {string}', async function (this: VmanWorld, disk: string, vm: string) {
   const recorded = await recordedVm(this, vm);
-  if (recorded.state === 'running') this.remembered.set(guestDisksBefore(vm, disk), await guestDisks(recorded.dir));
+  if (recorded.state === 'running') (this.diskNoted(disk).guestDisksBefore ??= new Map()).set(vm, await guestDisks(recorded.dir));
   expectStatus(await attachDisk(this, disk, vm), 200, `attach the disk ${disk} to ${vm}`);
 });
 
@@ -67,7 +66,7 @@ When('the disk {string} is deleted', async function (this: VmanWorld, disk: stri
 });
 
 When('the guest of {string} writes a marker to the disk {string}', async function (this: VmanWorld, vm: string, disk: string) {
-  this.remembered.set(`marker:${disk}`, await guestWritesMarker((await recordedVm(this, vm)).dir, this.idOf(disk)));
+  this.diskNoted(disk).guestMarker = await guestWritesMarker((await recordedVm(this, vm)).dir, this.idOf(disk));
 });
 
 // Requests that may be refused: the answer is checked by a Then step.
@@ -114,7 +113,8 @@ Then('QMP no longer lists the disk {string} on {string}', async function (this: 
 
 Then('the guest of {string} sees {string} as a new disk of {int} GB', async function (this: VmanWorld, vm: string, disk: string, sizeGb: number) {
   const { seen, devices } = await expectGuestDisk(this, vm, disk, sizeGb);
-  const before = remembered<GuestBlockDevice[]>(this, guestDisksBefore(vm, disk));
+  const before = this.diskNoted(disk).guestDisksBefore?.get(vm);
+  if (!before) throw new Error(`the guest's disks of ${vm} were not noted before ${disk} was attached`);
   expect(before.map((d) => d.name), `devices before the attach: ${describeGuestDisks(before)}`).to.not.include(seen.name);
   expect(devices.length, `devices now: ${describeGuestDisks(devices)}`).to.equal(before.length + 1);
 });
@@ -140,13 +140,15 @@ Then('the guest of {string} no longer sees the disk {string}', async function (t
 });
 
 Then('the guest of {string} reads the marker back from the disk {string}', async function (this: VmanWorld, vm: string, disk: string) {
-  const marker = remembered<string>(this, `marker:${disk}`);
+  const marker = this.diskNoted(disk).guestMarker;
+  if (marker === undefined) throw new Error(`no marker was written to ${disk} in this scenario`);
   const read = await guestReadsMarker((await recordedVm(this, vm)).dir, this.idOf(disk), marker.length);
   expect(read, `what the guest of ${vm} reads where the marker was written`).to.equal(marker);
 });
 
 Then('throughout, the guest agent of {string} answered, its uptime kept growing and QMP reported it running', async function (this: VmanWorld, vm: string) {
-  const watch = remembered<VmWatch>(this, `watch:${vm}`);
+  const watch = this.vmNoted(vm).watch;
+  if (!watch) throw new Error(`${vm} was not watched in this scenario`);
   const attach = lastDiskRequest(this, 'attach');
   const detach = lastDiskRequest(this, 'detach');
   await waitForSamplesAfter(watch, detach.answeredAt, 2).finally(() => watch.stop());

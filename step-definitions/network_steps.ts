@@ -16,7 +16,6 @@ import {
   allocationsInDb, bridgePorts, dnsmasqOf, leasesOfDnsmasq, macOf, networkDir, networkFromApi, pingAcrossBridge,
   qemuPidOf, reservationsInDnsmasq, tapsHeldBy, vlansOfPort, waitForLease,
 } from '../support/network-facts.ts';
-import type { Row } from '../support/db-reader.ts';
 
 const SETTING_ENV: Record<string, string> = {
   mode: 'VMAN_NETWORK_MODE', bridge: 'VMAN_BRIDGE', vlan: 'VMAN_VLAN', subnet: 'VMAN_SUBNET', gateway: 'VMAN_GATEWAY', range: 'VMAN_RANGE',
@@ -124,7 +123,7 @@ Then('the API shows {string} with the address {ip}', async function (this: VmanW
 Then('the guest of {string} reports the address {ip} through its agent', async function (this: VmanWorld, name: string, address: string) {
   const seen = await guestIpv4((await recordedVm(this, name)).dir);
   expect(seen, `IPv4 addresses the guest agent of ${name} reports (loopback excluded)`).to.deep.equal([address]);
-  this.remembered.set(`${name}:guest-address`, address);
+  this.vmNoted(name).guestAddress = address;
 });
 
 Then('{string} and {string} hold different addresses of the range, in the database and in their guests', async function (this: VmanWorld, a: string, b: string) {
@@ -164,7 +163,8 @@ Then('the start is refused with status {int} saying {string}', function (this: V
 });
 
 Then('the VM {string} is unchanged in the database, holds no address and has no QEMU process', async function (this: VmanWorld, name: string) {
-  const before = remembered<Row>(this, `${name}:row`);
+  const before = this.vmNoted(name).rowBefore;
+  if (!before) throw new Error(`the row of ${name} was not noted before the start`);
   expect(await this.db().vmByName(name), `the row of ${name} after the refused start`).to.deep.equal(before);
   expect(await allocationsInDb(this), 'address_allocations after the refused start').to.deep.equal(remembered(this, 'allocations'));
   expect(await qemuProcessOf(String(before.id), String(before.storage_dir)), `a QEMU process of ${name}`).to.equal(undefined);
@@ -227,12 +227,13 @@ Then('the QEMU process of {string} holds a tap device of its own on the bridge',
   expect(taps, `tap devices the QEMU process of ${name} holds (/proc/<pid>/fdinfo)`).to.have.length(1);
   const ports = await bridgePorts(ns, BRIDGE_NET.bridge);
   expect(ports.map((p) => `${p.ifname} (${p.linkinfo?.info_kind ?? '?'})`), `ports of ${BRIDGE_NET.bridge}`).to.deep.equal([`${taps[0]} (tun)`]);
-  this.remembered.set(`${name}:tap`, taps[0]);
+  this.vmNoted(name).tap = taps[0];
 });
 
 Then('dnsmasq has reserved and leased that address to the MAC of {string}', async function (this: VmanWorld, name: string) {
   const address = await dbAddress(this, name);
-  if (this.remembered.has(`${name}:guest-address`)) expect(address, 'address in the database').to.equal(remembered(this, `${name}:guest-address`));
+  const seen = this.vmNoted(name).guestAddress;
+  if (seen !== undefined) expect(address, 'address in the database').to.equal(seen);
   const mac = await macOf(this, name);
   expect(await reservationsInDnsmasq(this), 'reservations in dnsmasq dhcp-hosts').to.deep.include({ mac, address });
   const lease = await waitForLease(this, mac);

@@ -99,7 +99,7 @@ const sha256 = async (file: string): Promise<string> => createHash('sha256').upd
 When("the QEMU of {string} is given the disk {string} behind vman's back", async function (this: VmanWorld, vm: string, disk: string) {
   const owner = await recordedVm(this, vm);
   const d = await recordedDisk(this, disk);
-  this.remembered.set(`${disk}:sha256`, await sha256(d.path));
+  this.diskNoted(disk).sha256 = await sha256(d.path);
   await plugDiskBehindVmansBack(owner.dir, d);
   // The guest takes the device too, as it would after a real attach.
   await waitForGuestDisk(owner.dir, d.id);
@@ -127,7 +127,7 @@ Then('the repair says it took the device and both nodes of {string} out of the Q
 
 Then('the file of the disk {string} is unchanged', async function (this: VmanWorld, disk: string) {
   const d = await recordedDisk(this, disk);
-  expect(await sha256(d.path), `content of ${d.path}`).to.equal(remembered<string>(this, `${disk}:sha256`));
+  expect(await sha256(d.path), `content of ${d.path}`).to.equal(this.diskNoted(disk).sha256);
 });
 
 When('a tap device named like a VM\'s is put on the bridge by hand', async function (this: VmanWorld) {

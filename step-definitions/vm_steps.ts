@@ -6,7 +6,7 @@ import { access } from 'node:fs/promises';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { createVm, deleteVm, expectStatus, startNotingRecords, startRunningVm, vmAction } from '../support/vm-tasks.ts';
 import {
-  guestIpv4, recordedVm, remembered, rememberVm, runtimeFilesPresent, waitForNoQemu, waitForRecordedState, withGuestAgent,
+  guestIpv4, recordedVm, rememberVm, runtimeFilesPresent, waitForNoQemu, waitForRecordedState, withGuestAgent,
 } from '../support/vm-facts.ts';
 import { qemuProcessOf, qmpRunState } from '../support/qemu-facts.ts';
 import { signal } from '../support/proc-reader.ts';
@@ -46,13 +46,13 @@ When('the VM {string} is deleted', async function (this: VmanWorld, name: string
 
 When('the guest of {string} powers itself off', async function (this: VmanWorld, name: string) {
   // guest-shutdown has no reply on success: the guest is gone before it could send one.
-  await withGuestAgent(remembered<string>(this, `${name}:dir`), (ga) =>
+  await withGuestAgent(this.vmNoted(name).dir, (ga) =>
     ga.execute('guest-shutdown', { mode: 'powerdown' }, { timeoutMs: 2_000 }).catch(() => undefined),
   );
 });
 
 When('the QEMU process of {string} is killed', async function (this: VmanWorld, name: string) {
-  const p = await qemuProcessOf(remembered(this, `${name}:id`), remembered(this, `${name}:dir`));
+  const p = await qemuProcessOf(this.vmNoted(name).id, this.vmNoted(name).dir);
   if (!p) throw new Error(`no QEMU process of ${name} to kill`);
   signal(p.pid, 'SIGKILL');
 });
@@ -87,32 +87,32 @@ Then('the guest of {string} has the address vman recorded for it', async functio
 });
 
 Then('no QEMU process of {string} is left', async function (this: VmanWorld, name: string) {
-  await waitForNoQemu(remembered(this, `${name}:id`), remembered(this, `${name}:dir`));
+  await waitForNoQemu(this.vmNoted(name).id, this.vmNoted(name).dir);
 });
 
 Then('the sockets and pidfile of {string} are gone', async function (this: VmanWorld, name: string) {
-  expect(await runtimeFilesPresent(remembered(this, `${name}:dir`))).to.deep.equal([]);
+  expect(await runtimeFilesPresent(this.vmNoted(name).dir)).to.deep.equal([]);
 });
 
 Then('the storage folder of {string} holds no sockets or pidfile', async function (this: VmanWorld, name: string) {
-  expect(await runtimeFilesPresent(remembered(this, `${name}:dir`))).to.deep.equal([]);
+  expect(await runtimeFilesPresent(this.vmNoted(name).dir)).to.deep.equal([]);
 });
 
 Then('{string} holds no address', async function (this: VmanWorld, name: string) {
-  expect(await this.db().addressOf(remembered(this, `${name}:id`)), 'address allocation in the database').to.equal(undefined);
+  expect(await this.db().addressOf(this.vmNoted(name).id), 'address allocation in the database').to.equal(undefined);
 });
 
 Then('{string} runs in a new QEMU process', async function (this: VmanWorld, name: string) {
   const vm = await recordedVm(this, name);
   const proc = await qemuProcessOf(vm.id, vm.dir);
   expect(proc, 'a live QEMU process').to.not.equal(undefined);
-  expect(proc!.pid, 'pid after the restart').to.not.equal(remembered<number>(this, `${name}:pid`));
+  expect(proc!.pid, 'pid after the restart').to.not.equal(this.vmNoted(name).pid);
 });
 
 Then('{string} still runs in the same QEMU process', async function (this: VmanWorld, name: string) {
   const vm = await recordedVm(this, name);
   const proc = await qemuProcessOf(vm.id, vm.dir);
-  expect(proc?.pid, 'live QEMU pid').to.equal(remembered<number>(this, `${name}:pid`));
+  expect(proc?.pid, 'live QEMU pid').to.equal(this.vmNoted(name).pid);
   expect(vm.pid, 'pid recorded in the database').to.equal(proc?.pid);
 });
 
@@ -121,7 +121,7 @@ Then('the database has no record of {string}', async function (this: VmanWorld, 
 });
 
 Then('the storage folder of {string} is gone', async function (this: VmanWorld, name: string) {
-  const exists = await access(remembered<string>(this, `${name}:dir`)).then(() => true, () => false);
+  const exists = await access(this.vmNoted(name).dir).then(() => true, () => false);
   expect(exists, 'VM folder exists').to.equal(false);
 });
 
@@ -138,7 +138,7 @@ Then('the VM {string} can be deleted', async function (this: VmanWorld, name: st
 
 Then('the VM {string} can be stopped through the API', async function (this: VmanWorld, name: string) {
   expectStatus(await vmAction(this, name, 'stop'), 200, `stop ${name}`);
-  await waitForNoQemu(remembered(this, `${name}:id`), remembered(this, `${name}:dir`));
+  await waitForNoQemu(this.vmNoted(name).id, this.vmNoted(name).dir);
   await waitForRecordedState(this, name, 'stopped');
 });
 

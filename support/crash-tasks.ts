@@ -192,18 +192,17 @@ export async function writeMarker(world: VmanWorld, name: string): Promise<void>
   if (!disk) throw new Error(`no disk ${name} to write to`);
   const marker: Marker = { offset: 1 << 20, length: 64 << 10, pattern: randomInt(1, 255) };
   await execa('qemu-io', ['-f', 'qcow2', '-c', `write -P ${marker.pattern} ${marker.offset} ${marker.length}`, String(disk.path)]);
-  world.remembered.set(`image-marker:${name}`, marker);
+  world.diskNoted(name).imageMarker = marker;
 }
 
 /** Reads every marker back with qemu-io (-U: a running QEMU may hold the image); lists what does not read back. */
 export async function damagedMarkers(world: VmanWorld): Promise<string[]> {
   const problems: string[] = [];
-  for (const [key, value] of world.remembered) {
-    if (!key.startsWith('image-marker:')) continue;
-    const name = key.slice('image-marker:'.length);
+  for (const [name, notes] of world.diskNotes) {
+    const m = notes.imageMarker;
+    if (!m) continue;
     const disk = await world.db().one('SELECT path FROM disks WHERE name = ?', [name]);
     if (!disk) continue; // deleted on purpose; its absence is checked where that is the point
-    const m = value as Marker;
     const r = await execa('qemu-io', ['-f', 'qcow2', '-r', '-U', '-c', `read -P ${m.pattern} ${m.offset} ${m.length}`, String(disk.path)], { reject: false });
     if (r.exitCode !== 0 || /failed/i.test(r.stdout)) problems.push(`disk ${name}: ${r.stdout.trim() || r.stderr.trim()}`);
   }

@@ -29,9 +29,8 @@ export async function recordedVm(world: VmanWorld, name: string): Promise<Record
 /** Remembers where a VM lives, so later steps can check it after the row is gone. */
 export async function rememberVm(world: VmanWorld, name: string): Promise<RecordedVm> {
   const vm = await recordedVm(world, name);
-  world.remembered.set(`${name}:dir`, vm.dir);
-  world.remembered.set(`${name}:id`, vm.id);
-  if (vm.pid !== null) world.remembered.set(`${name}:pid`, vm.pid);
+  const notes = world.vmNotes.get(name);
+  world.vmNotes.set(name, { ...notes, id: vm.id, dir: vm.dir, ...(vm.pid !== null ? { pid: vm.pid } : {}) });
   return vm;
 }
 

@@ -49,7 +49,8 @@ export async function startRunningVm(world: VmanWorld, name: string, template: s
 
 /** Starts a VM after noting its row and the allocations, for scenarios where the start must change nothing. */
 export async function startNotingRecords(world: VmanWorld, name: string): Promise<Response<unknown>> {
-  world.remembered.set(`${name}:row`, await world.db().vmByName(name));
+  const row = await world.db().vmByName(name);
+  if (row) world.vmNotes.set(name, { ...world.vmNotes.get(name), id: String(row.id), dir: String(row.storage_dir), rowBefore: row });
   world.remembered.set('allocations', await allocationsInDb(world));
   return vmAction(world, name, 'start');
 }

@@ -1,11 +1,41 @@
 // One World per scenario: its own storage folder, the VMs it started (which
 // it always destroys), the host facts and the report attachments.
-import { rm } from 'node:fs/promises';
+import { access, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { setWorldConstructor, World, type IWorldOptions } from '@cucumber/cucumber';
 import type { ProtocolLogEntry } from '../src/operator/qmp-client.ts';
 import { newScenarioDir, qemuProcessesUnder, killProcesses } from '../support/run-context.ts';
 import type { SuiteHost } from '../support/host.ts';
+import type { Row } from '../support/db-reader.ts';
+import type { GuestDisk } from '../support/guest-view.ts';
+import type { VmWatch } from '../support/disk-facts.ts';
+
+/** What a scenario learnt about a VM it names, so later steps can check it after its row is gone. */
+export interface VmNotes {
+  id: string;
+  dir: string;
+  /** Its QEMU's pid when it was noted (a restart must change it, an adoption must not). */
+  pid?: number;
+  /** Its row before a request that must change nothing. */
+  rowBefore?: Row;
+  tap?: string;
+  /** The address its guest reported. */
+  guestAddress?: string;
+  /** A watch of the running guest across hot-plugs. */
+  watch?: VmWatch;
+}
+
+/** What a scenario noted about a disk it names. */
+export interface DiskNotes {
+  /** The sha256 of its file, to prove it untouched. */
+  sha256?: string;
+  /** The marker the guest wrote on it. */
+  guestMarker?: string;
+  /** A pattern written into its image with qemu-io before a crash. */
+  imageMarker?: { offset: number; length: number; pattern: number };
+  /** The guest's disks before it was attached, by VM name. */
+  guestDisksBefore?: Map<string, GuestDisk[]>;
+}
 import { bootBareGuest, killBareGuest, type BareGuest } from '../support/bare-guest.ts';
 import { DbReader } from '../support/db-reader.ts';
 import { startChildVman, startInProcessVman, type ChildVman, type VmanEndpoint } from './vman-service.ts';
@@ -29,7 +59,10 @@ export class VmanWorld extends World {
   /** VM and template ids by the names the scenario gave them. */
   readonly ids = new Map<string, string>();
   lastResponse?: Response<unknown>;
-  /** Facts remembered between steps (a pid before a restart, ...). */
+  /** What the scenario knows of each VM and disk it names. */
+  readonly vmNotes = new Map<string, VmNotes>();
+  readonly diskNotes = new Map<string, DiskNotes>();
+  /** Scenario-wide facts remembered between steps (a report, a request's answer, ...). */
   readonly remembered = new Map<string, unknown>();
   /** How long each VM and disk operation took, for the report. */
   readonly timings: Array<{ what: string; ms: number; status: number }> = [];
@@ -93,6 +126,20 @@ export class VmanWorld extends World {
     return this.dbReader;
   }
 
+  /** Notes about a VM, which an earlier step must have taken. */
+  vmNoted(name: string): VmNotes {
+    const notes = this.vmNotes.get(name);
+    if (!notes) throw new Error(`nothing was noted about a VM named ${name} in this scenario`);
+    return notes;
+  }
+
+  /** Notes about a disk (empty at first). */
+  diskNoted(name: string): DiskNotes {
+    let notes = this.diskNotes.get(name);
+    if (!notes) this.diskNotes.set(name, (notes = {}));
+    return notes;
+  }
+
   idOf(name: string): string {
     const id = this.ids.get(name);
     if (!id) throw new Error(`nothing named ${name} was created in this scenario`);
@@ -100,8 +147,10 @@ export class VmanWorld extends World {
   }
 
   /**
-   * Stops every VM of the scenario (forced: the scenario is over), vman, and
-   * any QEMU left under the scenario's storage; removes the storage. Safe to call twice.
+   * Undoes what the scenario did, newest first: the steps' own undo actions,
+   * the guests it booted, vman, any QEMU left under its storage (VMs outlive
+   * vman by design), the storage itself. Then it looks again: anything it
+   * started that survived fails the scenario. Safe to call twice.
    */
   async destroyAll(): Promise<void> {
     const errors: unknown[] = [];
@@ -117,8 +166,11 @@ export class VmanWorld extends World {
       // VMs started through vman outlive it by design: end them by their folder.
       await killProcesses(await qemuProcessesUnder(this.storage));
       await rm(this.storage, { recursive: true, force: true });
+      const survivors = await qemuProcessesUnder(this.storage);
+      if (survivors.length > 0) errors.push(new Error(`QEMU ${survivors.map((p) => p.pid).join(', ')} survived the teardown of ${this.storage}`));
+      if (await access(this.storage).then(() => true, () => false)) errors.push(new Error(`${this.storage} survived the teardown`));
     }
-    if (errors.length > 0) throw new AggregateError(errors, 'teardown could not stop everything');
+    if (errors.length > 0) throw new AggregateError(errors, `teardown could not undo everything: ${errors.map((e) => (e instanceof Error ? e.message : String(e))).join('; ')}`);
   }
 }
 
