@@ -13,19 +13,6 @@ import type { Row } from '../support/db-reader.ts';
 
 const names = (list: string): string[] => list.split(/,\s*|\s+and\s+/).map((n) => n.trim().replace(/^"|"$/g, ''));
 
-When('a template {string} is created for the test guest with {int} CPU(s) and {int} MB', async function (this: VmanWorld, name: string, cpus: number, mb: number) {
-  const g = this.host.guest;
-  const res = await this.api().http.post('api/v1/templates', {
-    json: { name, cpus, memory_mb: mb, kernel_path: g.kernel, initrd_path: g.initrd, cmdline: g.cmdline },
-  });
-  const t = expectStatus<{ id: string }>(res, 201, `create template ${name}`);
-  this.ids.set(`template:${name}`, t.id);
-});
-
-When('the template {string} is deleted', async function (this: VmanWorld, name: string) {
-  expectStatus(await this.api().http.delete(`api/v1/templates/${this.idOf(`template:${name}`)}`), 204, `delete template ${name}`);
-});
-
 When('a VM {string} is created from the {word} template', async function (this: VmanWorld, name: string, template: string) {
   await createVm(this, name, template);
   await rememberVm(this, name);

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { qemuBlockView } from '../support/qmp-reader.ts';
-import { expectStatus } from '../support/vm-tasks.ts';
+import { attachDisk } from '../support/disk-tasks.ts';
 import { recordedVm } from '../support/vm-facts.ts';
 import { qemuProcessOf } from '../support/qemu-facts.ts';
 import { recordedDisk } from '../support/disk-facts.ts';
@@ -40,18 +40,10 @@ When('the disk folder gets room again', async function (this: VmanWorld) {
   await execa('mount', ['-o', 'remount,size=65536k', disks]);
 });
 
-Given('a template {string} for the test guest without its guest agent', async function (this: VmanWorld, name: string) {
-  const g = this.host.guest;
-  const res = await this.api().http.post('api/v1/templates', {
-    json: { name, cpus: 1, memory_mb: 512, kernel_path: g.kernel, initrd_path: g.initrd, cmdline: `${g.cmdline} vman.noagent` },
-  });
-  expectStatus(res, 201, `create template ${name}`);
-});
-
 When('the disk {string} is being attached to {string} and QEMU is killed once QEMU holds the disk', async function (this: VmanWorld, disk: string, vm: string) {
   const owner = await recordedVm(this, vm);
   const { node } = diskNodeNames(this.idOf(disk));
-  const attach = this.api().http.post(`api/v1/disks/${this.idOf(disk)}/attach`, { json: { vm_id: owner.id } });
+  const attach = attachDisk(this, disk, vm);
   // Between the steps: QEMU has the block node, the guest has not yet reported the disk.
   await pollUntil(
     `QEMU of ${vm} to hold the block node ${node}`,

@@ -8,7 +8,7 @@ import { isAlive } from '../support/proc-reader.ts';
 import path from 'node:path';
 import { waitForConsoleLine } from '../support/waiters.ts';
 import type { VmanWorld } from '../world/vman-world.ts';
-import { expectStatus, startNotingRecords, startRunningVm, vmAction, type VmJson } from '../support/vm-tasks.ts';
+import { expectStatus, getVm, startNotingRecords, startRunningVm, vmAction } from '../support/vm-tasks.ts';
 import { guestIpv4, recordedVm, remembered, rememberVm } from '../support/vm-facts.ts';
 import { qemuProcessOf } from '../support/qemu-facts.ts';
 import { BRIDGE_NET, dnsmasqProcessesUnder, kernelVlanSupport, netnsId, scenarioNetns, serveInNetns, startVmanInNetns } from '../support/netns.ts';
@@ -116,8 +116,7 @@ Then('the database records the address {ip} for {string}', async function (this:
 });
 
 Then('the API shows {string} with the address {ip}', async function (this: VmanWorld, name: string, address: string) {
-  const res = await this.api().http.get(`api/v1/vms/${this.idOf(name)}`);
-  expect(expectStatus<VmJson>(res, 200, `get ${name}`).address, `address of ${name} in the API`).to.equal(address);
+  expect((await getVm(this, name)).address, `address of ${name} in the API`).to.equal(address);
 });
 
 Then('the guest of {string} reports the address {ip} through its agent', async function (this: VmanWorld, name: string, address: string) {

@@ -4,10 +4,10 @@ import { expect } from 'chai';
 import { access, rm } from 'node:fs/promises';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { tamperWithDatabase } from '../support/db-reader.ts';
-import { createVm, expectStatus } from '../support/vm-tasks.ts';
+import { createVm } from '../support/vm-tasks.ts';
 import { rememberVm, remembered } from '../support/vm-facts.ts';
 import {
-  checkNow, findingAbout, lastReport, latestReport, makeDiskFileByHand, plugDiskBehindVmansBack, putTapOnBridgeByHand, reserveByHand,
+  askForRepair, checkNow, findingAbout, lastReport, latestReport, makeDiskFileByHand, plugDiskBehindVmansBack, putTapOnBridgeByHand, reserveByHand,
   startQemuByHand, waitForPeriodicFinding,
 } from '../support/observer-tasks.ts';
 import { recordedDisk, waitForGuestDisk } from '../support/disk-facts.ts';
@@ -47,8 +47,7 @@ When('the observer checks', async function (this: VmanWorld) {
 });
 
 When('a repair is asked for', async function (this: VmanWorld) {
-  const res = await this.api().http.post('api/v1/observer/reconcile');
-  this.remembered.set('repair', expectStatus(res, 200, 'observer reconcile'));
+  await askForRepair(this);
 });
 
 Then('the report says {string} is recorded running but has no QEMU process', function (this: VmanWorld, name: string) {

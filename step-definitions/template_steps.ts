@@ -1,20 +1,28 @@
-// Steps about templates.
-import { Given } from '@cucumber/cucumber';
+// Steps about templates: made, removed, and the built-in ones.
+import { Given, When } from '@cucumber/cucumber';
 import { expect } from 'chai';
 import { copyFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { VmanWorld } from '../world/vman-world.ts';
-import { expectStatus } from '../support/vm-tasks.ts';
+import { createTemplate, deleteTemplate } from '../support/template-tasks.ts';
+
+When('a template {string} is created for the test guest with {int} CPU(s) and {int} MB', async function (this: VmanWorld, name: string, cpus: number, mb: number) {
+  await createTemplate(this, name, { cpus, memoryMb: mb });
+});
+
+Given('a template {string} for the test guest without its guest agent', async function (this: VmanWorld, name: string) {
+  await createTemplate(this, name, { cpus: 1, memoryMb: 512, cmdline: `${this.host.guest.cmdline} vman.noagent` });
+});
 
 Given('a template {string} whose kernel file has since been removed', async function (this: VmanWorld, name: string) {
   const kernel = path.join(this.storage, `${name}-vmlinuz`);
   await copyFile(this.host.guest.kernel, kernel);
-  const res = await this.api().http.post('api/v1/templates', {
-    json: { name, cpus: 1, memory_mb: 512, kernel_path: kernel, initrd_path: this.host.guest.initrd, cmdline: this.host.guest.cmdline },
-  });
-  const t = expectStatus<{ id: string }>(res, 201, `create template ${name}`);
-  this.ids.set(`template:${name}`, t.id);
+  await createTemplate(this, name, { cpus: 1, memoryMb: 512, kernel });
   await rm(kernel);
+});
+
+When('the template {string} is deleted', async function (this: VmanWorld, name: string) {
+  await deleteTemplate(this, name);
 });
 
 Given('the built-in templates are there', async function (this: VmanWorld) {

@@ -32,6 +32,13 @@ export async function checkNow(world: VmanWorld): Promise<ReportJson> {
   return report;
 }
 
+/** Asks vman to repair what its observer finds; remembers its answer. */
+export async function askForRepair(world: VmanWorld): Promise<unknown> {
+  const answer = expectStatus<unknown>(await world.api().http.post('api/v1/observer/reconcile'), 200, 'observer reconcile');
+  world.remembered.set('repair', answer);
+  return answer;
+}
+
 export async function latestReport(world: VmanWorld): Promise<ReportJson | undefined> {
   const res = await world.api().http.get('api/v1/observer/report');
   return res.statusCode === 200 ? (res.body as unknown as ReportJson) : undefined;

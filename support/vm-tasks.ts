@@ -28,6 +28,10 @@ export async function createVm(world: VmanWorld, name: string, template: string)
   return vm;
 }
 
+export async function getVm(world: VmanWorld, name: string): Promise<VmJson> {
+  return expectStatus<VmJson>(await world.api().http.get(`api/v1/vms/${world.idOf(name)}`), 200, `get VM ${name}`);
+}
+
 export async function vmAction(world: VmanWorld, name: string, action: 'start' | 'stop' | 'restart', body?: object): Promise<Response<unknown>> {
   const started = Date.now();
   const res = await world.api().http.post(`api/v1/vms/${world.idOf(name)}/${action}`, body ? { json: body } : {});
