@@ -1,41 +1,25 @@
 // Steps about bad input and conflicting requests: what vman answers, and
-// that a refusal changed nothing in its database, disk files or VM folders.
-import { Before, Given, Then, When } from '@cucumber/cucumber';
+// that a refusal changed nothing it holds (its database, its storage folder,
+// its QEMU processes, the objects of the process it runs in).
+import { Given, Then, When } from '@cucumber/cucumber';
 import { expect } from 'chai';
 import type { VmanWorld } from '../world/vman-world.ts';
 import {
-  atTheSameMoment, createOwnTemplate, describeRace, disturbedClimbTargets, idAction, placeClimbTargets, problemFlaws, raceEntries,
-  raceWinner, sendBody, sendTo, sendToId, sendWellFormed, sendWellFormedAs, sendWithField, stopWithQuery, tableBody, tableValue,
-  tryCreateTemplate, tryCreateVm, tryDeleteTemplate, tryVmAction, vmFolders, vmFoldersBeforeLastRequest, type Target,
+  attachToBothAtOnce, createOneAfterAnother, createOwnTemplate, createTwiceAtOnce, createdOneAfterAnother, creating, describeRace, headUnlikeGet,
+  idAction, kindNamed, lastAnswer, oneWonFlaws, raceEntries, raceWinner, rowsNamed, sendBody, sendLongUrl, sendTo, sendToId, sendWellFormed,
+  sendWellFormedAs, sendWithField, sendWithKey, sendWithKeyTwice, startAndDeleteAtOnce, startAndDeleteFlaws, startTwiceAtOnce, stopWithQuery,
+  storageGainedBeyond, tableBody, tableId, tableValue, targetNamed, tryCreateTemplate, tryCreateVm, tryDeleteTemplate, tryVmAction,
 } from '../support/validation-tasks.ts';
-import { listVmanQemuProcesses } from '../src/operator/proc.ts';
-import { listDiskDevices } from '../src/operator/hotplug.ts';
-import { diskNodeNames } from '../src/operator/qemu-command.ts';
-import { withAuxQmp } from '../support/qemu-facts.ts';
-import { recordedDisk, storedState, storedStateBeforeLastRequest } from '../support/disk-facts.ts';
+import { changesSinceLastRequest, prototypeChangesSinceLastRequest } from '../support/validation-state.ts';
+import { allowed, detailOf, fieldFlaws, hasWord, problemFlaws, quotesFlaws, saysFlaws } from '../support/validation-problem.ts';
+import { disturbedPlaces, preparePlaces } from '../support/validation-places.ts';
+import { healthStatuses, notRefusedAsUnauthorized, readEveryListWithToken, requireApiToken, sendEveryRequest, sentRequests } from '../support/validation-token.ts';
+import { bootFilesIn, bootFilesOf, qemuArgument, rootDiskBacking, templateOfBootFiles } from '../support/validation-boot-files.ts';
+import { qemuNameIn, qemusUnder } from '../support/proc-reader.ts';
+import { qemuBlockView } from '../support/qmp-reader.ts';
+import { blockNamesOf } from '../support/coherence.ts';
+import { recordedDisk } from '../support/disk-facts.ts';
 import { recordedVm } from '../support/vm-facts.ts';
-import { hostStatus } from '../support/host.ts';
-
-const creating = (kind: string): Target => {
-  if (kind === 'template') return { what: 'create a template' };
-  if (kind === 'VM') return { what: 'create a VM' };
-  if (kind === 'disk') return { what: 'create a disk' };
-  throw new Error(`vman creates templates, VMs and disks, not a ${kind}`);
-};
-
-const vmTarget = (action: string, vm: string): Target => {
-  if (action !== 'start' && action !== 'stop' && action !== 'restart') throw new Error(`a VM cannot be asked to ${action}`);
-  return { what: action, vm };
-};
-
-// vman probes the host as it starts unless it is handed a probe. The run probes
-// once; handing that to vman saves a probe in each of the many short scenarios
-// here. Without a usable QEMU nothing is handed over, and vman, probing for
-// itself, serves anyway (a start then gets 503).
-Before({ tags: '@validation and not @integration' }, async function (this: VmanWorld) {
-  const status = await hostStatus();
-  if (status.ok) this.host = status.host;
-});
 
 // --- Given ------------------------------------------------------------------------
 
@@ -43,8 +27,20 @@ Given('a template {string} that is not built in', async function (this: VmanWorl
   await createOwnTemplate(this, name);
 });
 
-Given('files where the id {string} would lead from vman\'s folders', async function (this: VmanWorld, id: string) {
-  await placeClimbTargets(this, id);
+Given('files where the id {} would lead from vman\'s folders', async function (this: VmanWorld, id: string) {
+  await preparePlaces(this, tableId(id));
+});
+
+Given('vman requires the API token {string}', async function (this: VmanWorld, token: string) {
+  await requireApiToken(this, token);
+});
+
+Given('the test guest\'s kernel and initrd and a base image in a folder named {string}', async function (this: VmanWorld, folder: string) {
+  await bootFilesIn(this, folder);
+});
+
+Given('a template {string} of those files', async function (this: VmanWorld, name: string) {
+  await templateOfBootFiles(this, name);
 });
 
 // --- When: one request with one thing wrong ---------------------------------------------
@@ -82,20 +78,47 @@ When('the operator sends {} to detach the disk {string}', async function (this: 
 });
 
 When('the operator sends {} to {word} the VM {string}', async function (this: VmanWorld, body: string, action: string, vm: string) {
-  await sendBody(this, vmTarget(action, vm), tableBody(body));
+  await sendBody(this, targetNamed(`${action} the VM "${vm}"`), tableBody(body));
 });
 
-When('the operator sends a well-formed VM request as {}', async function (this: VmanWorld, contentType: string) {
-  await sendWellFormedAs(this, { what: 'create a VM' }, contentType);
+When('the operator sends a request to {} whose body also has the key {word}', async function (this: VmanWorld, request: string, key: string) {
+  await sendWithKey(this, targetNamed(request), key);
+});
+
+When('the operator sends a request to {} whose key {word} is given twice, the second time as {}', async function (this: VmanWorld, request: string, key: string, second: string) {
+  await sendWithKeyTwice(this, targetNamed(request), key, tableValue(second));
+});
+
+When('the operator sends the well-formed request to {} with the content type {}', async function (this: VmanWorld, request: string, contentType: string) {
+  await sendWellFormedAs(this, targetNamed(request), contentType);
 });
 
 When('the operator sends a {word} request to {}', async function (this: VmanWorld, method: string, urlPath: string) {
   await sendTo(this, method, urlPath);
 });
 
+When('the operator sends an {word} request to {}', async function (this: VmanWorld, method: string, urlPath: string) {
+  await sendTo(this, method, urlPath);
+});
+
+When('the operator asks for {} followed by {int} letters', async function (this: VmanWorld, urlPath: string, length: number) {
+  await sendLongUrl(this, urlPath, length);
+});
+
 When('the operator asks to {} the {word} with the id {}', async function (this: VmanWorld, action: string, kind: string, id: string) {
-  if (kind !== 'template' && kind !== 'VM' && kind !== 'disk') throw new Error(`unknown kind ${kind}`);
-  await sendToId(this, idAction(action), kind, String(tableValue(id)));
+  await sendToId(this, idAction(action), kindNamed(kind), tableId(id));
+});
+
+When('the operator sends every request vman serves without an Authorization header', async function (this: VmanWorld) {
+  await sendEveryRequest(this, undefined);
+});
+
+When('the operator sends every request vman serves with the Authorization {string}', async function (this: VmanWorld, authorization: string) {
+  await sendEveryRequest(this, authorization);
+});
+
+When('the operator reads vman\'s OpenAPI document and every list with the token {string}', async function (this: VmanWorld, token: string) {
+  await readEveryListWithToken(this, token);
 });
 
 // --- When: what the state forbids -----------------------------------------------------------
@@ -116,87 +139,156 @@ When('the operator tries to create a VM {string} from the {word} template', asyn
   await tryCreateVm(this, name, template);
 });
 
+When('the operator creates a {word} {string} and then a {word} {string}', async function (this: VmanWorld, kind: string, first: string, again: string, second: string) {
+  if (kindNamed(kind) !== kindNamed(again)) throw new Error(`both creates are of one kind here, not a ${kind} and a ${again}`);
+  await createOneAfterAnother(this, kindNamed(kind), [first, second]);
+});
+
 // --- When: at the same moment ------------------------------------------------------------------
 
 When('the VM {string} is started twice at the same moment', async function (this: VmanWorld, vm: string) {
-  const start = () => this.api().http.post(`api/v1/vms/${this.idOf(vm)}/start`);
-  await atTheSameMoment(this, [{ what: 'start', label: 'first', send: start }, { what: 'start', label: 'second', send: start }]);
+  await startTwiceAtOnce(this, vm);
 });
 
 // Sent in the order named: the first one sent usually reaches the VM's lock first.
 When('the VM {string} is {word} and {word} at the same moment', async function (this: VmanWorld, vm: string, first: string, second: string) {
-  const id = this.idOf(vm);
-  const requests = {
-    started: { what: 'start', label: vm, send: () => this.api().http.post(`api/v1/vms/${id}/start`) },
-    deleted: { what: 'delete', label: vm, send: () => this.api().http.delete(`api/v1/vms/${id}`) },
-  } as const;
-  const pick = (word: string) => {
-    if (word !== 'started' && word !== 'deleted') throw new Error(`a VM is started or deleted here, not ${word}`);
-    return requests[word];
-  };
-  await atTheSameMoment(this, [pick(first), pick(second)]);
+  await startAndDeleteAtOnce(this, vm, [first, second]);
 });
 
 When('the disk {string} is attached to {string} and to {string} at the same moment', async function (this: VmanWorld, disk: string, a: string, b: string) {
-  const attach = (vm: string) => () => this.api().http.post(`api/v1/disks/${this.idOf(disk)}/attach`, { json: { vm_id: this.idOf(vm) } });
-  await atTheSameMoment(this, [{ what: 'attach', label: a, send: attach(a) }, { what: 'attach', label: b, send: attach(b) }]);
+  await attachToBothAtOnce(this, disk, a, b);
+});
+
+When('the request to create a {word} {string} is sent twice at the same moment', async function (this: VmanWorld, kind: string, name: string) {
+  await createTwiceAtOnce(this, kindNamed(kind), name);
 });
 
 // --- Then: the answer ---------------------------------------------------------------------------
 
-Then('the request is refused with status {int} or {int}', function (this: VmanWorld, one: number, other: number) {
-  const res = this.lastResponse;
-  expect(res?.statusCode, `HTTP status; body ${JSON.stringify(res?.body)}`).to.be.oneOf([one, other]);
-  expect(res?.headers['content-type'] ?? '').to.include('application/problem+json');
-});
-
 Then('the request is accepted with status {int}', function (this: VmanWorld, status: number) {
-  const res = this.lastResponse;
-  expect(res?.statusCode, `HTTP status; body ${JSON.stringify(res?.body)}`).to.equal(status);
+  const res = lastAnswer(this);
+  expect(res.statusCode, `HTTP status; body ${JSON.stringify(res.body)}`).to.equal(status);
 });
 
-Then('the answer is a problem that says what was wrong', function (this: VmanWorld) {
-  const res = this.lastResponse;
-  if (!res) throw new Error('no request was sent in this scenario');
-  expect(problemFlaws(res), `flaws of the answer ${JSON.stringify(res.body)?.slice(0, 300)}`).to.deep.equal([]);
+Then('the request is answered with status {int} and no body', function (this: VmanWorld, status: number) {
+  const res = lastAnswer(this);
+  expect({ status: res.statusCode, body: res.text }, 'the answer').to.deep.equal({ status, body: '' });
+});
+
+Then('the answer is a problem that names the field {word}', function (this: VmanWorld, field: string) {
+  expect(fieldFlaws(lastAnswer(this), field), 'flaws of the answer').to.deep.equal([]);
+});
+
+Then('the answer is a problem whose detail says {string}', function (this: VmanWorld, words: string) {
+  expect(saysFlaws(lastAnswer(this), words), 'flaws of the answer').to.deep.equal([]);
+});
+
+Then('the answer is a problem that names the key {word}', function (this: VmanWorld, key: string) {
+  expect(quotesFlaws(lastAnswer(this), key), 'flaws of the answer').to.deep.equal([]);
+});
+
+Then('the answer is a problem that quotes the {word} {}', function (this: VmanWorld, _what: string, value: string) {
+  expect(quotesFlaws(lastAnswer(this), tableId(value)), 'flaws of the answer').to.deep.equal([]);
+});
+
+Then('the answer is a problem that names the path {}', function (this: VmanWorld, urlPath: string) {
+  expect(saysFlaws(lastAnswer(this), urlPath), 'flaws of the answer').to.deep.equal([]);
+});
+
+Then('the answer is a problem that names the methods {}', function (this: VmanWorld, methods: string) {
+  const res = lastAnswer(this);
+  const flaws = problemFlaws(res);
+  for (const m of methods.split(',').map((x) => x.trim())) if (!hasWord(detailOf(res), m)) flaws.push(`the detail does not name ${m}`);
+  expect(flaws, `flaws of the answer ${JSON.stringify(res.body)}`).to.deep.equal([]);
+});
+
+Then('the Allow header of the answer lists {}', function (this: VmanWorld, methods: string) {
+  expect(allowed(lastAnswer(this)).sort(), 'the methods in Allow').to.deep.equal(methods.split(',').map((m) => m.trim()).sort());
+});
+
+Then('the answer has the status, content type and length of the answer to GET {}, and no body', async function (this: VmanWorld, urlPath: string) {
+  expect(await headUnlikeGet(this, urlPath), 'how HEAD differs from GET').to.deep.equal([]);
 });
 
 // --- Then: nothing changed ------------------------------------------------------------------------
 
-// The same comparison as disks.feature's "the database and the disk files are
-// as they were before", and the VM folders besides.
-Then('the database, the disk files and the VM folders are as they were before', async function (this: VmanWorld) {
-  expect(await storedState(this), 'the database and the disk files').to.deep.equal(storedStateBeforeLastRequest(this));
-  expect(await vmFolders(this), 'entries under <storage>/vms').to.deep.equal(vmFoldersBeforeLastRequest(this));
+Then('the database, the storage folder and the QEMU processes are as they were before', async function (this: VmanWorld) {
+  expect(await changesSinceLastRequest(this), 'what changed in the database, the storage folder and the QEMU processes').to.deep.equal([]);
 });
 
-Then('the files where the id {string} would lead are untouched', async function (this: VmanWorld, id: string) {
-  expect(await disturbedClimbTargets(this, id), 'files outside vman\'s storage').to.deep.equal([]);
+Then('no object in vman\'s process has gained a property', function (this: VmanWorld) {
+  expect(prototypeChangesSinceLastRequest(this), 'changes to the built-in prototypes').to.deep.equal([]);
+});
+
+Then('the files where the id {} would lead are untouched', async function (this: VmanWorld, id: string) {
+  expect(await disturbedPlaces(this, tableId(id)), 'places where the id leads').to.deep.equal([]);
+});
+
+// --- Then: with an API token -----------------------------------------------------------------------
+
+Then('every answer but those of the health check is a 401 problem with a Bearer challenge', function (this: VmanWorld) {
+  expect(notRefusedAsUnauthorized(this), 'requests not refused as unauthorized').to.deep.equal([]);
+});
+
+Then('the health check answered with status {int}', function (this: VmanWorld, status: number) {
+  expect(healthStatuses(this), 'GET and HEAD /health').to.deep.equal([{ method: 'GET', status }, { method: 'HEAD', status }]);
+});
+
+Then('none of them was refused with status {int}', function (this: VmanWorld, status: number) {
+  const refused = sentRequests(this).filter((s) => s.answer.statusCode === status).map((s) => `${s.method} ${s.path}`);
+  expect(refused, `requests answered ${status}`).to.deep.equal([]);
+});
+
+// --- Then: names that differ only in case ------------------------------------------------------------
+
+Then('both were accepted with status {int}', function (this: VmanWorld, status: number) {
+  const answers = createdOneAfterAnother(this);
+  expect(answers.map((a) => ({ name: a.name, status: a.statusCode })), JSON.stringify(answers.map((a) => a.body)))
+    .to.deep.equal(answers.map((a) => ({ name: a.name, status })));
+});
+
+Then('the database records the {word} {string} and {string} under different ids', async function (this: VmanWorld, kind: string, a: string, b: string) {
+  const answers = createdOneAfterAnother(this);
+  const idFromApi = (name: string) => (answers.find((x) => x.name === name)?.body as { id?: string } | undefined)?.id;
+  const recorded = async (name: string) => (await rowsNamed(this, kindNamed(kind), name)).map((r) => r.id);
+  expect({ [a]: await recorded(a), [b]: await recorded(b) }, 'ids recorded for each name').to.deep.equal({ [a]: [idFromApi(a)], [b]: [idFromApi(b)] });
+  expect(idFromApi(a), 'the two ids').to.not.equal(idFromApi(b));
+});
+
+Then('the storage folder gained what the {word} {string} and {string} have, and nothing else', async function (this: VmanWorld, kind: string, a: string, b: string) {
+  const ids = createdOneAfterAnother(this).filter((x) => x.name === a || x.name === b).map((x) => (x.body as { id: string }).id);
+  expect(await storageGainedBeyond(this, kindNamed(kind), ids), 'what the storage folder gained').to.deep.equal([]);
+});
+
+Then('the database records {string} as made from the template {string}', async function (this: VmanWorld, vm: string, template: string) {
+  const row = await this.db().vmByName(vm);
+  expect(row?.template_id, `the template of ${vm}`).to.equal(this.idOf(`template:${template}`));
 });
 
 // --- Then: requests sent at the same moment ----------------------------------------------------------
 
 Then('one {word} succeeded and the other was refused with status {int}', function (this: VmanWorld, what: string, status: number) {
-  const winner = raceWinner(this, what);
-  const entries = raceEntries(this).filter((e) => e.what === what);
-  expect(entries.length, `${what} requests sent`).to.equal(2);
-  const loser = entries.find((e) => e !== winner)!;
-  expect(loser.statusCode, `the other ${what}: ${describeRace(entries)}`).to.equal(status);
-  expect(problemFlaws(loser), `flaws of the refusal ${JSON.stringify(loser.body)}`).to.deep.equal([]);
+  expect(oneWonFlaws(this, what, status), describeRace(raceEntries(this))).to.deep.equal([]);
 });
 
-Then('the delete succeeded, and the start either succeeded first or was refused with status 404 or 409', function (this: VmanWorld) {
-  const entries = raceEntries(this);
-  const del = entries.find((e) => e.what === 'delete');
-  const start = entries.find((e) => e.what === 'start');
-  expect(del?.statusCode, `the delete: ${describeRace(entries)}`).to.equal(204);
-  expect(start?.statusCode, `the start: ${describeRace(entries)}`).to.be.oneOf([200, 404, 409]);
-  if (start!.statusCode !== 200) expect(problemFlaws(start!), `flaws of the refused start ${JSON.stringify(start!.body)}`).to.deep.equal([]);
+Then('the delete succeeded, and the start succeeded if it came first and was refused with status 404 if it came after', function (this: VmanWorld) {
+  expect(startAndDeleteFlaws(this, 'web'), describeRace(raceEntries(this))).to.deep.equal([]);
+});
+
+Then('the database records one {word} named {string}, the one whose create succeeded', async function (this: VmanWorld, kind: string, name: string) {
+  const winner = raceWinner(this, 'create');
+  const ids = (await rowsNamed(this, kindNamed(kind), name)).map((r) => r.id);
+  expect(ids, `${kind}s named ${name} in the database`).to.deep.equal([(winner.body as { id: string }).id]);
+});
+
+Then('the storage folder gained what the {word} {string} has, and nothing for the refused create', async function (this: VmanWorld, kind: string, _name: string) {
+  const winner = raceWinner(this, 'create');
+  expect(await storageGainedBeyond(this, kindNamed(kind), [(winner.body as { id: string }).id]), 'what the storage folder gained').to.deep.equal([]);
 });
 
 Then('exactly one QEMU process runs {string}', async function (this: VmanWorld, vm: string) {
   const recorded = await recordedVm(this, vm);
-  const procs = (await listVmanQemuProcesses()).filter((p) => p.vmId === recorded.id);
+  const procs = (await qemusUnder(this.storage)).filter((p) => qemuNameIn(p.argv) === `vman-${recorded.id}`);
   expect(procs.map((p) => p.pid), `QEMU processes named vman-${recorded.id}`).to.have.lengthOf(1);
   expect(recorded.pid, 'pid recorded in the database').to.equal(procs[0]!.pid);
 });
@@ -211,8 +303,22 @@ Then('the disk {string} is recorded as attached to the VM whose attach succeeded
 Then('QMP lists the disk {string} on the VM whose attach succeeded and not on the other', async function (this: VmanWorld, disk: string) {
   const winner = raceWinner(this, 'attach');
   const loser = raceEntries(this).find((e) => e.what === 'attach' && e !== winner)!;
-  const { device } = diskNodeNames(this.idOf(disk));
-  const devicesOf = async (vm: string): Promise<string[]> => withAuxQmp((await recordedVm(this, vm)).dir, (qmp) => listDiskDevices(qmp));
+  const { device } = blockNamesOf(this.idOf(disk));
+  const devicesOf = async (vm: string): Promise<string[]> => (await qemuBlockView((await recordedVm(this, vm)).dir)).devices;
   expect(await devicesOf(winner.label), `block devices of ${winner.label}, whose attach succeeded`).to.include(device);
   expect(await devicesOf(loser.label), `block devices of ${loser.label}, whose attach was refused`).to.not.include(device);
+});
+
+// --- Then: what QEMU was given ------------------------------------------------------------------------
+
+Then('QEMU of {string} was given exactly the kernel and the initrd in the folder {string}', async function (this: VmanWorld, vm: string, folder: string) {
+  const files = bootFilesOf(this, folder);
+  expect({ kernel: await qemuArgument(this, vm, '-kernel'), initrd: await qemuArgument(this, vm, '-initrd') }, `the -kernel and -initrd arguments of the QEMU of ${vm}`)
+    .to.deep.equal({ kernel: files.kernel, initrd: files.initrd });
+});
+
+Then('QMP shows the root disk of {string} backed by exactly the base image in the folder {string}', async function (this: VmanWorld, vm: string, folder: string) {
+  const files = bootFilesOf(this, folder);
+  expect(await rootDiskBacking(this, vm), `the backing file of the root disk of ${vm}, as QMP reports it`)
+    .to.deep.equal({ backingFile: files.baseImage, backingImage: files.baseImage });
 });

@@ -1,27 +1,22 @@
 // Tasks for the bad-input feature (@validation): a request vman accepts with
-// one thing changed, a body or a path sent exactly as written, and conflicting
-// requests sent at the same moment.
+// one thing changed, a body or a path sent exactly as written, a key that
+// could poison objects or a key given twice, and requests sent at the same
+// moment.
 //
-// Every request first notes what vman stores (the database dump and the disk
-// files, as disk-facts does, and the VM folders), so a step can check that a
-// refusal changed nothing. Requests go out through node:http, not got: got
-// resolves `..` path segments before sending (WHATWG URL rules), and a client
-// such as `curl --path-as-is` does not, so vman must cope with them itself.
-import http from 'node:http';
-import { lstat, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+// Every request first notes everything vman holds (validation-state.ts), so a
+// step can check that a refusal changed nothing. Requests with bad input go out
+// through the raw sender (request-raw.ts), which sends paths and bodies exactly
+// as written; requests that set a scenario up go through the World's got client.
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Response } from 'got';
 import type { VmanWorld } from '../world/vman-world.ts';
-import { noteStoredState } from './disk-facts.ts';
+import { rawRequest, type Answer, type RawRequest } from './request-raw.ts';
+import { noteHoldings, storageGainedSinceLastRequest } from './validation-state.ts';
+import { problemFlaws, quotesFlaws } from './validation-problem.ts';
 import { expectStatus } from './vm-tasks.ts';
 
-/** What vman answered: the status, the headers, the body (parsed when it is JSON) and its text. */
-export interface Answer {
-  statusCode: number;
-  headers: http.IncomingHttpHeaders;
-  body: unknown;
-  text: string;
-}
+export type { Answer } from './request-raw.ts';
 
 /** The requests the feature sends bad input to, by the names its steps use. */
 export type Target =
@@ -32,6 +27,8 @@ export type Target =
   | { what: 'detach'; disk: string }
   | { what: 'start' | 'stop' | 'restart'; vm: string };
 
+export type Kind = 'template' | 'VM' | 'disk';
+
 interface Endpoint {
   method: string;
   path: string;
@@ -39,8 +36,6 @@ interface Endpoint {
   wellFormed?: Record<string, unknown>;
 }
 
-const REQUEST_TIMEOUT_MS = 120_000;
-const VM_FOLDERS_BEFORE = 'VM folders before the last request';
 const RACE = 'requests sent at the same moment';
 
 // --- what the Examples tables write ---------------------------------------------------
@@ -48,22 +43,39 @@ const RACE = 'requests sent at the same moment';
 /** A field the request leaves out altogether. */
 export const LEFT_OUT = Symbol('left out');
 
+/** A file of the scenario's own, made on demand (`the file "vm,linuz"`): its absolute path is the value. */
+export interface MadeFile { madeFile: string }
+
 /**
  * A value as the Examples tables write it: JSON (`"web"`, `42`, `null`, `[1]`,
- * `"web\u0001"`), `<n> letters` for a long string, or `left out`.
+ * `"web\u0001"`), `<n> letters` for a long string, `left out`, or
+ * `the file "<name>"` for the path of a file of that name that exists.
  */
 export function tableValue(text: string): unknown {
   const t = text.trim();
   if (t === 'left out') return LEFT_OUT;
   const letters = /^(\d+) letters$/.exec(t);
   if (letters) return 'a'.repeat(Number(letters[1]));
+  const file = /^the file (".*")$/.exec(t);
+  if (file) return { madeFile: parseJson(file[1]!, text) as string } satisfies MadeFile;
+  return parseJson(t, text);
+}
+
+function parseJson(json: string, original: string): unknown {
   // Gherkin turns \n in a cell into a newline; JSON wants it escaped.
-  const json = t.replace(/[\u0000-\u001f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  const escaped = json.replace(/[\u0000-\u001f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
   try {
-    return JSON.parse(json);
+    return JSON.parse(escaped);
   } catch {
-    throw new Error(`the table value ${JSON.stringify(text)} is neither JSON, nor "<n> letters", nor "left out"`);
+    throw new Error(`the table value ${JSON.stringify(original)} is neither JSON, nor "<n> letters", nor "left out", nor "the file "<name>""`);
   }
+}
+
+/** An id as the tables write it: JSON text, or `<n> letters`. */
+export function tableId(text: string): string {
+  const v = tableValue(text);
+  if (typeof v !== 'string') throw new Error(`the id ${text} is not text`);
+  return v;
 }
 
 /** A body as the Examples tables write it: sent as it stands, or `nothing` for no body at all. */
@@ -71,48 +83,44 @@ export function tableBody(text: string): string | undefined {
   return text.trim() === 'nothing' ? undefined : text;
 }
 
-// --- sending --------------------------------------------------------------------------
-
-/** Sends one request exactly as given (path unresolved, body as text) and parses what comes back. */
-function exchange(baseUrl: string, method: string, urlPath: string, body?: string, contentType?: string): Promise<Answer> {
-  const base = new URL(baseUrl);
-  const headers: http.OutgoingHttpHeaders = {};
-  if (body !== undefined) {
-    headers['content-type'] = contentType ?? 'application/json';
-    headers['content-length'] = Buffer.byteLength(body);
-  }
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: base.hostname, port: base.port, method, path: urlPath, headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('error', reject);
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let parsed: unknown = text;
-        if (/json/.test(res.headers['content-type'] ?? '')) {
-          try {
-            parsed = JSON.parse(text);
-          } catch {
-            parsed = text;
-          }
-        }
-        resolve({ statusCode: res.statusCode ?? 0, headers: res.headers, body: parsed, text });
-      });
-    });
-    req.setTimeout(REQUEST_TIMEOUT_MS, () => req.destroy(new Error(`${method} ${urlPath}: no answer within ${REQUEST_TIMEOUT_MS} ms`)));
-    req.on('error', reject);
-    if (body !== undefined) req.write(body);
-    req.end();
-  });
+/** The requests as the tables name them: `create a VM`, `attach the disk "data" to "db"`, `stop the VM "db"`, ... */
+export function targetNamed(text: string): Target {
+  const t = text.trim();
+  const create = /^create a (template|VM|disk)$/.exec(t);
+  if (create) return { what: `create a ${create[1]}` as 'create a template' };
+  const attach = /^attach the disk "([^"]+)" to "([^"]+)"$/.exec(t);
+  if (attach) return { what: 'attach', disk: attach[1]!, vm: attach[2]! };
+  const detach = /^detach the disk "([^"]+)"$/.exec(t);
+  if (detach) return { what: 'detach', disk: detach[1]! };
+  const action = /^(start|stop|restart) the VM "([^"]+)"$/.exec(t);
+  if (action) return { what: action[1] as 'start', vm: action[2]! };
+  throw new Error(`unknown request ${JSON.stringify(text)}: create a template/VM/disk, attach the disk "d" to "v", detach the disk "d", start/stop/restart the VM "v"`);
 }
 
-/** Notes what vman stores, sends the request, and keeps the answer as the scenario's last response. */
-async function send(world: VmanWorld, method: string, urlPath: string, body?: string, contentType?: string): Promise<Answer> {
-  await noteWhatVmanStores(world);
-  const answer = await exchange(world.api().baseUrl, method, urlPath, body, contentType);
+export function kindNamed(word: string): Kind {
+  const w = word.replace(/s$/, '');
+  if (w === 'template' || w === 'VM' || w === 'disk') return w;
+  throw new Error(`vman has templates, VMs and disks, not ${word}`);
+}
+
+export const creating = (kind: string): Target => ({ what: `create a ${kindNamed(kind)}` as 'create a template' });
+
+// --- sending --------------------------------------------------------------------------
+
+/** Notes what vman holds, sends the request exactly as given, and keeps the answer as the scenario's last response. */
+async function send(world: VmanWorld, r: RawRequest): Promise<Answer> {
+  await noteHoldings(world);
+  const answer = await rawRequest(world.api().baseUrl, r);
   // The steps that judge a refusal read statusCode, headers and body, which an Answer has.
   world.lastResponse = answer as unknown as Response<unknown>;
   return answer;
+}
+
+/** The last answer of the scenario. */
+export function lastAnswer(world: VmanWorld): Answer {
+  const res = world.lastResponse as unknown as Answer | undefined;
+  if (!res) throw new Error('no request was sent in this scenario');
+  return res;
 }
 
 const api = (rest: string): string => `/api/v1/${rest}`;
@@ -123,18 +131,19 @@ function templateRef(world: VmanWorld, name: string): string {
   return world.ids.get(`template:${name}`) ?? name;
 }
 
-/** A kernel file of the scenario's own, outside vman's storage: template requests need a file that exists. */
-async function bootFile(world: VmanWorld): Promise<string> {
-  const file = path.join(world.storage, 'boot', 'vmlinuz');
+/** A file of the scenario's own, outside vman's storage (templates need files that exist); a name with NUL cannot be made, and is only a path. */
+async function scenarioFile(world: VmanWorld, name: string, content = 'not really a kernel: vman only checks that the file exists\n'): Promise<string> {
+  const file = path.join(world.storage, 'boot', name);
+  if (name.includes('\0')) return file;
   await mkdir(path.dirname(file), { recursive: true });
-  await writeFile(file, 'not really a kernel: vman only checks that the file exists\n');
+  await writeFile(file, content);
   return file;
 }
 
 async function endpoint(world: VmanWorld, target: Target): Promise<Endpoint> {
   switch (target.what) {
     case 'create a template':
-      return { method: 'POST', path: api('templates'), wellFormed: { name: 'tiny', cpus: 1, memory_mb: 256, kernel_path: await bootFile(world) } };
+      return { method: 'POST', path: api('templates'), wellFormed: { name: 'tiny', cpus: 1, memory_mb: 256, kernel_path: await scenarioFile(world, 'vmlinuz') } };
     case 'create a VM':
       return { method: 'POST', path: api('vms'), wellFormed: { name: 'web', template: 'small' } };
     case 'create a disk':
@@ -154,7 +163,7 @@ async function endpoint(world: VmanWorld, target: Target): Promise<Endpoint> {
 /** The request vman accepts, unchanged: the starting point of every refusal. */
 export async function sendWellFormed(world: VmanWorld, target: Target): Promise<Answer> {
   const e = await endpoint(world, target);
-  return send(world, e.method, e.path, e.wellFormed && JSON.stringify(e.wellFormed));
+  return send(world, { method: e.method, path: e.path, ...(e.wellFormed ? { body: JSON.stringify(e.wellFormed) } : {}) });
 }
 
 /** The request vman accepts with one field set to `value` (added if it is not a field of the request, removed if LEFT_OUT). */
@@ -162,30 +171,63 @@ export async function sendWithField(world: VmanWorld, target: Target, field: str
   const e = await endpoint(world, target);
   const body: Record<string, unknown> = { ...e.wellFormed };
   if (value === LEFT_OUT) delete body[field];
+  else if (typeof value === 'object' && value !== null && 'madeFile' in value) body[field] = await scenarioFile(world, (value as MadeFile).madeFile);
   else body[field] = value;
-  return send(world, e.method, e.path, JSON.stringify(body));
+  return send(world, { method: e.method, path: e.path, body: JSON.stringify(body) });
 }
 
 /** A body sent as written, as JSON unless another content type is given; undefined sends no body. */
 export async function sendBody(world: VmanWorld, target: Target, body: string | undefined, contentType?: string): Promise<Answer> {
   const e = await endpoint(world, target);
-  return send(world, e.method, e.path, body, contentType);
+  return send(world, { method: e.method, path: e.path, ...(body === undefined ? {} : { body }), ...(contentType ? { contentType } : {}) });
 }
 
-/** The well-formed request under another content type. */
+/** The well-formed request (an empty object for actions without options) under another content type. */
 export async function sendWellFormedAs(world: VmanWorld, target: Target, contentType: string): Promise<Answer> {
   const e = await endpoint(world, target);
-  return send(world, e.method, e.path, JSON.stringify(e.wellFormed ?? {}), contentType);
+  return send(world, { method: e.method, path: e.path, body: JSON.stringify(e.wellFormed ?? {}), contentType });
+}
+
+/** What each key that could poison objects carries, as an attacker would write it. */
+const POISON: Record<string, unknown> = {
+  __proto__: { polluted: true },
+  constructor: { prototype: { polluted: true } },
+  prototype: { polluted: true },
+};
+
+/** The well-formed request (an empty object for actions without options) with the key added first, carrying a payload that would reach Object.prototype. */
+export async function sendWithKey(world: VmanWorld, target: Target, key: string): Promise<Answer> {
+  const payload = POISON[key];
+  if (payload === undefined) throw new Error(`no payload for the key ${key}: one of ${Object.keys(POISON).join(', ')}`);
+  const e = await endpoint(world, target);
+  // Written as text: an object literal with "__proto__" would set a prototype, not a key.
+  const rest = JSON.stringify(e.wellFormed ?? {}).slice(1, -1);
+  const body = `{${JSON.stringify(key)}: ${JSON.stringify(payload)}${rest ? `, ${rest}` : ''}}`;
+  return send(world, { method: e.method, path: e.path, body });
+}
+
+/** The well-formed request with one of its keys given again at the end, with `second` as its value. */
+export async function sendWithKeyTwice(world: VmanWorld, target: Target, key: string, second: unknown): Promise<Answer> {
+  const e = await endpoint(world, target);
+  if (!e.wellFormed || !(key in e.wellFormed)) throw new Error(`the request to ${target.what} has no key ${key} to give twice`);
+  const text = JSON.stringify(e.wellFormed);
+  const body = `${text.slice(0, -1)}, ${JSON.stringify(key)}: ${JSON.stringify(second)}}`;
+  return send(world, { method: e.method, path: e.path, body });
 }
 
 /** Stop with options in the query string (`force=true`) instead of the body. */
-export async function stopWithQuery(world: VmanWorld, vm: string, query: string): Promise<Answer> {
-  return send(world, 'POST', `${api(`vms/${segment(world.idOf(vm))}/stop`)}?${query}`);
+export function stopWithQuery(world: VmanWorld, vm: string, query: string): Promise<Answer> {
+  return send(world, { method: 'POST', path: `${api(`vms/${segment(world.idOf(vm))}/stop`)}?${query}` });
 }
 
 /** Any method to any path, exactly as written. */
 export function sendTo(world: VmanWorld, method: string, urlPath: string): Promise<Answer> {
-  return send(world, method, urlPath);
+  return send(world, { method, path: urlPath });
+}
+
+/** GET of a path followed by `length` letters (a URL longer than vman reads). */
+export function sendLongUrl(world: VmanWorld, prefix: string, length: number): Promise<Answer> {
+  return send(world, { method: 'GET', path: `${prefix}${'a'.repeat(length)}` });
 }
 
 export type IdAction = 'look up' | 'delete' | 'start' | 'stop' | 'restart' | 'detach' | { attachTo: string };
@@ -194,18 +236,18 @@ export type IdAction = 'look up' | 'delete' | 'start' | 'stop' | 'restart' | 'de
  * An action on a template, VM or disk named by an id the scenario chose, sent
  * percent-encoded as one path segment (`..` stays `..`, as no encoding changes it).
  */
-export function sendToId(world: VmanWorld, action: IdAction, kind: 'template' | 'VM' | 'disk', id: string): Promise<Answer> {
+export function sendToId(world: VmanWorld, action: IdAction, kind: Kind, id: string): Promise<Answer> {
   const collection = { template: 'templates', VM: 'vms', disk: 'disks' }[kind];
   const at = api(`${collection}/${segment(id)}`);
-  if (action === 'look up') return send(world, 'GET', at);
-  if (action === 'delete') return send(world, 'DELETE', at);
+  if (action === 'look up') return send(world, { method: 'GET', path: at });
+  if (action === 'delete') return send(world, { method: 'DELETE', path: at });
   if (typeof action === 'object') {
     if (kind !== 'disk') throw new Error(`only a disk can be attached, not a ${kind}`);
-    return send(world, 'POST', `${at}/attach`, JSON.stringify({ vm_id: world.idOf(action.attachTo) }));
+    return send(world, { method: 'POST', path: `${at}/attach`, body: JSON.stringify({ vm_id: world.idOf(action.attachTo) }) });
   }
-  const allowed = kind === 'VM' ? ['start', 'stop', 'restart'] : kind === 'disk' ? ['detach'] : [];
-  if (!allowed.includes(action)) throw new Error(`a ${kind} cannot be asked to ${action}`);
-  return send(world, 'POST', `${at}/${action}`);
+  const allowedActions = kind === 'VM' ? ['start', 'stop', 'restart'] : kind === 'disk' ? ['detach'] : [];
+  if (!allowedActions.includes(action)) throw new Error(`a ${kind} cannot be asked to ${action}`);
+  return send(world, { method: 'POST', path: `${at}/${action}` });
 }
 
 /** Reads an action as the tables write it: `look up`, `delete`, `start`, ..., `attach to "db"`. */
@@ -216,121 +258,106 @@ export function idAction(text: string): IdAction {
   throw new Error(`unknown action ${JSON.stringify(text)}`);
 }
 
+// --- HEAD and OPTIONS ---------------------------------------------------------------
+
+/** How the answer to HEAD differs from the answer to GET of the same path (status, content type, length), and any body it has. */
+export async function headUnlikeGet(world: VmanWorld, urlPath: string): Promise<string[]> {
+  const head = lastAnswer(world);
+  const get = await rawRequest(world.api().baseUrl, { method: 'GET', path: urlPath });
+  const flaws: string[] = [];
+  if (head.statusCode !== get.statusCode) flaws.push(`HEAD answered ${head.statusCode}, GET ${get.statusCode}`);
+  if (head.headers['content-type'] !== get.headers['content-type']) flaws.push(`HEAD says ${head.headers['content-type']}, GET ${get.headers['content-type']}`);
+  const length = String(Buffer.byteLength(get.text));
+  if (head.headers['content-length'] !== length) flaws.push(`HEAD says its content is ${head.headers['content-length']} bytes long; GET's is ${length}`);
+  if (head.text !== '') flaws.push(`HEAD came with a body: ${JSON.stringify(head.text.slice(0, 100))}`);
+  return flaws;
+}
+
 // --- requests about named things, for refusals the state causes ---------------------------
 
 export function tryVmAction(world: VmanWorld, action: string, vm: string): Promise<Answer> {
-  if (action === 'delete') return send(world, 'DELETE', api(`vms/${segment(world.idOf(vm))}`));
+  if (action === 'delete') return send(world, { method: 'DELETE', path: api(`vms/${segment(world.idOf(vm))}`) });
   if (!['start', 'stop', 'restart'].includes(action)) throw new Error(`a VM cannot be asked to ${action}`);
-  return send(world, 'POST', api(`vms/${segment(world.idOf(vm))}/${action}`));
+  return send(world, { method: 'POST', path: api(`vms/${segment(world.idOf(vm))}/${action}`) });
 }
 
 export function tryDeleteTemplate(world: VmanWorld, name: string): Promise<Answer> {
-  return send(world, 'DELETE', api(`templates/${segment(templateRef(world, name))}`));
+  return send(world, { method: 'DELETE', path: api(`templates/${segment(templateRef(world, name))}`) });
 }
 
-export async function tryCreateTemplate(world: VmanWorld, name: string): Promise<Answer> {
+export function tryCreateTemplate(world: VmanWorld, name: string): Promise<Answer> {
   return sendWithField(world, { what: 'create a template' }, 'name', name);
 }
 
 export function tryCreateVm(world: VmanWorld, name: string, template: string): Promise<Answer> {
-  return send(world, 'POST', api('vms'), JSON.stringify({ name, template }));
+  return send(world, { method: 'POST', path: api('vms'), body: JSON.stringify({ name, template }) });
+}
+
+/** The body of a create vman accepts, with this name. */
+async function createBody(world: VmanWorld, kind: Kind, name: string): Promise<{ path: string; json: Record<string, unknown> }> {
+  const e = await endpoint(world, creating(kind));
+  return { path: e.path.replace(/^\//, ''), json: { ...e.wellFormed, name } };
 }
 
 /** A template of the operator's own (not built in), from the well-formed template request. */
 export async function createOwnTemplate(world: VmanWorld, name: string): Promise<void> {
-  const e = await endpoint(world, { what: 'create a template' });
-  const res = await world.api().http.post('api/v1/templates', { json: { ...e.wellFormed, name } });
-  const t = expectStatus<{ id: string }>(res, 201, `create template ${name}`);
+  const { path: at, json } = await createBody(world, 'template', name);
+  const t = expectStatus<{ id: string }>(await world.api().http.post(at, { json }), 201, `create template ${name}`);
   world.ids.set(`template:${name}`, t.id);
 }
 
-// --- what vman stores -------------------------------------------------------------------
+// --- names that differ only in case ---------------------------------------------------------
 
-/** Every entry under <storage>/vms, by relative path and kind (not size: a running VM's serial log grows). */
-export async function vmFolders(world: VmanWorld): Promise<string[]> {
-  const root = path.join(world.api().storagePath, 'vms');
-  const entries: string[] = [];
-  const walk = async (dir: string, rel: string): Promise<void> => {
-    for (const name of (await readdir(dir).catch(() => [] as string[])).sort()) {
-      const st = await lstat(path.join(dir, name)).catch(() => undefined);
-      if (!st) continue;
-      const kind = st.isDirectory() ? 'folder' : st.isSocket() ? 'socket' : st.isSymbolicLink() ? 'symlink' : st.isFile() ? 'file' : 'other';
-      entries.push(`${rel}${name} (${kind})`);
-      if (st.isDirectory()) await walk(path.join(dir, name), `${rel}${name}/`);
-    }
-  };
-  await walk(root, '');
-  return entries;
-}
+const CREATED = 'creates, in the order sent';
 
-async function noteWhatVmanStores(world: VmanWorld): Promise<void> {
-  await noteStoredState(world);
-  world.remembered.set(VM_FOLDERS_BEFORE, await vmFolders(world));
-}
-
-export function vmFoldersBeforeLastRequest(world: VmanWorld): string[] {
-  const before = world.remembered.get(VM_FOLDERS_BEFORE) as string[] | undefined;
-  if (!before) throw new Error('no request was sent in this scenario, so there is nothing to compare with');
-  return before;
-}
-
-// --- files where an id climbing out of vman's folders would lead --------------------------
-
-/** Where `id` would lead if vman joined it to its VM folder or its disk folder as a file name. */
-function climbTargets(world: VmanWorld, id: string): string[] {
-  const storage = world.api().storagePath;
-  return [path.resolve(storage, 'vms', id), path.resolve(storage, 'disks', `${id}.qcow2`)];
-}
-
-/** Puts a file, outside vman's storage, at each place the id would lead. */
-export async function placeClimbTargets(world: VmanWorld, id: string): Promise<void> {
-  const storage = world.api().storagePath;
-  for (const file of climbTargets(world, id)) {
-    if (file.startsWith(`${storage}/`)) throw new Error(`${id} does not climb out of ${storage}: it leads to ${file}`);
-    await mkdir(path.dirname(file), { recursive: true });
-    await writeFile(file, `target of ${id}\n`);
+/** Creates (well-formed) of one kind with these names, one after the other, after noting what vman holds. */
+export async function createOneAfterAnother(world: VmanWorld, kind: Kind, names: string[]): Promise<void> {
+  await noteHoldings(world);
+  const answers: Array<{ name: string; statusCode: number; body: unknown }> = [];
+  for (const name of names) {
+    const { path: at, json } = await createBody(world, kind, name);
+    const res = await world.api().http.post(at, { json });
+    answers.push({ name, statusCode: res.statusCode, body: res.body });
   }
+  world.remembered.set(CREATED, answers);
 }
 
-/** The target files that are no longer there as they were put. */
-export async function disturbedClimbTargets(world: VmanWorld, id: string): Promise<string[]> {
-  const disturbed: string[] = [];
-  for (const file of climbTargets(world, id)) {
-    const text = await readFile(file, 'utf8').catch(() => undefined);
-    if (text !== `target of ${id}\n`) disturbed.push(`${file}: ${text === undefined ? 'gone' : `now holds ${JSON.stringify(text.slice(0, 80))}`}`);
-  }
-  return disturbed;
+export function createdOneAfterAnother(world: VmanWorld): Array<{ name: string; statusCode: number; body: unknown }> {
+  const answers = world.remembered.get(CREATED) as Array<{ name: string; statusCode: number; body: unknown }> | undefined;
+  if (!answers) throw new Error('nothing was created one after another in this scenario');
+  return answers;
 }
 
-// --- refusals ---------------------------------------------------------------------------
+/** The rows of a kind with exactly this name (SQLite compares text byte for byte). */
+export function rowsNamed(world: VmanWorld, kind: Kind, name: string): Promise<Array<Record<string, unknown>>> {
+  const table = { template: 'templates', VM: 'vms', disk: 'disks' }[kind];
+  return world.db().all(`SELECT * FROM ${table} WHERE name = ?`, [name]);
+}
 
-/** What is wrong with an answer as an RFC 9457 problem for a refusal; empty when nothing is. */
-export function problemFlaws(answer: { statusCode: number; headers: http.IncomingHttpHeaders; body: unknown }): string[] {
-  const flaws: string[] = [];
-  const type = answer.headers['content-type'] ?? '';
-  if (!type.startsWith('application/problem+json')) flaws.push(`content type is ${JSON.stringify(type)}, not application/problem+json`);
-  const b = answer.body;
-  if (typeof b !== 'object' || b === null || Array.isArray(b)) return [...flaws, `the body is not a JSON object: ${JSON.stringify(b)?.slice(0, 200)}`];
-  const p = b as Record<string, unknown>;
-  const text = (field: string): void => {
-    if (typeof p[field] !== 'string' || (p[field] as string).trim() === '') flaws.push(`"${field}" is ${JSON.stringify(p[field])}, not a non-empty string`);
-  };
-  text('type');
-  text('title');
-  text('detail');
-  if (p.status !== answer.statusCode) flaws.push(`"status" is ${JSON.stringify(p.status)} but the HTTP status is ${answer.statusCode}`);
+/**
+ * What the storage folder gained since the last note that is not what the
+ * records with these ids have: a VM has its folder vms/<id> (and what is in
+ * it), a disk its file disks/<id>.qcow2, a template nothing. Also names what
+ * they should have and do not.
+ */
+export async function storageGainedBeyond(world: VmanWorld, kind: Kind, ids: string[]): Promise<string[]> {
+  const gained = await storageGainedSinceLastRequest(world);
+  const own = (p: string): boolean => ids.some((id) => (kind === 'VM' ? p === `vms/${id}` || p.startsWith(`vms/${id}/`) : kind === 'disk' ? p === `disks/${id}.qcow2` : false));
+  const flaws = gained.filter((e) => !own(e.path)).map((e) => `${e.path} (${e.kind}) is new, and belongs to none of ${ids.join(', ')}`);
+  const expected = kind === 'VM' ? ids.map((id) => `vms/${id}`) : kind === 'disk' ? ids.map((id) => `disks/${id}.qcow2`) : [];
+  for (const p of expected) if (!gained.some((e) => e.path === p)) flaws.push(`${p} is not there`);
   return flaws;
 }
 
 // --- requests sent at the same moment -------------------------------------------------------
 
 export interface RaceEntry {
-  /** start, delete, attach, ... */
+  /** start, delete, attach, create, ... */
   what: string;
   /** Which of the requests it was: the VM it attached to, "first", ... */
   label: string;
   statusCode: number;
-  headers: http.IncomingHttpHeaders;
+  headers: Answer['headers'];
   body: unknown;
 }
 
@@ -339,6 +366,7 @@ export async function atTheSameMoment(
   world: VmanWorld,
   requests: Array<{ what: string; label: string; send: () => Promise<Response<unknown>> }>,
 ): Promise<RaceEntry[]> {
+  await noteHoldings(world);
   const answers = await Promise.all(requests.map((r) => r.send()));
   const entries = answers.map((res, i) => ({
     what: requests[i]!.what, label: requests[i]!.label, statusCode: res.statusCode, headers: res.headers, body: res.body,
@@ -346,6 +374,37 @@ export async function atTheSameMoment(
   world.remembered.set(RACE, entries);
   world.attach(describeRace(entries), { mediaType: 'text/plain', fileName: 'requests sent at the same moment' });
   return entries;
+}
+
+export function startTwiceAtOnce(world: VmanWorld, vm: string): Promise<RaceEntry[]> {
+  const start = () => world.api().http.post(`api/v1/vms/${world.idOf(vm)}/start`);
+  return atTheSameMoment(world, [{ what: 'start', label: 'first', send: start }, { what: 'start', label: 'second', send: start }]);
+}
+
+/** A start and a delete of one VM, sent in the order named ("started", "deleted"). */
+export function startAndDeleteAtOnce(world: VmanWorld, vm: string, order: [string, string]): Promise<RaceEntry[]> {
+  const id = world.idOf(vm);
+  const requests = {
+    started: { what: 'start', label: vm, send: () => world.api().http.post(`api/v1/vms/${id}/start`) },
+    deleted: { what: 'delete', label: vm, send: () => world.api().http.delete(`api/v1/vms/${id}`) },
+  } as const;
+  const pick = (word: string) => {
+    if (word !== 'started' && word !== 'deleted') throw new Error(`a VM is started or deleted here, not ${word}`);
+    return requests[word];
+  };
+  return atTheSameMoment(world, order.map(pick));
+}
+
+export function attachToBothAtOnce(world: VmanWorld, disk: string, a: string, b: string): Promise<RaceEntry[]> {
+  const attach = (vm: string) => () => world.api().http.post(`api/v1/disks/${world.idOf(disk)}/attach`, { json: { vm_id: world.idOf(vm) } });
+  return atTheSameMoment(world, [{ what: 'attach', label: a, send: attach(a) }, { what: 'attach', label: b, send: attach(b) }]);
+}
+
+/** The same well-formed create, with this name, twice at the same moment. */
+export async function createTwiceAtOnce(world: VmanWorld, kind: Kind, name: string): Promise<RaceEntry[]> {
+  const { path: at, json } = await createBody(world, kind, name);
+  const create = () => world.api().http.post(at, { json });
+  return atTheSameMoment(world, [{ what: 'create', label: 'first', send: create }, { what: 'create', label: 'second', send: create }]);
 }
 
 export function raceEntries(world: VmanWorld): RaceEntry[] {
@@ -363,4 +422,38 @@ export function raceWinner(world: VmanWorld, what: string): RaceEntry {
   const won = entries.filter((e) => e.statusCode >= 200 && e.statusCode < 300);
   if (won.length !== 1) throw new Error(`expected exactly one ${what} to succeed: ${describeRace(entries)}`);
   return won[0]!;
+}
+
+/** One request succeeded and the other got `status` with a proper problem; what is wrong otherwise. */
+export function oneWonFlaws(world: VmanWorld, what: string, status: number): string[] {
+  const entries = raceEntries(world).filter((e) => e.what === what);
+  if (entries.length !== 2) return [`${entries.length} ${what} requests were sent, not 2`];
+  const winner = raceWinner(world, what);
+  const loser = entries.find((e) => e !== winner)!;
+  const flaws = problemFlaws(loser);
+  if (loser.statusCode !== status) flaws.unshift(`the other ${what} got ${loser.statusCode}, not ${status}: ${describeRace(entries)}`);
+  return flaws;
+}
+
+/**
+ * A start and a delete at the same moment: the delete succeeds; the start
+ * either came first (200, the VM running) or came after the delete and found
+ * no VM (404 quoting its id).
+ */
+export function startAndDeleteFlaws(world: VmanWorld, vm: string): string[] {
+  const entries = raceEntries(world);
+  const del = entries.find((e) => e.what === 'delete');
+  const start = entries.find((e) => e.what === 'start');
+  if (!del || !start) return [`a start and a delete were not both sent: ${describeRace(entries)}`];
+  const flaws: string[] = [];
+  if (del.statusCode !== 204) flaws.push(`the delete got ${del.statusCode}, not 204: ${describeRace(entries)}`);
+  if (start.statusCode === 200) {
+    const state = (start.body as { state?: string } | undefined)?.state;
+    if (state !== 'running') flaws.push(`the start that came first answered 200 with the VM ${state}, not running`);
+  } else if (start.statusCode === 404) {
+    flaws.push(...quotesFlaws(start, world.idOf(vm)));
+  } else {
+    flaws.push(`the start got ${start.statusCode}: neither 200 (it came first) nor 404 (it came after the delete): ${describeRace(entries)}`);
+  }
+  return flaws;
 }

@@ -1,0 +1,146 @@
+// vman with an API token: every request it serves, listed from its own OpenAPI
+// document (read with the token), sent with wrong credentials or none. The
+// ids in the paths are those of a template, a VM and a disk that exist, and
+// the bodies are ones vman would accept: a 401 is then the only reason a
+// request can fail to change something.
+import type { VmanWorld } from '../world/vman-world.ts';
+import { rawRequest, type Answer } from './request-raw.ts';
+import { noteHoldings } from './validation-state.ts';
+import { problemFlaws } from './validation-problem.ts';
+
+const TOKEN = 'the API token vman requires';
+const SENT = 'every request vman serves, and what it answered';
+
+export interface Sent {
+  method: string;
+  path: string;
+  answer: Answer;
+}
+
+/** Stops the scenario's vman and starts it again on the same storage, requiring this token. */
+export async function requireApiToken(world: VmanWorld, token: string): Promise<void> {
+  await world.api().stop();
+  await world.startVman({ env: { VMAN_API_TOKEN: token } });
+  world.remembered.set(TOKEN, token);
+}
+
+function tokenOf(world: VmanWorld): string {
+  const token = world.remembered.get(TOKEN) as string | undefined;
+  if (!token) throw new Error('vman was not started with an API token in this scenario');
+  return token;
+}
+
+interface OpenApi {
+  paths: Record<string, Record<string, unknown>>;
+}
+
+const HTTP_METHODS = ['get', 'head', 'post', 'put', 'patch', 'delete', 'options'];
+
+/** vman's OpenAPI document, read with the token. */
+export async function openApiDocument(world: VmanWorld): Promise<OpenApi> {
+  const res = await rawRequest(world.api().baseUrl, { method: 'GET', path: '/api/v1/openapi.json', headers: { authorization: `Bearer ${tokenOf(world)}` } });
+  if (res.statusCode !== 200) throw new Error(`the OpenAPI document could not be read with the token: HTTP ${res.statusCode} ${res.text.slice(0, 200)}`);
+  return res.body as OpenApi;
+}
+
+/** A path of the document with {id} filled in with a template, VM or disk of the scenario, chosen by the collection. */
+function fillIn(world: VmanWorld, template: string): string {
+  return template.replace(/\{id\}/g, () => {
+    if (template.startsWith('/api/v1/templates/')) return world.idOf('template:tiny');
+    if (template.startsWith('/api/v1/vms/')) return world.idOf('db');
+    if (template.startsWith('/api/v1/disks/')) return world.idOf('data');
+    throw new Error(`no id to put in ${template}`);
+  });
+}
+
+/** A body vman would accept on this route, or none. */
+function bodyFor(world: VmanWorld, method: string, template: string): string | undefined {
+  if (method !== 'POST') return undefined;
+  const bodies: Record<string, unknown> = {
+    '/api/v1/templates': { name: 'other', cpus: 1, memory_mb: 256, kernel_path: '/bin/sh' },
+    '/api/v1/vms': { name: 'other', template: 'small' },
+    '/api/v1/disks': { name: 'other', size_gb: 1 },
+    '/api/v1/disks/{id}/attach': { vm_id: world.idOf('db') },
+    '/api/v1/vms/{id}/stop': { force: true },
+  };
+  return template in bodies ? JSON.stringify(bodies[template]) : undefined;
+}
+
+/**
+ * Every request vman serves: each method of each path of its OpenAPI document,
+ * HEAD where GET is served, OPTIONS on every path, the document itself (which
+ * it does not list), a method a path does not take and a path it does not serve.
+ */
+export async function everyRequest(world: VmanWorld): Promise<Array<{ method: string; path: string; body?: string; route: string }>> {
+  const doc = await openApiDocument(world);
+  const routes = Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).filter((m) => HTTP_METHODS.includes(m)).map((m) => ({ method: m.toUpperCase(), route: p })));
+  const tags = ['/api/v1/templates', '/api/v1/vms', '/api/v1/disks', '/api/v1/network', '/api/v1/observer', '/api/v1/host', '/health'];
+  const missing = tags.filter((t) => !routes.some((r) => r.route.startsWith(t)));
+  if (missing.length > 0) throw new Error(`the OpenAPI document lists nothing under ${missing.join(', ')}: it is not the list of what vman serves`);
+  const all = [...routes, { method: 'GET', route: '/api/v1/openapi.json' }];
+  const withHead = all.flatMap((r) => (r.method === 'GET' ? [r, { method: 'HEAD', route: r.route }] : [r]));
+  const options = [...new Set(all.map((r) => r.route))].map((route) => ({ method: 'OPTIONS', route }));
+  const extra = [{ method: 'PUT', route: '/api/v1/vms' }, { method: 'GET', route: '/api/v1/volumes' }];
+  return [...withHead, ...options, ...extra].map((r) => {
+    const body = bodyFor(world, r.method, r.route);
+    return { method: r.method, route: r.route, path: fillIn(world, r.route), ...(body !== undefined ? { body } : {}) };
+  });
+}
+
+/** Sends every request vman serves with this Authorization header (none when undefined), after noting what vman holds. */
+export async function sendEveryRequest(world: VmanWorld, authorization: string | undefined): Promise<Sent[]> {
+  const requests = await everyRequest(world);
+  await noteHoldings(world);
+  const sent: Sent[] = [];
+  for (const r of requests) {
+    const answer = await rawRequest(world.api().baseUrl, {
+      method: r.method, path: r.path, ...(r.body !== undefined ? { body: r.body } : {}),
+      headers: authorization === undefined ? {} : { authorization },
+    });
+    sent.push({ method: r.method, path: r.path, answer });
+  }
+  world.remembered.set(SENT, sent);
+  world.attach(sent.map((s) => `${s.method} ${s.path} → ${s.answer.statusCode} ${s.answer.headers['www-authenticate'] ?? ''}`).join('\n'),
+    { mediaType: 'text/plain', fileName: `every request, ${authorization === undefined ? 'without Authorization' : `Authorization: ${authorization}`}` });
+  return sent;
+}
+
+export function sentRequests(world: VmanWorld): Sent[] {
+  const sent = world.remembered.get(SENT) as Sent[] | undefined;
+  if (!sent) throw new Error('not every request was sent in this scenario');
+  return sent;
+}
+
+const isHealth = (s: Sent): boolean => s.path === '/health';
+
+/** Every request but the health check (GET, HEAD and OPTIONS /health stay open): a 401 problem with a Bearer challenge; what is wrong otherwise. */
+export function notRefusedAsUnauthorized(world: VmanWorld): string[] {
+  const flaws: string[] = [];
+  for (const s of sentRequests(world).filter((x) => !isHealth(x))) {
+    const a = s.answer;
+    const challenge = String(a.headers['www-authenticate'] ?? '');
+    const own: string[] = [];
+    if (a.statusCode !== 401) own.push(`status ${a.statusCode}`);
+    if (!/^Bearer( |$)/.test(challenge)) own.push(`WWW-Authenticate is ${JSON.stringify(challenge)}`);
+    // HEAD has no body by HTTP's rules; its content type still says what the body would be.
+    if (s.method === 'HEAD') {
+      if (!String(a.headers['content-type'] ?? '').startsWith('application/problem+json')) own.push(`content type ${a.headers['content-type']}`);
+    } else own.push(...problemFlaws(a));
+    if (own.length > 0) flaws.push(`${s.method} ${s.path}: ${own.join('; ')}`);
+  }
+  return flaws;
+}
+
+export function healthStatuses(world: VmanWorld): Array<{ method: string; status: number }> {
+  return sentRequests(world).filter((s) => isHealth(s) && (s.method === 'GET' || s.method === 'HEAD')).map((s) => ({ method: s.method, status: s.answer.statusCode }));
+}
+
+/** The OpenAPI document and every GET of the document without an id in its path, with the token. */
+export async function readEveryListWithToken(world: VmanWorld, token: string): Promise<Sent[]> {
+  const doc = await openApiDocument(world);
+  const lists = ['/api/v1/openapi.json', ...Object.entries(doc.paths).filter(([p, ops]) => 'get' in ops && !p.includes('{')).map(([p]) => p)];
+  const sent: Sent[] = [];
+  for (const p of lists) sent.push({ method: 'GET', path: p, answer: await rawRequest(world.api().baseUrl, { method: 'GET', path: p, headers: { authorization: `Bearer ${token}` } }) });
+  world.remembered.set(SENT, sent);
+  return sent;
+}
