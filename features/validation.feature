@@ -43,6 +43,23 @@ Feature: Bad requests are refused and change nothing
         | VM       |
         | disk     |
 
+    Scenario Outline: A template whose <field> is <value> is accepted: <why>
+      When the operator asks to create a template whose <field> is <value>
+      Then the request is accepted with status 201
+
+      Examples:
+        | field       | value                 | why                                                     |
+        | name        | "Tiny-2.0_b"          | upper case, digits, ".", "_" and "-" make a name        |
+        | name        | 63 letters            | the longest name                                        |
+        | kernel_path | the file "vm=linuz"   | "=" in a path is passed to QEMU as it is (see below)    |
+        | kernel_path | the file "vm:linuz"   | ":" in a path is passed to QEMU as it is (see below)    |
+        | initrd_path | the file "initrd.img" | an initrd beside the kernel                             |
+        | cmdline     | "console=ttyS0,115200" | a comma in the kernel command line is the kernel's own |
+
+    Scenario: A template with a base image that the refusals below start from is accepted
+      When the operator asks to create a template whose base image in qcow2 is the file "root.qcow2"
+      Then the request is accepted with status 201
+
   Rule: Creating a template takes one JSON object with a valid name, CPU count, memory size and boot files
 
     Scenario Outline: Creating a template from <body> is refused: <why>
@@ -144,11 +161,6 @@ Feature: Bad requests are refused and change nothing
         | initrd_path       | the file "initrd\u001b"           | an escape character in a path                                     |
         | initrd_path       | the file "initrd\u007f"           | DEL in a path                                                     |
         | initrd_path       | "/no/such/initrd"                 | the file does not exist                                           |
-        | base_image_path   | the file "root,qcow2"             | a comma separates options in QEMU's option strings                |
-        | base_image_path   | the file "root\u0000"             | NUL ends the path where the C library reads it                    |
-        | base_image_path   | the file "root\u0007"             | a control character in a path                                     |
-        | base_image_path   | the file "root\u001b"             | an escape character in a path                                     |
-        | base_image_path   | the file "root\u007f"             | DEL in a path                                                     |
         | base_image_path   | "/no/such/root.qcow2"             | the file does not exist (and its format is not said)              |
         | base_image_format | "vmdk"                            | base images are qcow2 or raw                                      |
         | cmdline           | "console=ttyS0\u000ainit=/bin/sh" | a newline in the kernel command line                              |
@@ -163,6 +175,23 @@ Feature: Bad requests are refused and change nothing
         | colour  | "blue"     | an unknown field is refused, not ignored |
         | id      | "tpl-mine" | vman chooses the ids                     |
         | builtin | true       | only vman's own templates are built in   |
+
+    Scenario Outline: A template whose base image (qcow2) is <value> is refused: <why>
+      When the operator asks to create a template whose base image in qcow2 is <value>
+      Then the request is refused with status 400
+      And the answer is a problem that names the field base_image_path
+      And the database, the storage folder and the QEMU processes are as they were before
+
+      Examples:
+        | value                 | why                                                 |
+        | the file "root,qcow2" | a comma separates options in QEMU's option strings  |
+        | the file "root\u0000" | NUL ends the path where the C library reads it      |
+        | the file "root\u0007" | a control character in a path                       |
+        | the file "root\u001b" | an escape character in a path                       |
+        | the file "root\u007f" | DEL in a path                                       |
+        | "root.qcow2"          | a relative path depends on where vman was started   |
+        | "/no/such/root.qcow2" | the file does not exist                             |
+        | 42                    | a path is text                                      |
 
   Rule: Creating a VM takes one JSON object with a valid name and a template
 

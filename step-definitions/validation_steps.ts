@@ -7,7 +7,7 @@ import type { VmanWorld } from '../world/vman-world.ts';
 import {
   attachToBothAtOnce, createOneAfterAnother, createOwnTemplate, createTwiceAtOnce, createdOneAfterAnother, creating, describeRace, headUnlikeGet,
   idAction, kindNamed, lastAnswer, oneWonFlaws, raceEntries, raceWinner, rowsNamed, sendBody, sendLongUrl, sendTo, sendToId, sendWellFormed,
-  sendWellFormedAs, sendWithField, sendWithKey, sendWithKeyTwice, startAndDeleteAtOnce, startAndDeleteFlaws, startTwiceAtOnce, stopWithQuery,
+  sendWellFormedAs, sendWithBaseImage, sendWithField, sendWithKey, sendWithKeyTwice, startAndDeleteAtOnce, startAndDeleteFlaws, startTwiceAtOnce, stopWithQuery,
   storageGainedBeyond, tableBody, tableId, tableValue, targetNamed, tryCreateTemplate, tryCreateVm, tryDeleteTemplate, tryVmAction,
 } from '../support/validation-tasks.ts';
 import { changesSinceLastRequest, prototypeChangesSinceLastRequest } from '../support/validation-state.ts';
@@ -51,6 +51,10 @@ When('the operator asks to create a {word} with the request every refusal below 
 
 When('the operator asks to create a {word} whose {word} is {}', async function (this: VmanWorld, kind: string, field: string, value: string) {
   await sendWithField(this, creating(kind), field, tableValue(value));
+});
+
+When('the operator asks to create a template whose base image in qcow2 is {}', async function (this: VmanWorld, value: string) {
+  await sendWithBaseImage(this, tableValue(value));
 });
 
 When('the operator asks to attach the disk {string} to {string} in a request whose {word} is {}', async function (this: VmanWorld, disk: string, vm: string, field: string, value: string) {

@@ -167,13 +167,25 @@ export async function sendWellFormed(world: VmanWorld, target: Target): Promise<
 }
 
 /** The request vman accepts with one field set to `value` (added if it is not a field of the request, removed if LEFT_OUT). */
-export async function sendWithField(world: VmanWorld, target: Target, field: string, value: unknown): Promise<Answer> {
+export function sendWithField(world: VmanWorld, target: Target, field: string, value: unknown): Promise<Answer> {
+  return sendWithFields(world, target, { [field]: value });
+}
+
+/** The request vman accepts with these fields set (added, replaced, or removed if LEFT_OUT). */
+export async function sendWithFields(world: VmanWorld, target: Target, fields: Record<string, unknown>): Promise<Answer> {
   const e = await endpoint(world, target);
   const body: Record<string, unknown> = { ...e.wellFormed };
-  if (value === LEFT_OUT) delete body[field];
-  else if (typeof value === 'object' && value !== null && 'madeFile' in value) body[field] = await scenarioFile(world, (value as MadeFile).madeFile);
-  else body[field] = value;
+  for (const [field, value] of Object.entries(fields)) {
+    if (value === LEFT_OUT) delete body[field];
+    else if (typeof value === 'object' && value !== null && 'madeFile' in value) body[field] = await scenarioFile(world, (value as MadeFile).madeFile);
+    else body[field] = value;
+  }
   return send(world, { method: e.method, path: e.path, body: JSON.stringify(body) });
+}
+
+/** The template request vman accepts, with a base image at `value` said to be qcow2. */
+export function sendWithBaseImage(world: VmanWorld, value: unknown): Promise<Answer> {
+  return sendWithFields(world, { what: 'create a template' }, { base_image_path: value, base_image_format: 'qcow2' });
 }
 
 /** A body sent as written, as JSON unless another content type is given; undefined sends no body. */
