@@ -10,6 +10,7 @@ import { problemFlaws } from './validation-problem.ts';
 
 const TOKEN = 'the API token vman requires';
 const SENT = 'every request vman serves, and what it answered';
+const CREDENTIALS = 'the Authorization header every request was sent with';
 
 export interface Sent {
   method: string;
@@ -100,6 +101,7 @@ export async function sendEveryRequest(world: VmanWorld, authorization: string |
     sent.push({ method: r.method, path: r.path, answer });
   }
   world.remembered.set(SENT, sent);
+  world.remembered.set(CREDENTIALS, authorization);
   world.attach(sent.map((s) => `${s.method} ${s.path} → ${s.answer.statusCode} ${s.answer.headers['www-authenticate'] ?? ''}`).join('\n'),
     { mediaType: 'text/plain', fileName: `every request, ${authorization === undefined ? 'without Authorization' : `Authorization: ${authorization}`}` });
   return sent;
@@ -113,15 +115,20 @@ export function sentRequests(world: VmanWorld): Sent[] {
 
 const isHealth = (s: Sent): boolean => s.path === '/health';
 
-/** Every request but the health check (GET, HEAD and OPTIONS /health stay open): a 401 problem with a Bearer challenge; what is wrong otherwise. */
+/**
+ * Every request but the health check (GET, HEAD and OPTIONS /health stay
+ * open): a 401 problem with a Bearer challenge, which says invalid_token when
+ * credentials were sent (RFC 6750); what is wrong otherwise.
+ */
 export function notRefusedAsUnauthorized(world: VmanWorld): string[] {
+  const expected = world.remembered.get(CREDENTIALS) === undefined ? 'Bearer realm="vman"' : 'Bearer realm="vman", error="invalid_token"';
   const flaws: string[] = [];
   for (const s of sentRequests(world).filter((x) => !isHealth(x))) {
     const a = s.answer;
     const challenge = String(a.headers['www-authenticate'] ?? '');
     const own: string[] = [];
     if (a.statusCode !== 401) own.push(`status ${a.statusCode}`);
-    if (!/^Bearer( |$)/.test(challenge)) own.push(`WWW-Authenticate is ${JSON.stringify(challenge)}`);
+    if (challenge !== expected) own.push(`WWW-Authenticate is ${JSON.stringify(challenge)}, not ${JSON.stringify(expected)}`);
     // HEAD has no body by HTTP's rules; its content type still says what the body would be.
     if (s.method === 'HEAD') {
       if (!String(a.headers['content-type'] ?? '').startsWith('application/problem+json')) own.push(`content type ${a.headers['content-type']}`);

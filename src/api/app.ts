@@ -88,15 +88,21 @@ export async function buildApp(services: AppServices, opts: AppOptions = {}): Pr
 }
 
 function requireToken(app: FastifyInstance, token: string): void {
-  const expected = Buffer.from(`Bearer ${token}`);
+  const expected = Buffer.from(token);
   app.addHook('onRequest', async (req, reply) => {
     if (req.url === '/health') return;
     // Every other request, also one no route takes: what vman serves is not told to strangers.
-    const given = Buffer.from(req.headers.authorization ?? '');
+    const header = req.headers.authorization;
+    // The scheme is case-insensitive (RFC 9110, 11.1); the token is not.
+    const given = header === undefined ? undefined : /^Bearer (.*)$/is.exec(header)?.[1];
     // Constant-time comparison: the token must not leak through response timing.
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-      reply.header('www-authenticate', 'Bearer realm="vman"');
-      return sendProblem(reply, 401, 'unauthorized', 'this vman requires an API token: send "Authorization: Bearer <token>"');
+    const valid = given !== undefined && Buffer.byteLength(given) === expected.length && timingSafeEqual(Buffer.from(given), expected);
+    if (!valid) {
+      // RFC 6750: a request without credentials gets the bare challenge; one with wrong credentials, invalid_token.
+      reply.header('www-authenticate', header === undefined ? 'Bearer realm="vman"' : 'Bearer realm="vman", error="invalid_token"');
+      return sendProblem(reply, 401, 'unauthorized', header === undefined
+        ? 'this vman requires an API token: send "Authorization: Bearer <token>"'
+        : 'the Authorization header does not carry this vman\'s API token as "Bearer <token>"');
     }
   });
 }

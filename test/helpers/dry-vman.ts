@@ -21,6 +21,8 @@ export interface ApiResponse<T = any> {
   status: number;
   /** The content-type header, e.g. `application/problem+json; charset=utf-8`. */
   type: string;
+  /** Every header of the answer (allow, www-authenticate, content-length, ...). */
+  headers: Record<string, string | string[] | undefined>;
   /** The parsed JSON body; undefined for an empty body. */
   body: T;
   raw: string;
@@ -91,6 +93,7 @@ export async function dryVman(t: HasAfter, opts: DryVmanOptions = {}): Promise<D
         return {
           status: res.statusCode,
           type: String(res.headers['content-type'] ?? ''),
+          headers: res.headers as Record<string, string | string[] | undefined>,
           body: res.body === '' ? undefined : JSON.parse(res.body),
           raw: res.body,
         };
