@@ -5,21 +5,21 @@ import { Given, Then, When } from '@cucumber/cucumber';
 import { expect } from 'chai';
 import type { VmanWorld } from '../world/vman-world.ts';
 import {
-  attachToBothAtOnce, createOneAfterAnother, createOwnTemplate, createTwiceAtOnce, createdOneAfterAnother, creating, describeRace, headUnlikeGet,
-  idAction, kindNamed, lastAnswer, oneWonFlaws, raceEntries, raceWinner, rowsNamed, sendBody, sendLongUrl, sendTo, sendToId, sendWellFormed,
+  attachToBothAtOnce, createOneAfterAnother, createOwnTemplate, createTwiceAtOnce, creating, describeRace, headUnlikeGet,
+  idAction, kindNamed, lastAnswer, oneWonFlaws, raceEntries, raceWinner, sendBody, sendLongUrl, sendTo, sendToId, sendWellFormed,
   sendWellFormedAs, sendWithBaseImage, sendWithField, sendWithKey, sendWithKeyTwice, startAndDeleteAtOnce, startAndDeleteFlaws, startTwiceAtOnce, stopWithQuery,
-  storageGainedBeyond, tableBody, tableId, tableValue, targetNamed, tryCreateTemplate, tryCreateVm, tryDeleteTemplate, tryVmAction,
+  tableBody, tableId, tableValue, targetNamed, tryCreateTemplate, tryCreateVm, tryDeleteTemplate, tryVmAction,
 } from '../support/validation-tasks.ts';
 import { changesSinceLastRequest, prototypeChangesSinceLastRequest } from '../support/validation-state.ts';
-import { allowed, detailOf, fieldFlaws, hasWord, problemFlaws, quotesFlaws, saysFlaws } from '../support/validation-problem.ts';
+import { allowed, fieldFlaws, listed, methodsFlaws, quotesFlaws, saysFlaws } from '../support/validation-problem.ts';
 import { disturbedPlaces, preparePlaces } from '../support/validation-places.ts';
-import { healthStatuses, notRefusedAsUnauthorized, readEveryListWithToken, requireApiToken, sendEveryRequest, sentRequests } from '../support/validation-token.ts';
+import { answeredWith, healthStatuses, notRefusedAsUnauthorized, readEveryListWithToken, requireApiToken, sendEveryRequest } from '../support/validation-token.ts';
 import { bootFilesIn, bootFilesOf, qemuArgument, rootDiskBacking, templateOfBootFiles } from '../support/validation-boot-files.ts';
-import { qemuNameIn, qemusUnder } from '../support/proc-reader.ts';
-import { qemuBlockView } from '../support/qmp-reader.ts';
-import { blockNamesOf } from '../support/coherence.ts';
+import {
+  createsNotAnswered, diskDeviceHeldBy, namesNotRecordedApart, notOneRecordOfWinner, qemuProcessesOf, storageGainedBeyondCreated, storageGainedBeyondWinner,
+  templateIdOfVm,
+} from '../support/validation-facts.ts';
 import { recordedDisk } from '../support/disk-facts.ts';
-import { recordedVm } from '../support/vm-facts.ts';
 
 // --- Given ------------------------------------------------------------------------
 
@@ -200,14 +200,11 @@ Then('the answer is a problem that names the path {}', function (this: VmanWorld
 });
 
 Then('the answer is a problem that names the methods {}', function (this: VmanWorld, methods: string) {
-  const res = lastAnswer(this);
-  const flaws = problemFlaws(res);
-  for (const m of methods.split(',').map((x) => x.trim())) if (!hasWord(detailOf(res), m)) flaws.push(`the detail does not name ${m}`);
-  expect(flaws, `flaws of the answer ${JSON.stringify(res.body)}`).to.deep.equal([]);
+  expect(methodsFlaws(lastAnswer(this), listed(methods)), 'flaws of the answer').to.deep.equal([]);
 });
 
 Then('the Allow header of the answer lists {}', function (this: VmanWorld, methods: string) {
-  expect(allowed(lastAnswer(this)).sort(), 'the methods in Allow').to.deep.equal(methods.split(',').map((m) => m.trim()).sort());
+  expect(allowed(lastAnswer(this)).sort(), 'the methods in Allow').to.deep.equal(listed(methods).sort());
 });
 
 Then('the answer has the status, content type and length of the answer to GET {}, and no body', async function (this: VmanWorld, urlPath: string) {
@@ -239,34 +236,25 @@ Then('the health check answered with status {int}', function (this: VmanWorld, s
 });
 
 Then('none of them was refused with status {int}', function (this: VmanWorld, status: number) {
-  const refused = sentRequests(this).filter((s) => s.answer.statusCode === status).map((s) => `${s.method} ${s.path}`);
-  expect(refused, `requests answered ${status}`).to.deep.equal([]);
+  expect(answeredWith(this, status), `requests answered ${status}`).to.deep.equal([]);
 });
 
 // --- Then: names that differ only in case ------------------------------------------------------------
 
 Then('both were accepted with status {int}', function (this: VmanWorld, status: number) {
-  const answers = createdOneAfterAnother(this);
-  expect(answers.map((a) => ({ name: a.name, status: a.statusCode })), JSON.stringify(answers.map((a) => a.body)))
-    .to.deep.equal(answers.map((a) => ({ name: a.name, status })));
+  expect(createsNotAnswered(this, status), `creates not answered ${status}`).to.deep.equal([]);
 });
 
 Then('the database records the {word} {string} and {string} under different ids', async function (this: VmanWorld, kind: string, a: string, b: string) {
-  const answers = createdOneAfterAnother(this);
-  const idFromApi = (name: string) => (answers.find((x) => x.name === name)?.body as { id?: string } | undefined)?.id;
-  const recorded = async (name: string) => (await rowsNamed(this, kindNamed(kind), name)).map((r) => r.id);
-  expect({ [a]: await recorded(a), [b]: await recorded(b) }, 'ids recorded for each name').to.deep.equal({ [a]: [idFromApi(a)], [b]: [idFromApi(b)] });
-  expect(idFromApi(a), 'the two ids').to.not.equal(idFromApi(b));
+  expect(await namesNotRecordedApart(this, kindNamed(kind), [a, b]), 'names not recorded apart').to.deep.equal([]);
 });
 
 Then('the storage folder gained what the {word} {string} and {string} have, and nothing else', async function (this: VmanWorld, kind: string, a: string, b: string) {
-  const ids = createdOneAfterAnother(this).filter((x) => x.name === a || x.name === b).map((x) => (x.body as { id: string }).id);
-  expect(await storageGainedBeyond(this, kindNamed(kind), ids), 'what the storage folder gained').to.deep.equal([]);
+  expect(await storageGainedBeyondCreated(this, kindNamed(kind), [a, b]), 'what the storage folder gained').to.deep.equal([]);
 });
 
 Then('the database records {string} as made from the template {string}', async function (this: VmanWorld, vm: string, template: string) {
-  const row = await this.db().vmByName(vm);
-  expect(row?.template_id, `the template of ${vm}`).to.equal(this.idOf(`template:${template}`));
+  expect(await templateIdOfVm(this, vm), `the template of ${vm}`).to.equal(this.idOf(`template:${template}`));
 });
 
 // --- Then: requests sent at the same moment ----------------------------------------------------------
@@ -280,21 +268,16 @@ Then('the delete succeeded, and the start succeeded if it came first and was ref
 });
 
 Then('the database records one {word} named {string}, the one whose create succeeded', async function (this: VmanWorld, kind: string, name: string) {
-  const winner = raceWinner(this, 'create');
-  const ids = (await rowsNamed(this, kindNamed(kind), name)).map((r) => r.id);
-  expect(ids, `${kind}s named ${name} in the database`).to.deep.equal([(winner.body as { id: string }).id]);
+  expect(await notOneRecordOfWinner(this, kindNamed(kind), name), describeRace(raceEntries(this))).to.deep.equal([]);
 });
 
 Then('the storage folder gained what the {word} {string} has, and nothing for the refused create', async function (this: VmanWorld, kind: string, _name: string) {
-  const winner = raceWinner(this, 'create');
-  expect(await storageGainedBeyond(this, kindNamed(kind), [(winner.body as { id: string }).id]), 'what the storage folder gained').to.deep.equal([]);
+  expect(await storageGainedBeyondWinner(this, kindNamed(kind)), 'what the storage folder gained').to.deep.equal([]);
 });
 
 Then('exactly one QEMU process runs {string}', async function (this: VmanWorld, vm: string) {
-  const recorded = await recordedVm(this, vm);
-  const procs = (await qemusUnder(this.storage)).filter((p) => qemuNameIn(p.argv) === `vman-${recorded.id}`);
-  expect(procs.map((p) => p.pid), `QEMU processes named vman-${recorded.id}`).to.have.lengthOf(1);
-  expect(recorded.pid, 'pid recorded in the database').to.equal(procs[0]!.pid);
+  const { pids, recorded } = await qemuProcessesOf(this, vm);
+  expect(pids, `QEMU processes of ${vm} in /proc; the database records the pid ${recorded}`).to.deep.equal([recorded]);
 });
 
 Then('the disk {string} is recorded as attached to the VM whose attach succeeded', async function (this: VmanWorld, disk: string) {
@@ -305,12 +288,8 @@ Then('the disk {string} is recorded as attached to the VM whose attach succeeded
 });
 
 Then('QMP lists the disk {string} on the VM whose attach succeeded and not on the other', async function (this: VmanWorld, disk: string) {
-  const winner = raceWinner(this, 'attach');
-  const loser = raceEntries(this).find((e) => e.what === 'attach' && e !== winner)!;
-  const { device } = blockNamesOf(this.idOf(disk));
-  const devicesOf = async (vm: string): Promise<string[]> => (await qemuBlockView((await recordedVm(this, vm)).dir)).devices;
-  expect(await devicesOf(winner.label), `block devices of ${winner.label}, whose attach succeeded`).to.include(device);
-  expect(await devicesOf(loser.label), `block devices of ${loser.label}, whose attach was refused`).to.not.include(device);
+  expect(await diskDeviceHeldBy(this, disk), `whether QEMU holds the device of ${disk}, by the VM whose attach succeeded and the other`)
+    .to.deep.equal({ winner: true, loser: false });
 });
 
 // --- Then: what QEMU was given ------------------------------------------------------------------------

@@ -61,3 +61,13 @@ export function allowed(answer: AnswerLike): string[] {
   const header = answer.headers.allow;
   return (Array.isArray(header) ? header.join(',') : header ?? '').split(',').map((m) => m.trim()).filter(Boolean);
 }
+
+/** The problem names each of the methods (as words of its detail). */
+export function methodsFlaws(answer: AnswerLike, methods: string[]): string[] {
+  const flaws = problemFlaws(answer);
+  for (const m of methods) if (!hasWord(detailOf(answer), m)) flaws.push(`the detail does not name ${m}: ${JSON.stringify(detailOf(answer))}`);
+  return flaws;
+}
+
+/** A list as the tables write it: "GET, HEAD, POST". */
+export const listed = (text: string): string[] => text.split(',').map((m) => m.trim()).filter(Boolean);

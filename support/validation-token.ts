@@ -151,3 +151,8 @@ export async function readEveryListWithToken(world: VmanWorld, token: string): P
   world.remembered.set(SENT, sent);
   return sent;
 }
+
+/** The requests answered with this status. */
+export function answeredWith(world: VmanWorld, status: number): string[] {
+  return sentRequests(world).filter((s) => s.answer.statusCode === status).map((s) => `${s.method} ${s.path}`);
+}

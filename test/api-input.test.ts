@@ -97,8 +97,11 @@ describe('validation problems name the field and the rule', () => {
   it('a body sent as another type than JSON is a 415 naming the type', async () => {
     for (const type of ['text/plain', 'application/xml', 'application/x-www-form-urlencoded', 'application/problem+json']) {
       const res = await v().api('POST', '/api/v1/vms', '{"name":"web","template":"small"}', { 'content-type': type });
-      assertProblem(res, 415, new RegExp(`not "${type.replace(/[+/]/g, '\\$&')}"`));
+      assertProblem(res, 415, new RegExp(`not as "${type.replace(/[+/]/g, '\\$&')}"`));
     }
+    const none = await v().vman.app.inject({ method: 'POST', url: '/api/v1/vms', payload: '{"name":"web","template":"small"}', headers: { 'content-type': '' } });
+    assert.equal(none.statusCode, 415);
+    assert.match(none.json().detail, /this one has no content type/);
   });
 });
 

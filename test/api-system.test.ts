@@ -87,7 +87,7 @@ describe('system API', () => {
     assert.equal(res.status, 415);
     assert.match(res.type, PROBLEM);
     assertProblem(res.body, 415);
-    assert.match(res.body.detail, /not "text\/plain"/);
+    assert.match(res.body.detail, /not as "text\/plain"/);
   });
 
   // Errors Fastify's router raises before any route runs must be problem+json too.

@@ -45,7 +45,10 @@ export function sendProblem(reply: FastifyReply, status: number, code: string, d
 function frameworkProblem(fe: FastifyError, contentType: string | undefined): { code: string; detail: string } {
   switch (fe.code) {
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return { code: 'unsupported-media-type', detail: `vman reads bodies sent as application/json, not ${contentType ? JSON.stringify(contentType) : 'without a content type'}` };
+      return {
+        code: 'unsupported-media-type',
+        detail: contentType ? `vman reads bodies sent as application/json, not as ${JSON.stringify(contentType)}` : 'vman reads bodies sent as application/json, and this one has no content type',
+      };
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return { code: 'body-too-large', detail: `the body is larger than the ${BODY_LIMIT} bytes vman reads` };
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
