@@ -16,9 +16,15 @@ Feature: Bad requests are refused and change nothing
   token, 404 for something that does not exist, 405 (with an Allow header) for
   a method the path does not take, 409 for what the current state forbids, 413
   for a body larger than vman reads, 414 for a URL longer than vman reads, 415
-  for a body that is not sent as JSON. A refused request changes nothing: every
-  table of the database file, every file of the storage folder (by path, size
-  and SHA-256) and the QEMU processes under it are compared before and after.
+  for a body that is not sent as JSON. HEAD is answered as GET is, without a
+  body; OPTIONS on a path vman serves is answered with 204 and the methods of
+  the path in Allow.
+
+  A refused request changes nothing: every table of the database file (read
+  with sqlite3, not vman's driver), every file of the storage folder (by path,
+  size and SHA-256) and the QEMU processes under it are compared before and
+  after; the objects of the process vman runs in too, where a body could
+  reach them.
 
   Requests that conflict and arrive at the same moment (two starts of one VM,
   a start and a delete, one disk attached to two VMs, two creates of one name)
