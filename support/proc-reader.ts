@@ -1,27 +1,32 @@
 // The suite's own look at the process table (/proc), sharing no code with
 // vman's: which QEMU runs which VM is read here from the command lines.
-import { readdir, readFile } from 'node:fs/promises';
+import { readdirSync, readFileSync } from 'node:fs';
 
 export interface HostProcess {
   pid: number;
   argv: string[];
 }
 
-async function readArgv(pid: number): Promise<HostProcess | undefined> {
+// Read synchronously: /proc answers at once, and a scan through the libuv
+// thread pool costs several times as long, in every teardown.
+function readArgv(pid: number): HostProcess | undefined {
   try {
-    const [cmdline, stat] = await Promise.all([readFile(`/proc/${pid}/cmdline`), readFile(`/proc/${pid}/stat`, 'utf8')]);
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`);
+    if (cmdline.length === 0) return undefined; // a kernel thread, or a zombie
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // A zombie has exited: it runs nothing.
     if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) return undefined;
-    const argv = cmdline.toString('utf8').split('\0').filter((a, i, all) => a !== '' || i < all.length - 1);
-    return argv.length > 0 ? { pid, argv } : undefined;
+    const argv = cmdline.toString('utf8').split('\0');
+    if (argv.at(-1) === '') argv.pop();
+    return { pid, argv };
   } catch {
     return undefined; // gone meanwhile
   }
 }
 
 export async function hostProcesses(): Promise<HostProcess[]> {
-  const pids = (await readdir('/proc')).filter((e) => /^\d+$/.test(e)).map(Number);
-  return (await Promise.all(pids.map(readArgv))).filter((p): p is HostProcess => p !== undefined);
+  const pids = readdirSync('/proc').filter((e) => /^\d+$/.test(e)).map(Number);
+  return pids.map(readArgv).filter((p): p is HostProcess => p !== undefined);
 }
 
 /** QEMU system emulators whose command line points inside `folder`. */
@@ -53,7 +58,7 @@ export function signal(pid: number, sig: NodeJS.Signals): boolean {
 
 /** Present and not a zombie. */
 export async function isAlive(pid: number): Promise<boolean> {
-  return (await readArgv(pid)) !== undefined;
+  return readArgv(pid) !== undefined;
 }
 
 /** Polls /proc until the process is gone; true if it went within the time. */
