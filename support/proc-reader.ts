@@ -1,6 +1,7 @@
 // The suite's own look at the process table (/proc), sharing no code with
 // vman's: which QEMU runs which VM is read here from the command lines.
 import { readdirSync, readFileSync } from 'node:fs';
+import { pollUntil, WaitTimeoutError } from './poll.ts';
 
 export interface HostProcess {
   pid: number;
@@ -63,12 +64,11 @@ export async function isAlive(pid: number): Promise<boolean> {
 
 /** Polls /proc until the process is gone; true if it went within the time. */
 export async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (!(await isAlive(pid))) return true;
-    if (Date.now() >= deadline) return false;
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
+  return pollUntil(`process ${pid} to exit`, async () => ((await isAlive(pid)) ? { done: false, seen: 'alive' } : { done: true, value: true }), { timeoutMs, intervalMs: 25 })
+    .catch((err: unknown) => {
+      if (err instanceof WaitTimeoutError) return false;
+      throw err;
+    });
 }
 
 /** SIGKILL, then wait for each to be gone. */

@@ -2,8 +2,8 @@
 // says is read here, so a bug in vman's QMP handling cannot hide itself. QMP
 // is newline-delimited JSON on a unix socket: a greeting, qmp_capabilities,
 // then commands answered in order (events may come in between).
-import { createConnection, type Socket } from 'node:net';
 import path from 'node:path';
+import { JsonLines } from './json-lines.ts';
 
 export class QmpReaderError extends Error {
   constructor(message: string, readonly reply?: unknown) {
@@ -23,43 +23,17 @@ interface Message {
 
 /** One connection to a QMP socket; commands one at a time. */
 export class QmpReader {
-  private buffer = '';
-  private readonly messages: Message[] = [];
-  private wake: (() => void) | undefined;
-  private closed = false;
   private next = 1;
   /** Every event seen on this connection, in order. */
   readonly events: Message[] = [];
 
-  private constructor(private readonly socket: Socket, private readonly timeoutMs: number) {
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => {
-      this.buffer += chunk;
-      for (let nl = this.buffer.indexOf('\n'); nl >= 0; nl = this.buffer.indexOf('\n')) {
-        const line = this.buffer.slice(0, nl).trim();
-        this.buffer = this.buffer.slice(nl + 1);
-        if (line) this.messages.push(JSON.parse(line) as Message);
-      }
-      this.wake?.();
-    });
-    socket.on('close', () => {
-      this.closed = true;
-      this.wake?.();
-    });
-    socket.on('error', () => undefined);
-  }
+  private constructor(private readonly lines: JsonLines, private readonly timeoutMs: number) {}
 
   /** Connects, reads the greeting and leaves capabilities negotiation mode. */
   static async open(socketPath: string, timeoutMs = 5_000): Promise<QmpReader> {
-    const socket = createConnection(socketPath);
-    await new Promise<void>((resolve, reject) => {
-      socket.once('connect', resolve);
-      socket.once('error', (err) => reject(new QmpReaderError(`cannot connect to ${socketPath}: ${err.message}`)));
-    });
-    const reader = new QmpReader(socket, timeoutMs);
+    const reader = new QmpReader(await JsonLines.connect(socketPath, 'QEMU'), timeoutMs);
     try {
-      const greeting = await reader.read((m) => m.QMP !== undefined, 'the QMP greeting');
-      if (!greeting) throw new QmpReaderError(`no greeting on ${socketPath}`);
+      await reader.read((m) => m.QMP !== undefined, 'the QMP greeting');
       await reader.execute('qmp_capabilities');
     } catch (err) {
       reader.close();
@@ -70,7 +44,7 @@ export class QmpReader {
 
   async execute<T = unknown>(command: string, args?: Record<string, unknown>): Promise<T> {
     const id = `suite-${this.next++}`;
-    this.socket.write(`${JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}), id })}\n`);
+    this.lines.send({ execute: command, ...(args ? { arguments: args } : {}), id });
     const reply = await this.read((m) => m.id === id, `the answer to ${command}`);
     if (reply.error) throw new QmpReaderError(`${command}: ${reply.error.class}: ${reply.error.desc}`, reply);
     return reply.return as T;
@@ -85,28 +59,15 @@ export class QmpReader {
   }
 
   close(): void {
-    this.socket.destroy();
+    this.lines.close();
   }
 
   private async read(want: (m: Message) => boolean, what: string, timeoutMs = this.timeoutMs): Promise<Message> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      while (this.messages.length > 0) {
-        const m = this.messages.shift()!;
-        if (m.event !== undefined) this.events.push(m);
-        if (want(m)) return m;
-      }
-      if (this.closed) throw new QmpReaderError(`QEMU closed the monitor before ${what}`);
-      if (Date.now() >= deadline) throw new QmpReaderError(`no ${what} within ${timeoutMs} ms`);
-      // Woken by the next message, or at the deadline.
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, deadline - Date.now());
-        this.wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.wake = undefined;
+      const m = (await this.lines.next(deadline, what)) as Message;
+      if (m.event !== undefined) this.events.push(m);
+      if (want(m)) return m;
     }
   }
 }
