@@ -199,6 +199,27 @@ Feature: Bad requests are refused and change nothing
         | "/no/such/root.qcow2" | the file does not exist                             |
         | 42                    | a path is text                                      |
 
+  Rule: Templates take boot files only from vman's image directories
+
+    # QEMU runs with vman's rights: a template naming any file of the host would
+    # let a caller read it through a guest.
+    Scenario Outline: A template whose <field> is <value> is refused: <why>
+      When the operator asks to create a template whose <field> is <value>
+      Then the request is refused with status 400
+      And the answer is a problem whose detail says "is outside vman's image directories (VMAN_IMAGE_DIRS: "
+      And the database, the storage folder and the QEMU processes are as they were before
+
+      Examples:
+        | field       | value            | why                                              |
+        | kernel_path | "/etc/passwd"    | any file of the host would become a guest's kernel |
+        | initrd_path | "/etc/hostname"  | or its initrd                                    |
+
+    Scenario: A template whose base image is a file outside the image directories is refused
+      When the operator asks to create a template whose base image in qcow2 is "/etc/passwd"
+      Then the request is refused with status 400
+      And the answer is a problem whose detail says "base_image_path /etc/passwd is outside vman's image directories"
+      And the database, the storage folder and the QEMU processes are as they were before
+
   Rule: Creating a VM takes one JSON object with a valid name and a template
 
     Scenario Outline: Creating a VM from <body> is refused: <why>

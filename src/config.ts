@@ -23,6 +23,11 @@ export interface VmanConfig {
   maxDiskGb: number;
   /** A crash point to die at (tests of crash safety only; see crash-points.ts). */
   crashAt: string | undefined;
+  /**
+   * The only folders templates may take kernels, initrds and base images from.
+   * Unset: <storage>/images and the folder of the built-in guest (server.ts).
+   */
+  imageDirs: string[] | undefined;
 }
 
 /** Flag name (without --) → environment variable. */
@@ -45,6 +50,7 @@ export const SETTINGS = {
   'api-token': 'VMAN_API_TOKEN',
   'max-disk-gb': 'VMAN_MAX_DISK_GB',
   'crash-at': 'VMAN_CRASH_AT',
+  'image-dirs': 'VMAN_IMAGE_DIRS',
 } as const;
 
 export type SettingName = keyof typeof SETTINGS;
@@ -59,6 +65,17 @@ export class ConfigError extends Error {
 export function defaultStoragePath(): string {
   const data = process.env.XDG_DATA_HOME || path.join(os.homedir(), '.local', 'share');
   return path.join(data, 'vman');
+}
+
+/** `VMAN_IMAGE_DIRS`: absolute folders separated by ':'. */
+function imageDirs(text: string | undefined): string[] | undefined {
+  if (text === undefined) return undefined;
+  const dirs = text.split(':').filter((d) => d !== '');
+  const bad = dirs.find((d) => !path.isAbsolute(d) || /[\x00-\x1f\x7f,]/.test(d));
+  if (dirs.length === 0 || bad !== undefined) {
+    throw new ConfigError(`${SETTINGS['image-dirs']} must be absolute folders separated by ":"${bad !== undefined ? `, not ${JSON.stringify(bad)}` : ''}`);
+  }
+  return dirs.map((d) => path.resolve(d));
 }
 
 function crashAt(name: string | undefined): string | undefined {
@@ -116,5 +133,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: Partial<
     apiToken: get('api-token'),
     maxDiskGb: number('max-disk-gb', 1024, 1, 1024 * 1024),
     crashAt: crashAt(get('crash-at')),
+    imageDirs: imageDirs(get('image-dirs')),
   };
 }

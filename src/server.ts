@@ -18,6 +18,7 @@ import { DryRunOperator } from './operator/dry-run-operator.ts';
 import { QemuOperator, UnavailableOperator, type Operator } from './operator/operator.ts';
 import type { ProtocolLogEntry } from './operator/qmp-client.ts';
 import { TemplateService, type BootFiles } from './services/template-service.ts';
+import { ImageDirs } from './services/image-dirs.ts';
 import { VmService } from './services/vm-service.ts';
 import { DiskService } from './services/disk-service.ts';
 import { IntentJournal } from './services/intent-journal.ts';
@@ -130,7 +131,11 @@ async function openVman(config: VmanConfig, opts: CreateOptions, lock: StorageLo
   let network: NetworkBackend | undefined;
   let log: (msg: string) => void = () => undefined;
   try {
-    const templates = new TemplateService(db);
+    // Templates take boot files only from here: by default vman's own images folder and the built-in guest's.
+    const imageDirs = config.imageDirs ?? [path.join(config.storagePath, 'images'), path.dirname(boot.kernel)];
+    await mkdir(path.join(config.storagePath, 'images'), { recursive: true, mode: 0o700 });
+    host.image_dirs = imageDirs;
+    const templates = new TemplateService(db, { imageDirs: new ImageDirs(imageDirs), qemuImg });
     templates.ensureBuiltins(boot);
     const pool = new AddressPool(config.network, db.addresses);
     const net: NetworkBackend = opts.networkBackend ?? (config.network.mode === 'bridge'

@@ -1,7 +1,7 @@
 // Steps about templates: made, removed, and the built-in ones.
 import { Given, When } from '@cucumber/cucumber';
 import { expect } from 'chai';
-import { copyFile, rm } from 'node:fs/promises';
+import { copyFile, mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { createTemplate, deleteTemplate } from '../support/template-tasks.ts';
@@ -15,7 +15,8 @@ Given('a template {string} for the test guest without its guest agent', async fu
 });
 
 Given('a template {string} whose kernel file has since been removed', async function (this: VmanWorld, name: string) {
-  const kernel = path.join(this.storage, `${name}-vmlinuz`);
+  const kernel = path.join(this.storage, 'images', `${name}-vmlinuz`);
+  await mkdir(path.dirname(kernel), { recursive: true });
   await copyFile(this.host.guest.kernel, kernel);
   await createTemplate(this, name, { cpus: 1, memoryMb: 512, kernel });
   await rm(kernel);

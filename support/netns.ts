@@ -201,6 +201,7 @@ export async function serveInNetns(world: VmanWorld, extraEnv: Record<string, st
   const ns = scenarioNetns(world);
   world.child = await startChildVman({
     storagePath: path.join(world.storage, 'vman'),
+    imageDirs: world.imageDirs(),
     env: { ...(world.remembered.get('netns-env') as Record<string, string>), ...extraEnv },
     netns: { name: ns.name, listenHost: ns.nsAddress, listenPort: VMAN_PORT },
   });

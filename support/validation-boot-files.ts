@@ -20,9 +20,9 @@ export interface BootFiles {
 
 const FILES = (folder: string): string => `boot files in ${folder}`;
 
-/** Copies the test guest's kernel and initrd into <scenario>/<folder> and makes a small qcow2 base image beside them. */
+/** Copies the test guest's kernel and initrd into <scenario>/images/<folder> and makes a small qcow2 base image beside them. */
 export async function bootFilesIn(world: VmanWorld, folderName: string): Promise<BootFiles> {
-  const folder = path.join(world.storage, folderName);
+  const folder = path.join(world.storage, 'images', folderName);
   await mkdir(folder, { recursive: true });
   const files: BootFiles = { folder, kernel: path.join(folder, 'vmlinuz'), initrd: path.join(folder, 'initrd.img'), baseImage: path.join(folder, 'base.qcow2') };
   await copyFile(world.host.guest.kernel, files.kernel);

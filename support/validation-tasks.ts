@@ -9,6 +9,7 @@
 // as written; requests that set a scenario up go through the World's got client.
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { execa } from 'execa';
 import type { Response } from 'got';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { rawRequest, type Answer, type RawRequest } from './request-raw.ts';
@@ -131,12 +132,18 @@ function templateRef(world: VmanWorld, name: string): string {
   return world.ids.get(`template:${name}`) ?? name;
 }
 
-/** A file of the scenario's own, outside vman's storage (templates need files that exist); a name with NUL cannot be made, and is only a path. */
+/**
+ * A file of the scenario's own, in its images folder (one of vman's image
+ * directories: templates need files that exist there); a name with NUL cannot
+ * be made, and is only a path.
+ */
 async function scenarioFile(world: VmanWorld, name: string, content = 'not really a kernel: vman only checks that the file exists\n'): Promise<string> {
-  const file = path.join(world.storage, 'boot', name);
+  const file = path.join(world.storage, 'images', name);
   if (name.includes('\0')) return file;
   await mkdir(path.dirname(file), { recursive: true });
-  await writeFile(file, content);
+  // vman reads a base image with qemu-img: an image named .qcow2 is a real (small) one.
+  if (name.endsWith('.qcow2')) await execa('qemu-img', ['create', '-q', '-f', 'qcow2', file, '64M']);
+  else await writeFile(file, content);
   return file;
 }
 

@@ -27,6 +27,8 @@ export interface VmanEndpoint {
 
 export interface VmanSettings {
   storagePath: string;
+  /** VMAN_IMAGE_DIRS: where templates may take boot files from. */
+  imageDirs?: string[];
   env?: Record<string, string>;
   protocolLog?: (vmId: string, entry: ProtocolLogEntry) => void;
   /**
@@ -51,6 +53,7 @@ function baseEnv(s: VmanSettings): Record<string, string> {
     VMAN_STORAGE_PATH: s.storagePath,
     VMAN_OBSERVER_INTERVAL: '0',
     VMAN_BOOT_TIMEOUT: '60',
+    ...(s.imageDirs ? { VMAN_IMAGE_DIRS: s.imageDirs.join(':') } : {}),
     ...(process.env.VMAN_ACCEL ? { VMAN_ACCEL: process.env.VMAN_ACCEL } : {}),
     ...s.env,
   };

@@ -103,6 +103,7 @@ export class VmanWorld extends World {
     const env = opts.child ? { ...this.childEnv, ...(opts.crashAt ? { VMAN_CRASH_AT: opts.crashAt } : {}) } : opts.env;
     const settings = {
       storagePath: path.join(this.storage, 'vman'),
+      imageDirs: this.imageDirs(),
       protocolLog: (vm: string, e: ProtocolLogEntry) => this.protocolLog.push({ ...e, vm }),
       ...(env ? { env } : {}),
     };
@@ -114,6 +115,14 @@ export class VmanWorld extends World {
     }
     this.dbReader ??= await DbReader.open(this.vman.dbPath);
     return this.vman;
+  }
+
+  /**
+   * Where vman may take templates' boot files from: the scenario's own images
+   * folder (files a step makes), vman's default one, and the built guests.
+   */
+  imageDirs(): string[] {
+    return [path.join(this.storage, 'images'), path.join(this.storage, 'vman', 'images'), ...(this.host ? [this.host.guest.dir] : [])];
   }
 
   api(): VmanEndpoint {

@@ -81,6 +81,23 @@ export async function createOverlay(
   await createExclusive(file, opts, (target) => ['create', '-q', '-f', 'qcow2', '-b', backing, '-F', backingFormat, target]);
 }
 
+/** Every image of a backing chain, the file itself first (qemu-img info --backing-chain). */
+export async function imageInfoChain(file: string, opts: QemuImgOptions = {}): Promise<Array<{ filename: string; format: string; virtualSizeBytes: number }>> {
+  const { stdout, argv } = await runQemuImg(['info', '--output=json', '--backing-chain', '-U', safePath(file)], opts);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(stdout);
+  } catch (err) {
+    throw new QemuImgError('qemu-img info printed something that is not JSON', argv, 0, stdout, { cause: err });
+  }
+  const list = Array.isArray(raw) ? raw : [raw];
+  return list.map((r: Record<string, unknown>) => ({
+    filename: String(r['filename'] ?? ''),
+    format: String(r['format'] ?? ''),
+    virtualSizeBytes: typeof r['virtual-size'] === 'number' ? r['virtual-size'] : 0,
+  }));
+}
+
 export async function imageInfo(file: string, opts: QemuImgOptions = {}): Promise<ImageInfo> {
   // -U (force-share): works while a running QEMU holds the image's write lock.
   const args = ['info', '--output=json', '-U', safePath(file)];

@@ -4,6 +4,7 @@
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import type { ImageDirs } from './image-dirs.ts';
 import type { VmanDb } from '../db/database.ts';
 import type { TemplateRecord } from '../db/types.ts';
 import { conflict, invalid, notFound } from '../errors.ts';
@@ -35,8 +36,13 @@ export const BUILTIN_TEMPLATES = [
 
 export const MAX_MEMORY_MB = 1024 * 1024;
 
+export interface TemplateServiceOptions {
+  imageDirs: ImageDirs;
+  qemuImg: string;
+}
+
 export class TemplateService {
-  constructor(private readonly db: VmanDb) {}
+  constructor(private readonly db: VmanDb, private readonly o: TemplateServiceOptions) {}
 
   /** Creates the built-in templates, or points them at the current guest image. */
   ensureBuiltins(guest: BootFiles): void {
@@ -73,8 +79,11 @@ export class TemplateService {
     }
     if (input.baseImagePath && !input.baseImageFormat) throw invalid('no-image-format', 'base_image_path needs base_image_format (qcow2 or raw)');
     for (const [field, p] of [['kernel_path', input.kernelPath], ['initrd_path', input.initrdPath], ['base_image_path', input.baseImagePath]] as const) {
-      if (p) await assertReadableFile(field, p);
+      if (!p) continue;
+      await assertReadableFile(field, p);
+      await this.o.imageDirs.assertInside(field, p);
     }
+    if (input.baseImagePath && input.baseImageFormat) await this.o.imageDirs.assertBaseImage(input.baseImagePath, input.baseImageFormat, { qemuImg: this.o.qemuImg });
     if (this.db.templates.getByName(input.name)) throw conflict('template-name-taken', `a template named ${input.name} already exists`);
     return this.db.templates.insert({
       id: `tpl-${randomBytes(6).toString('hex')}`,

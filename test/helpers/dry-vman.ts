@@ -73,6 +73,8 @@ export async function dryVman(t: HasAfter, opts: DryVmanOptions = {}): Promise<D
     VMAN_OBSERVER_INTERVAL: '0',
     // Never pick up a guest image built on this machine: the tests do not depend on it.
     VMAN_GUEST_DIR: path.join(dir, 'no-guest'),
+    // The test's own folder holds its boot files (vmlinuz-test, images made by a test).
+    VMAN_IMAGE_DIRS: dir,
     ...opts.env,
   });
 

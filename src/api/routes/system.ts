@@ -11,6 +11,8 @@ export interface HostSummary {
   host_kernel: string;
   guest_image: string | null;
   dry_run: boolean;
+  /** Where templates may take boot files from (VMAN_IMAGE_DIRS). */
+  image_dirs?: string[];
 }
 
 const Host = Type.Object({
@@ -22,6 +24,7 @@ const Host = Type.Object({
   host_kernel: Type.String(),
   guest_image: Type.Union([Type.String(), Type.Null()]),
   dry_run: Type.Boolean(),
+  image_dirs: Type.Array(Type.String()),
 });
 
 export const healthRoute: FastifyPluginAsyncTypebox = async (app) => {
@@ -29,6 +32,6 @@ export const healthRoute: FastifyPluginAsyncTypebox = async (app) => {
 };
 
 export const systemRoutes = (host: HostSummary): FastifyPluginAsyncTypebox => async (app) => {
-  app.get('/host', { schema: { tags: ['system'], response: { 200: Host } } }, async () => host);
+  app.get('/host', { schema: { tags: ['system'], response: { 200: Host } } }, async () => ({ ...host, image_dirs: host.image_dirs ?? [] }));
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 };
