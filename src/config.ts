@@ -28,6 +28,8 @@ export interface VmanConfig {
    * Unset: <storage>/images and the folder of the built-in guest (server.ts).
    */
   imageDirs: string[] | undefined;
+  /** How long a stop gives the guest: asked through its agent, then by the ACPI power button. */
+  stopTimeouts: { agentMs: number; acpiMs: number };
 }
 
 /** Flag name (without --) → environment variable. */
@@ -51,6 +53,9 @@ export const SETTINGS = {
   'max-disk-gb': 'VMAN_MAX_DISK_GB',
   'crash-at': 'VMAN_CRASH_AT',
   'image-dirs': 'VMAN_IMAGE_DIRS',
+  'network-restrict': 'VMAN_NETWORK_RESTRICT',
+  'stop-agent-timeout': 'VMAN_STOP_AGENT_TIMEOUT',
+  'stop-acpi-timeout': 'VMAN_STOP_ACPI_TIMEOUT',
 } as const;
 
 export type SettingName = keyof typeof SETTINGS;
@@ -109,7 +114,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: Partial<
 
   const networkSettings: NetworkSettings = {
     mode: get('network-mode'), bridge: get('bridge'), vlan: get('vlan'),
-    subnet: get('subnet'), gateway: get('gateway'), range: get('range'),
+    subnet: get('subnet'), gateway: get('gateway'), range: get('range'), restrict: get('network-restrict'),
   };
   let network: NetworkConfig;
   try {
@@ -134,5 +139,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: Partial<
     maxDiskGb: number('max-disk-gb', 1024, 1, 1024 * 1024),
     crashAt: crashAt(get('crash-at')),
     imageDirs: imageDirs(get('image-dirs')),
+    stopTimeouts: {
+      agentMs: number('stop-agent-timeout', 30, 1, 3_600) * 1000,
+      acpiMs: number('stop-acpi-timeout', 20, 1, 3_600) * 1000,
+    },
   };
 }

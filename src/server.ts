@@ -147,7 +147,7 @@ async function openVman(config: VmanConfig, opts: CreateOptions, lock: StorageLo
     const journal = new IntentJournal(db);
     const vms = new VmService({
       db, runtime, journal, templates, pool, storagePath: config.storagePath,
-      qemuBinary, qemuImg, accel, bootTimeoutMs: config.bootTimeoutMs, log: (m) => log(m),
+      qemuBinary, qemuImg, accel, bootTimeoutMs: config.bootTimeoutMs, stopTimeouts: config.stopTimeouts, log: (m) => log(m),
     });
     const disks = new DiskService({
       db, runtime, journal, storagePath: config.storagePath, qemuImg, maxDiskGb: config.maxDiskGb, qmpTimeoutMs: config.qmpTimeoutMs, log: (m) => log(m),

@@ -50,10 +50,13 @@ describe('QEMU command line', () => {
     assert.deepEqual(values(buildQemuArgs(base), '-cpu'), ['max']);
   });
 
-  test('user networking hands out exactly the allocated address and is restricted', () => {
+  test('user networking hands out exactly the allocated address, lets the guest out unless restricted, and forwards SSH', () => {
     const args = buildQemuArgs(base);
-    assert.deepEqual(values(args, '-netdev'), ['user,id=net0,net=10.0.2.0/24,dhcpstart=10.0.2.15,restrict=on']);
+    assert.deepEqual(values(args, '-netdev'), ['user,id=net0,net=10.0.2.0/24,dhcpstart=10.0.2.15']);
     assert.ok(values(args, '-device').includes('virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56'));
+    const restricted = buildQemuArgs({ ...base, network: { ...base.network, mode: 'user', subnet: '10.0.2.0/24', address: '10.0.2.15', mac: '52:54:00:12:34:56', restrict: true, sshPort: 2222 } });
+    assert.deepEqual(values(restricted, '-netdev'), ['user,id=net0,net=10.0.2.0/24,dhcpstart=10.0.2.15,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22']);
+    assert.throws(() => buildQemuArgs({ ...base, network: { mode: 'user', subnet: '10.0.2.0/24', address: '10.0.2.15', mac: '52:54:00:12:34:56', sshPort: 70000 } }), /invalid SSH port/);
   });
 
   test('tap networking without helper scripts', () => {

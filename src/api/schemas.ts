@@ -20,13 +20,25 @@ const PATH_RULE = `^/[^,${CONTROL}]*$`;
 /** Text that refers to something (an id, a template id or name): no control characters. */
 const REFERENCE_RULE = `^[^${CONTROL}]*$`;
 
+/** An OpenSSH public key line: its type, the key, an optional comment (no control characters). */
+const SSH_KEY_RULE = '^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\\.com|sk-ecdsa-sha2-nistp256@openssh\\.com) [A-Za-z0-9+/]+={0,3}( [^\\u0000-\\u001f\\u007f]*)?$';
+/** cloud-init user-data: any text but NUL. */
+const USER_DATA_RULE = '^[^\\u0000]*$';
+
 /** Each pattern of the schemas below in words, as a refusal says it. */
 export const PATTERN_RULES: Record<string, string> = {
   [NAME_RULE]: 'must be 1 to 63 ASCII letters, digits, ".", "_" and "-", not starting with "." or "-", without ".."',
   [TEMPLATE_NAME_RULE]: 'must be 1 to 63 ASCII letters, digits, ".", "_" and "-", not starting with "." or "-", without "..", and not starting with "tpl-" (template ids do)',
   [PATH_RULE]: 'must be an absolute path (starting with "/") without commas or control characters',
   [REFERENCE_RULE]: 'must not contain control characters',
+  [SSH_KEY_RULE]: 'must be an OpenSSH public key line: its type (ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256, ...), the key in base64, an optional comment',
+  [USER_DATA_RULE]: 'must not contain NUL',
 };
+
+const sshKeys = Type.Array(Type.String({ pattern: SSH_KEY_RULE, maxLength: 16384 }), { maxItems: 16, description: 'SSH public keys cloud-init installs for the guest\'s default user' });
+export const Readiness = Type.Union([Type.Literal('agent'), Type.Literal('ssh'), Type.Literal('serial'), Type.Literal('none')], {
+  description: 'how the guest shows it is ready: its agent answers and reports an address (agent), its SSH server greets (ssh), a console line matches ready_pattern (serial), QEMU runs (none)',
+});
 
 const name = Type.String({ pattern: NAME_RULE, minLength: 1, maxLength: 63 });
 const templateName = Type.String({ pattern: TEMPLATE_NAME_RULE, minLength: 1, maxLength: 63 });
@@ -55,6 +67,9 @@ export const TemplateCreate = Type.Object({
   cmdline: Type.Optional(nullable(Type.String({ maxLength: 2048, pattern: REFERENCE_RULE }))),
   base_image_path: Type.Optional(nullable(absolutePath)),
   base_image_format: Type.Optional(nullable(Type.Union([Type.Literal('qcow2'), Type.Literal('raw')]))),
+  readiness: Type.Optional(Readiness),
+  ready_pattern: Type.Optional(nullable(Type.String({ minLength: 1, maxLength: 256, pattern: REFERENCE_RULE, description: 'a regular expression a serial console line must match (readiness serial)' }))),
+  ssh_keys: Type.Optional(sshKeys),
 }, { additionalProperties: false });
 export type TemplateCreate = Static<typeof TemplateCreate>;
 
@@ -69,6 +84,9 @@ export const Template = Type.Object({
   base_image_path: nullable(Type.String()),
   base_image_format: nullable(Type.String()),
   builtin: Type.Boolean(),
+  readiness: Readiness,
+  ready_pattern: nullable(Type.String()),
+  ssh_keys: Type.Array(Type.String()),
   created_at: Type.String(),
 });
 
@@ -80,6 +98,8 @@ export const VmState = Type.Union([
 export const VmCreate = Type.Object({
   name,
   template: reference(128, 'template id or name'),
+  ssh_keys: Type.Optional(sshKeys),
+  user_data: Type.Optional(Type.String({ maxLength: 32768, pattern: USER_DATA_RULE, description: 'cloud-init user-data, passed to the guest as given' })),
 }, { additionalProperties: false });
 export type VmCreate = Static<typeof VmCreate>;
 
@@ -100,7 +120,9 @@ export const Vm = Type.Object({
   state: VmState,
   state_reason: nullable(Type.String()),
   pid: nullable(Type.Integer()),
-  address: nullable(Type.String()),
+  address: nullable(Type.String({ description: 'the IPv4 address the guest itself reported, once it did' })),
+  ssh_port: nullable(Type.Integer({ description: 'the port on 127.0.0.1 forwarded to the guest\'s SSH, while it runs (user mode)' })),
+  stop_method: nullable(Type.String({ description: 'how it was last stopped: agent, acpi, quit or kill' })),
   mac: Type.String(),
   storage_dir: Type.String(),
   created_at: Type.String(),

@@ -83,6 +83,23 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 3,
+    name: 'real guests',
+    // How a template's guest shows it is ready, and the keys cloud-init gives it;
+    // per VM: its keys and user-data, its forwarded SSH port, the address its
+    // guest reported, and how it was last stopped.
+    up: `
+      ALTER TABLE templates ADD COLUMN readiness TEXT NOT NULL DEFAULT 'agent' CHECK (readiness IN ('agent', 'ssh', 'serial', 'none'));
+      ALTER TABLE templates ADD COLUMN ready_pattern TEXT;
+      ALTER TABLE templates ADD COLUMN ssh_keys TEXT NOT NULL DEFAULT '[]';
+      ALTER TABLE vms ADD COLUMN ssh_keys TEXT NOT NULL DEFAULT '[]';
+      ALTER TABLE vms ADD COLUMN user_data TEXT;
+      ALTER TABLE vms ADD COLUMN ssh_port INTEGER;
+      ALTER TABLE vms ADD COLUMN guest_address TEXT;
+      ALTER TABLE vms ADD COLUMN stop_method TEXT CHECK (stop_method IN ('agent', 'acpi', 'quit', 'kill'));
+    `,
+  },
 ];
 
 function assertOrdered(migrations: readonly Migration[]): void {

@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import type { NewTemplate, TemplateRecord } from './types.ts';
+import type { NewTemplate, Readiness, TemplateRecord } from './types.ts';
 
 interface TemplateRow {
   id: string;
@@ -12,6 +12,9 @@ interface TemplateRow {
   base_image_path: string | null;
   base_image_format: 'qcow2' | 'raw' | null;
   builtin: number;
+  readiness: Readiness;
+  ready_pattern: string | null;
+  ssh_keys: string;
   created_at: string;
 }
 
@@ -29,6 +32,9 @@ function toRecord(r: TemplateRow): TemplateRecord {
     baseImagePath: r.base_image_path,
     baseImageFormat: r.base_image_format,
     builtin: r.builtin !== 0,
+    readiness: r.readiness,
+    readyPattern: r.ready_pattern,
+    sshKeys: JSON.parse(r.ssh_keys) as string[],
     createdAt: r.created_at,
   };
 }
@@ -45,9 +51,9 @@ export class TemplateRepo {
   constructor(db: Database.Database) {
     this.insertStmt = db.prepare<TemplateParams, TemplateRow>(
       `INSERT INTO templates (id, name, cpus, memory_mb, kernel_path, initrd_path, cmdline,
-         base_image_path, base_image_format, builtin, created_at)
+         base_image_path, base_image_format, builtin, readiness, ready_pattern, ssh_keys, created_at)
        VALUES (@id, @name, @cpus, @memory_mb, @kernel_path, @initrd_path, @cmdline,
-         @base_image_path, @base_image_format, @builtin, @created_at)
+         @base_image_path, @base_image_format, @builtin, @readiness, @ready_pattern, @ssh_keys, @created_at)
        RETURNING *`,
     );
     this.getStmt = db.prepare<[string], TemplateRow>('SELECT * FROM templates WHERE id = ?');
@@ -73,6 +79,9 @@ export class TemplateRepo {
       base_image_format: t.baseImageFormat,
       // SQLite has no boolean type and better-sqlite3 refuses to bind JS booleans.
       builtin: t.builtin ? 1 : 0,
+      readiness: t.readiness ?? 'agent',
+      ready_pattern: t.readyPattern ?? null,
+      ssh_keys: JSON.stringify(t.sshKeys ?? []),
       created_at: new Date().toISOString(),
     });
     if (row === undefined) throw new Error(`insert of template ${t.id} returned no row`);

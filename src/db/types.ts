@@ -1,6 +1,10 @@
 // Record types returned by the repositories (camelCase views of the SQLite rows).
 
 export type VmState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped' | 'error';
+/** How a template's guest shows it is ready: its agent answers and reports an address; SSH answers; a line on the serial console; QEMU runs. */
+export type Readiness = 'agent' | 'ssh' | 'serial' | 'none';
+/** How a VM was last stopped: its guest agent powered it off, the ACPI power button, QMP quit, SIGKILL. */
+export type StopMethod = 'agent' | 'acpi' | 'quit' | 'kill';
 export type DiskState = 'available' | 'attached';
 
 export interface TemplateRecord {
@@ -14,6 +18,11 @@ export interface TemplateRecord {
   baseImagePath: string | null;
   baseImageFormat: 'qcow2' | 'raw' | null;
   builtin: boolean;
+  readiness: Readiness;
+  /** For `serial` readiness: a regular expression a console line must match. */
+  readyPattern: string | null;
+  /** SSH public keys every VM of this template gets through cloud-init. */
+  sshKeys: string[];
   createdAt: string;
 }
 
@@ -26,6 +35,15 @@ export interface VmRecord {
   pid: number | null;
   mac: string;
   storageDir: string;
+  /** SSH public keys given when the VM was created (beside its template's). */
+  sshKeys: string[];
+  /** cloud-init user-data, passed through as given. */
+  userData: string | null;
+  /** The host port forwarded to the guest's SSH (127.0.0.1), while it runs in user mode. */
+  sshPort: number | null;
+  /** The address the guest itself reported, once it did. */
+  guestAddress: string | null;
+  stopMethod: StopMethod | null;
   createdAt: string;
   updatedAt: string;
 }
@@ -49,8 +67,12 @@ export interface AddressRecord {
   allocatedAt: string;
 }
 
-export type NewTemplate = Omit<TemplateRecord, 'createdAt'>;
-export type NewVm = Omit<VmRecord, 'createdAt' | 'updatedAt'>;
+/** A template to insert; readiness `agent`, no serial pattern and no keys unless given. */
+export type NewTemplate = Omit<TemplateRecord, 'createdAt' | 'readiness' | 'readyPattern' | 'sshKeys'> &
+  Partial<Pick<TemplateRecord, 'readiness' | 'readyPattern' | 'sshKeys'>>;
+/** A VM to insert; no keys and no user-data unless given. */
+export type NewVm = Omit<VmRecord, 'createdAt' | 'updatedAt' | 'sshPort' | 'guestAddress' | 'stopMethod' | 'sshKeys' | 'userData'> &
+  Partial<Pick<VmRecord, 'sshKeys' | 'userData'>>;
 export type NewDisk = Omit<DiskRecord, 'createdAt' | 'updatedAt'>;
 
 /** A VM state in which no QEMU runs for it. */

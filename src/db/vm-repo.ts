@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import type { NewVm, VmRecord, VmState } from './types.ts';
+import type { NewVm, StopMethod, VmRecord, VmState } from './types.ts';
 
 interface VmRow {
   id: string;
@@ -10,6 +10,11 @@ interface VmRow {
   pid: number | null;
   mac: string;
   storage_dir: string;
+  ssh_keys: string;
+  user_data: string | null;
+  ssh_port: number | null;
+  guest_address: string | null;
+  stop_method: StopMethod | null;
   created_at: string;
   updated_at: string;
 }
@@ -41,6 +46,11 @@ function toRecord(r: VmRow): VmRecord {
     pid: r.pid,
     mac: r.mac,
     storageDir: r.storage_dir,
+    sshKeys: JSON.parse(r.ssh_keys) as string[],
+    userData: r.user_data,
+    sshPort: r.ssh_port,
+    guestAddress: r.guest_address,
+    stopMethod: r.stop_method,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };
@@ -62,7 +72,9 @@ const SET_CLAUSE = `state = @state, state_reason = @reason,
   pid = CASE WHEN @set_pid THEN @pid ELSE pid END, updated_at = @now`;
 
 export class VmRepo {
-  private readonly insertStmt: Database.Statement<[VmRow], VmRow>;
+  private readonly insertStmt: Database.Statement<[Omit<VmRow, 'ssh_port' | 'guest_address' | 'stop_method'>], VmRow>;
+  private readonly setRuntimeStmt: Database.Statement<[number | null, string | null, string]>;
+  private readonly setStopMethodStmt: Database.Statement<[StopMethod, string]>;
   private readonly getStmt: Database.Statement<[string], VmRow>;
   private readonly getByNameStmt: Database.Statement<[string], VmRow>;
   private readonly listStmt: Database.Statement<[], VmRow>;
@@ -78,9 +90,11 @@ export class VmRepo {
     this.restoreStmt = db.prepare<[string, string | null, number | null, string, string], VmRow>(
       'UPDATE vms SET state = ?, state_reason = ?, pid = ?, updated_at = ? WHERE id = ? RETURNING *',
     );
-    this.insertStmt = db.prepare<VmRow, VmRow>(
-      `INSERT INTO vms (id, name, template_id, state, state_reason, pid, mac, storage_dir, created_at, updated_at)
-       VALUES (@id, @name, @template_id, @state, @state_reason, @pid, @mac, @storage_dir, @created_at, @updated_at)
+    this.setRuntimeStmt = db.prepare<[number | null, string | null, string]>('UPDATE vms SET ssh_port = ?, guest_address = ? WHERE id = ?');
+    this.setStopMethodStmt = db.prepare<[StopMethod, string]>('UPDATE vms SET stop_method = ? WHERE id = ?');
+    this.insertStmt = db.prepare<Omit<VmRow, 'ssh_port' | 'guest_address' | 'stop_method'>, VmRow>(
+      `INSERT INTO vms (id, name, template_id, state, state_reason, pid, mac, storage_dir, ssh_keys, user_data, created_at, updated_at)
+       VALUES (@id, @name, @template_id, @state, @state_reason, @pid, @mac, @storage_dir, @ssh_keys, @user_data, @created_at, @updated_at)
        RETURNING *`,
     );
     this.getStmt = db.prepare<[string], VmRow>('SELECT * FROM vms WHERE id = ?');
@@ -101,6 +115,15 @@ export class VmRepo {
     this.macInUseStmt = db.prepare<[string], number>('SELECT 1 FROM vms WHERE mac = ?').pluck();
   }
 
+  /** What a running VM has on the host and in its guest: its forwarded SSH port and the address its guest reported. */
+  setRuntime(id: string, r: { sshPort: number | null; guestAddress: string | null }): void {
+    this.setRuntimeStmt.run(r.sshPort, r.guestAddress, id);
+  }
+
+  setStopMethod(id: string, method: StopMethod): void {
+    this.setStopMethodStmt.run(method, id);
+  }
+
   macInUse(mac: string): boolean {
     return this.macInUseStmt.get(mac) !== undefined;
   }
@@ -116,6 +139,8 @@ export class VmRepo {
       pid: v.pid,
       mac: v.mac,
       storage_dir: v.storageDir,
+      ssh_keys: JSON.stringify(v.sshKeys ?? []),
+      user_data: v.userData ?? null,
       created_at: now,
       updated_at: now,
     });

@@ -9,6 +9,8 @@ export interface VmNetworkRequest {
   vmId: string;
   mac: string;
   address: string;
+  /** User mode: the host port on 127.0.0.1 forwarded to the guest's SSH. */
+  sshPort?: number;
 }
 
 /** What the host holds for VMs' networks (bridge mode): tap devices on the bridge and DHCP reservations. */
@@ -41,7 +43,10 @@ export class UserNetworkBackend implements NetworkBackend {
   async open(): Promise<void> {}
 
   async prepare(req: VmNetworkRequest): Promise<NetworkSpec> {
-    return { mode: 'user', subnet: formatCidr(this.config.subnet), gateway: formatIpv4(this.config.gateway), address: req.address, mac: req.mac };
+    return {
+      mode: 'user', subnet: formatCidr(this.config.subnet), gateway: formatIpv4(this.config.gateway), address: req.address, mac: req.mac,
+      restrict: this.config.restrict, ...(req.sshPort !== undefined ? { sshPort: req.sshPort } : {}),
+    };
   }
 
   async release(): Promise<void> {}

@@ -12,9 +12,12 @@ export interface NetworkConfig {
   gateway: number;
   rangeStart: number;
   rangeEnd: number;
+  /** User mode: keep guests from reaching anything outside (QEMU's restrict=on). Off by default: cloud-init and apt need the way out. */
+  restrict: boolean;
 }
 
 export interface NetworkSettings {
+  restrict?: string | undefined;
   mode?: string | undefined;
   bridge?: string | undefined;
   vlan?: string | undefined;
@@ -31,7 +34,7 @@ export class NetworkConfigError extends Error {
   }
 }
 
-export const DEFAULT_NETWORK: Required<Omit<NetworkSettings, 'bridge' | 'vlan'>> = {
+export const DEFAULT_NETWORK: Required<Omit<NetworkSettings, 'bridge' | 'vlan' | 'restrict'>> = {
   mode: 'user',
   subnet: '10.0.2.0/24',
   // QEMU's user-mode network answers DHCP from .2 and DNS from .3 by default.
@@ -88,5 +91,11 @@ export function parseNetworkConfig(s: NetworkSettings): NetworkConfig {
   if (mode === 'user' && (bridge !== null || vlan !== null)) {
     throw new NetworkConfigError(`${bridge !== null ? 'a bridge' : 'a VLAN'} only applies in bridge mode (VMAN_NETWORK_MODE=bridge); user mode has neither`);
   }
-  return { mode, bridge, vlan, subnet, gateway, rangeStart, rangeEnd };
+  const restrictText = s.restrict?.trim() ?? '';
+  if (restrictText !== '' && !['0', '1', 'true', 'false'].includes(restrictText)) {
+    throw new NetworkConfigError(`restrict ${JSON.stringify(s.restrict)} is neither 1/true nor 0/false`);
+  }
+  const restrict = restrictText === '1' || restrictText === 'true';
+  if (mode === 'bridge' && restrict) throw new NetworkConfigError('restrict only applies in user mode; in bridge mode the bridge decides what guests reach');
+  return { mode, bridge, vlan, subnet, gateway, rangeStart, rangeEnd, restrict };
 }

@@ -249,9 +249,9 @@ function diskIdOfBlockName(name: string): string | undefined {
   return m?.[1];
 }
 
-/** What QEMU of this VM may hold: its root disk's names and those of the disks recorded attached to it. */
+/** What QEMU of this VM may hold: its root disk's and its cloud-init seed's names, and those of the disks recorded attached to it. */
 export function expectedBlockNames(vm: VmRecord, attached: readonly DiskRecord[]): Set<string> {
-  const ids = [`root-${vm.id.slice(3)}`, ...attached.map((d) => d.id)];
+  const ids = [`root-${vm.id.slice(3)}`, `seed-${vm.id.slice(3)}`, ...attached.map((d) => d.id)];
   const names = new Set<string>();
   for (const id of ids) {
     names.add(`disk-${id}`);

@@ -4,7 +4,7 @@
 import { mkdir } from 'node:fs/promises';
 import { vmPaths, type DiskSpec, type QemuVmSpec, type VmPaths } from './qemu-command.ts';
 import type { ExitInfo, Operator, VmHandle } from './operator.ts';
-import type { StopMethod, StopOptions } from './qemu-vm.ts';
+import type { Readiness, ReadinessRule, StopMethod, StopOptions } from './qemu-vm.ts';
 import { diskNodeNames } from './qemu-command.ts';
 import type { BlockInventory } from './hotplug.ts';
 
@@ -48,6 +48,8 @@ export class DryRunOperator implements Operator {
 export class DryRunVm implements VmHandle {
   readonly id: string;
   readonly paths: VmPaths;
+  /** The address its network would hand it (user mode), or null. */
+  readonly address: string | null;
   alive = true;
   readonly disks = new Map<string, string>();
   private listeners = new Set<(info: ExitInfo) => void>();
@@ -59,6 +61,7 @@ export class DryRunVm implements VmHandle {
   ) {
     this.id = spec.id;
     this.paths = vmPaths(spec.dir);
+    this.address = spec.network.mode === 'user' ? spec.network.address : null;
     spec.disks.forEach((d) => this.disks.set(d.id, this.nextDevice()));
   }
 
@@ -75,15 +78,16 @@ export class DryRunVm implements VmHandle {
     return this.alive ? 'running' : 'shutdown';
   }
 
-  async waitForGuestReady(timeoutMs: number): Promise<number> {
-    if (this.operator.behaviour.neverReady) throw new Error(`the guest agent did not answer within ${timeoutMs} ms (simulated)`);
-    return 1;
+  async waitUntilReady(rule: ReadinessRule, timeoutMs: number): Promise<Readiness> {
+    if (this.operator.behaviour.neverReady) throw new Error(`the guest was not ready within ${timeoutMs} ms (simulated)`);
+    // A simulated guest takes the address it was handed, and says so when it has an agent.
+    return { guestAddress: rule.kind === 'agent' ? this.address : null, ms: 1 };
   }
 
   async stop(opts: StopOptions = {}): Promise<StopMethod> {
     if (!this.alive) return 'already-stopped';
     this.alive = false;
-    return opts.force ? 'quit' : 'powerdown';
+    return opts.force ? 'quit' : 'agent';
   }
 
   async kill(): Promise<void> {

@@ -1,7 +1,7 @@
 // The operator: what vman asks of QEMU. One interface, two implementations:
 // real QEMU processes, and simulated ones (dry run) for unit tests of vman's
 // own logic.
-import { QemuVm, type StopMethod, type StopOptions, type VmHandleOptions } from './qemu-vm.ts';
+import { QemuVm, type Readiness, type ReadinessRule, type StopMethod, type StopOptions, type VmHandleOptions } from './qemu-vm.ts';
 import { terminateQemu } from './qemu-launcher.ts';
 import type { DiskSpec, QemuVmSpec, VmPaths } from './qemu-command.ts';
 import type { BlockInventory } from './hotplug.ts';
@@ -14,7 +14,8 @@ export interface VmHandle {
   isRunning(): Promise<boolean>;
   /** QMP `query-status`. */
   runState(): Promise<string>;
-  waitForGuestReady(timeoutMs: number): Promise<number>;
+  /** Until the guest is ready by its template's rule (stops early if QEMU exits). */
+  waitUntilReady(rule: ReadinessRule, timeoutMs: number): Promise<Readiness>;
   stop(opts?: StopOptions): Promise<StopMethod>;
   kill(): Promise<void>;
   /** vman lets go of the VM without stopping it (vman shuts down; the next one adopts it). */

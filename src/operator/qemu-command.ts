@@ -17,11 +17,13 @@ export interface DiskSpec {
   id: string;
   path: string;
   format: 'qcow2' | 'raw';
+  /** Given to the guest read-only (the cloud-init seed). */
+  readOnly?: boolean;
 }
 
 export type NetworkSpec =
   | { mode: 'none' }
-  | { mode: 'user'; subnet: string; address: string; mac: string; gateway?: string }
+  | { mode: 'user'; subnet: string; address: string; mac: string; gateway?: string; restrict?: boolean; sshPort?: number }
   | { mode: 'tap'; ifname: string; mac: string };
 
 export interface QemuVmSpec {
@@ -37,6 +39,8 @@ export interface QemuVmSpec {
   rootDisk?: DiskSpec;
   /** Data disks present from the start (cold attach). */
   disks: DiskSpec[];
+  /** The cloud-init seed, read-only, after the data disks. */
+  seed?: DiskSpec;
   network: NetworkSpec;
 }
 
@@ -123,20 +127,22 @@ export function buildQemuArgs(spec: QemuVmSpec): string[] {
   }
   if (spec.rootDisk) args.push(...diskArgs(spec.rootDisk, 1));
   for (const disk of spec.disks) args.push(...diskArgs(disk));
+  if (spec.seed) args.push(...diskArgs({ ...spec.seed, readOnly: true }));
   args.push(...networkArgs(spec.network));
   return args;
 }
 
 function diskArgs(disk: DiskSpec, bootIndex?: number): string[] {
   const names = diskNodeNames(disk.id);
-  const file = `driver=file,node-name=${names.fileNode},filename=${escapeOptionValue(disk.path)}`;
+  const ro = disk.readOnly ? ',read-only=on' : '';
+  const file = `driver=file,node-name=${names.fileNode},filename=${escapeOptionValue(disk.path)}${ro}`;
   // The serial carries the disk id into the guest (/sys/block/vdX/serial): how
   // vman learns which device the guest gave the disk, instead of guessing.
   const device = [`virtio-blk-pci`, `drive=${names.node}`, `id=${names.device}`, `serial=${disk.id}`];
   if (bootIndex !== undefined) device.push(`bootindex=${bootIndex}`);
   return [
     '-blockdev', file,
-    '-blockdev', `driver=${disk.format},node-name=${names.node},file=${names.fileNode}`,
+    '-blockdev', `driver=${disk.format},node-name=${names.node},file=${names.fileNode}${ro}`,
     '-device', device.join(','),
   ];
 }
@@ -149,10 +155,13 @@ function networkArgs(net: NetworkSpec): string[] {
     if (!CIDR_PATTERN.test(net.subnet)) throw new Error(`invalid subnet ${JSON.stringify(net.subnet)}`);
     if (!IPV4_PATTERN.test(net.address)) throw new Error(`invalid address ${JSON.stringify(net.address)}`);
     // dhcpstart hands exactly this address to the first (only) DHCP client;
-    // restrict=on keeps the guest from reaching anything outside.
+    // restrict=on keeps the guest from reaching anything outside; hostfwd is the way in to its SSH.
     if (net.gateway !== undefined && !IPV4_PATTERN.test(net.gateway)) throw new Error(`invalid gateway ${JSON.stringify(net.gateway)}`);
+    if (net.sshPort !== undefined && (!Number.isInteger(net.sshPort) || net.sshPort < 1 || net.sshPort > 65535)) throw new Error(`invalid SSH port ${net.sshPort}`);
     const host = net.gateway ? `,host=${net.gateway}` : '';
-    return ['-netdev', `user,id=net0,net=${net.subnet}${host},dhcpstart=${net.address},restrict=on`, ...device];
+    const restrict = net.restrict ? ',restrict=on' : '';
+    const ssh = net.sshPort !== undefined ? `,hostfwd=tcp:127.0.0.1:${net.sshPort}-:22` : '';
+    return ['-netdev', `user,id=net0,net=${net.subnet}${host},dhcpstart=${net.address}${restrict}${ssh}`, ...device];
   }
   if (!IFNAME_PATTERN.test(net.ifname)) throw new Error(`invalid tap name ${JSON.stringify(net.ifname)}`);
   return ['-netdev', `tap,id=net0,ifname=${net.ifname},script=no,downscript=no`, ...device];

@@ -1,8 +1,10 @@
 // A running QEMU VM: its process, its QMP connection and its guest agent.
-// Whatever starts a VM gets one of these and can always stop it: graceful
-// (ACPI powerdown) first, then QMP `quit`, then SIGKILL, each with a deadline.
+// Whatever starts a VM gets one of these and can always stop it: through its
+// guest agent when it answers, else the ACPI power button, then QMP `quit`,
+// then SIGKILL, each with a deadline of its own.
+import { connect } from 'node:net';
 import { readFile } from 'node:fs/promises';
-import { GuestAgentClient } from './guest-agent-client.ts';
+import { GuestAgentClient, type GuestNetworkInterface } from './guest-agent-client.ts';
 import { QmpClient, type ProtocolLogEntry, type QmpEvent } from './qmp-client.ts';
 import type { ExitInfo, VmHandle } from './operator.ts';
 import { launchQemu, removeRuntimeFiles } from './qemu-launcher.ts';
@@ -13,13 +15,29 @@ import { waitForGuestDisk } from './guest-disks.ts';
 import { isAlive, qemuNameOf, readProcess, signal, waitForExit } from './proc.ts';
 import { pollUntil, TerminalStateError } from '../poll.ts';
 
-export type StopMethod = 'already-stopped' | 'powerdown' | 'quit' | 'kill';
+export type StopMethod = 'already-stopped' | 'agent' | 'acpi' | 'quit' | 'kill';
 
 export interface StopOptions {
-  /** Skip ACPI powerdown and go straight to `quit`. */
+  /** Skip the guest (agent and ACPI) and go straight to `quit`. */
   force?: boolean;
+  /** How long a guest asked through its agent has to power off. */
+  agentTimeoutMs?: number;
+  /** How long a guest has after the ACPI power button. */
   powerdownTimeoutMs?: number;
   quitTimeoutMs?: number;
+}
+
+/** How a guest shows it is ready (its template says which). */
+export type ReadinessRule =
+  | { kind: 'agent' }
+  | { kind: 'ssh'; host: string; port: number }
+  | { kind: 'serial'; pattern: RegExp }
+  | { kind: 'none' };
+
+export interface Readiness {
+  /** The guest's own IPv4 address, when it said it (agent readiness). */
+  guestAddress: string | null;
+  ms: number;
 }
 
 export interface VmHandleOptions {
@@ -106,29 +124,52 @@ export class QemuVm implements VmHandle {
     }
   }
 
-  /** Ready means the guest agent answers; stops early if QEMU exits. */
-  async waitForGuestReady(timeoutMs: number): Promise<number> {
+  /**
+   * Waits until the guest is ready by its template's rule: its agent answers
+   * and it reports an IPv4 address; its SSH server greets; a console line
+   * matches; or at once (QEMU runs). Stops early if QEMU exits.
+   */
+  async waitUntilReady(rule: ReadinessRule, timeoutMs: number): Promise<Readiness> {
     const started = Date.now();
-    await pollUntil(
-      `the guest agent of VM ${this.id} to answer`,
+    const what = rule.kind === 'agent' ? 'its guest agent to answer and report an address'
+      : rule.kind === 'ssh' ? `an SSH server to greet on ${rule.host}:${rule.port}`
+        : rule.kind === 'serial' ? `a console line matching ${rule.pattern}` : 'QEMU to run';
+    const guestAddress = await pollUntil<string | null>(
+      `VM ${this.id}: ${what}`,
       async () => {
         if (!(await this.isRunning())) throw new GuestGoneError(this.id);
-        await this.withGuestAgent(async (ga) => ga.ping(1_000), 1_500);
-        return { done: true, value: undefined };
+        switch (rule.kind) {
+          case 'none':
+            return { done: true, value: null };
+          case 'agent': {
+            const address = await this.withGuestAgent(async (ga) => {
+              await ga.ping(1_000);
+              return firstIpv4(await ga.networkInterfaces());
+            }, 1_500);
+            return address ? { done: true, value: address } : { done: false, seen: 'the agent answers; the guest has no IPv4 address yet' };
+          }
+          case 'ssh':
+            return (await sshGreets(rule.host, rule.port)) ? { done: true, value: null } : { done: false, seen: 'no SSH greeting' };
+          case 'serial': {
+            const text = await this.serialLog();
+            return text.split('\n').some((l) => rule.pattern.test(l)) ? { done: true, value: null } : { done: false, seen: `${text.length} bytes of console, no match` };
+          }
+        }
       },
       { timeoutMs, intervalMs: 100 },
     );
-    return Date.now() - started;
+    return { guestAddress, ms: Date.now() - started };
   }
 
   async stop(opts: StopOptions = {}): Promise<StopMethod> {
-    const { force = false, powerdownTimeoutMs = 20_000, quitTimeoutMs = 5_000 } = opts;
+    const { force = false, agentTimeoutMs = 30_000, powerdownTimeoutMs = 20_000, quitTimeoutMs = 5_000 } = opts;
     this.stopping = true;
     try {
       if (!(await isAlive(this.pid))) return 'already-stopped';
+      if (!force && (await this.askAgentToPowerOff()) && (await waitForExit(this.pid, agentTimeoutMs, 5))) return 'agent';
       if (!force && !this.qmp.isClosed) {
         const powerdown = await this.qmp.execute('system_powerdown').then(() => true, () => false);
-        if (powerdown && (await waitForExit(this.pid, powerdownTimeoutMs, 5))) return 'powerdown';
+        if (powerdown && (await waitForExit(this.pid, powerdownTimeoutMs, 5))) return 'acpi';
       }
       if (!this.qmp.isClosed) {
         await this.qmp.execute('quit', undefined, { timeoutMs: quitTimeoutMs }).catch(() => undefined);
@@ -139,6 +180,19 @@ export class QemuVm implements VmHandle {
     } finally {
       await this.cleanup();
     }
+  }
+
+  /**
+   * The clean way, as libvirt and Proxmox take it: the guest agent shuts the
+   * guest down (guest-shutdown has no reply: the guest goes). False when no
+   * agent answers within a second.
+   */
+  private async askAgentToPowerOff(): Promise<boolean> {
+    return this.withGuestAgent(async (ga) => {
+      await ga.ping(1_000);
+      await ga.execute('guest-shutdown', { mode: 'powerdown' }, { timeoutMs: 1_000 }).catch(() => undefined);
+      return true;
+    }, 1_000).catch(() => false);
   }
 
   /** SIGKILL and wait; safe to call twice. */
@@ -246,6 +300,34 @@ const DETACH_POINTS: Partial<Record<HotplugProgress, CrashPoint>> = {
 function crashAt(points: Partial<Record<HotplugProgress, CrashPoint>>, progress: HotplugProgress): void {
   const point = points[progress];
   if (point) crashPoint(point);
+}
+
+/** The first IPv4 address a guest reports outside loopback. */
+function firstIpv4(ifaces: GuestNetworkInterface[]): string | undefined {
+  return ifaces
+    .filter((i) => i.name !== 'lo')
+    .flatMap((i) => i['ip-addresses'] ?? [])
+    .find((a) => a['ip-address-type'] === 'ipv4')?.['ip-address'];
+}
+
+/** True when an SSH server greets ("SSH-2.0-…") on host:port within two seconds. */
+function sshGreets(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    let seen = '';
+    const done = (ok: boolean): void => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(2_000, () => done(false));
+    socket.on('data', (d) => {
+      seen += d.toString('latin1');
+      if (seen.startsWith('SSH-')) done(true);
+      else if (seen.length >= 4) done(false);
+    });
+    socket.on('error', () => done(false));
+    socket.on('close', () => done(seen.startsWith('SSH-')));
+  });
 }
 
 export class GuestGoneError extends TerminalStateError {

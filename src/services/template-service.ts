@@ -6,7 +6,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { ImageDirs } from './image-dirs.ts';
 import type { VmanDb } from '../db/database.ts';
-import type { TemplateRecord } from '../db/types.ts';
+import type { Readiness, TemplateRecord } from '../db/types.ts';
 import { conflict, invalid, notFound } from '../errors.ts';
 import { assertName, InvalidNameError } from '../names.ts';
 
@@ -19,6 +19,9 @@ export interface TemplateInput {
   cmdline?: string | null;
   baseImagePath?: string | null;
   baseImageFormat?: 'qcow2' | 'raw' | null;
+  readiness?: Readiness;
+  readyPattern?: string | null;
+  sshKeys?: string[];
 }
 
 export interface BootFiles {
@@ -78,6 +81,16 @@ export class TemplateService {
       throw invalid('invalid-cmdline', 'cmdline must be at most 2048 printable characters');
     }
     if (input.baseImagePath && !input.baseImageFormat) throw invalid('no-image-format', 'base_image_path needs base_image_format (qcow2 or raw)');
+    if ((input.readiness === 'serial') !== Boolean(input.readyPattern)) {
+      throw invalid('ready-pattern', input.readiness === 'serial' ? 'readiness serial needs ready_pattern (what a console line must match)' : 'ready_pattern only applies to readiness serial');
+    }
+    if (input.readyPattern) {
+      try {
+        new RegExp(input.readyPattern);
+      } catch (err) {
+        throw invalid('ready-pattern', `ready_pattern is not a regular expression: ${(err as Error).message}`);
+      }
+    }
     for (const [field, p] of [['kernel_path', input.kernelPath], ['initrd_path', input.initrdPath], ['base_image_path', input.baseImagePath]] as const) {
       if (!p) continue;
       await assertReadableFile(field, p);
@@ -96,6 +109,9 @@ export class TemplateService {
       baseImagePath: input.baseImagePath ?? null,
       baseImageFormat: input.baseImagePath ? (input.baseImageFormat ?? null) : null,
       builtin: false,
+      readiness: input.readiness ?? 'agent',
+      readyPattern: input.readyPattern ?? null,
+      sshKeys: input.sshKeys ?? [],
     });
   }
 

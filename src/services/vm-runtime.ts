@@ -82,6 +82,7 @@ export class VmRuntime {
       const vm = this.o.db.vms.get(vmId);
       if (vm) {
         this.o.db.vms.setState(vmId, to.state, { pid: null, reason: to.reason });
+        this.o.db.vms.setRuntime(vmId, { sshPort: null, guestAddress: null });
         this.o.db.disks.clearMountPoints(vmId);
       }
       this.o.pool.release(vmId);

@@ -14,7 +14,10 @@ import { assertName, InvalidNameError } from '../names.ts';
 import type { AddressPool } from '../network/address-pool.ts';
 import type { Accelerator, QemuVmSpec } from '../operator/qemu-command.ts';
 import type { VmHandle } from '../operator/operator.ts';
+import type { ReadinessRule } from '../operator/qemu-vm.ts';
+import { createServer } from 'node:net';
 import { createOverlay } from '../operator/qemu-img.ts';
+import { writeSeed, type SeedContent } from '../operator/cloud-init-seed.ts';
 import type { IntentJournal } from './intent-journal.ts';
 import { AT_REST, assertActionAllowed, isAtRest } from './vm-states.ts';
 import type { TemplateService } from './template-service.ts';
@@ -36,6 +39,7 @@ export interface VmServiceOptions {
   qemuImg: string;
   accel: Accelerator;
   bootTimeoutMs: number;
+  stopTimeouts: { agentMs: number; acpiMs: number };
   log?: (msg: string) => void;
 }
 
@@ -52,7 +56,7 @@ export class VmService {
     return path.join(this.o.storagePath, 'vms', id);
   }
 
-  async create(input: { name: string; template: string }): Promise<VmView> {
+  async create(input: { name: string; template: string; sshKeys?: string[]; userData?: string | null }): Promise<VmView> {
     try {
       assertName('VM name', input.name);
     } catch (err) {
@@ -69,11 +73,12 @@ export class VmService {
         if (template.baseImagePath && template.baseImageFormat) {
           await createOverlay(path.join(dir, 'root.qcow2'), template.baseImagePath, template.baseImageFormat, { qemuImg: this.o.qemuImg });
         }
+        await writeSeed(dir, seedContent({ id, name: input.name, sshKeys: input.sshKeys ?? [], userData: input.userData ?? null }, template));
         crashPoint('vm.create.before-record');
         const record = this.o.db.transaction(() => {
           const vm = this.o.db.vms.insert({
             id, name: input.name, templateId: template.id, state: 'created', stateReason: null, pid: null,
-            mac: this.uniqueMac(), storageDir: dir,
+            mac: this.uniqueMac(), storageDir: dir, sshKeys: input.sshKeys ?? [], userData: input.userData ?? null,
           });
           this.o.journal.clear(intent);
           return vm;
@@ -93,9 +98,8 @@ export class VmService {
   }
 
   list(): VmView[] {
-    const addresses = new Map(this.o.db.addresses.list().map((a) => [a.vmId, a.address]));
     const names = new Map(this.o.db.templates.list().map((t) => [t.id, t.name]));
-    return this.o.db.vms.list().map((v) => ({ ...v, address: addresses.get(v.id) ?? null, templateName: names.get(v.templateId) ?? '' }));
+    return this.o.db.vms.list().map((v) => ({ ...v, address: v.guestAddress, templateName: names.get(v.templateId) ?? '' }));
   }
 
   get(id: string): VmView {
@@ -179,9 +183,11 @@ export class VmService {
 
   /** The steps of a start after its intent and address; the last write ends the intent in the same commit. */
   private async launch(vm: VmRecord, template: TemplateRecord, address: string, intent: number): Promise<void> {
+    // User mode: a port on 127.0.0.1 for the guest's SSH, free now (the kernel's choice).
+    const sshPort = this.runtime.network.mode === 'user' ? await freeLocalPort() : undefined;
     let network: QemuVmSpec['network'];
     try {
-      network = await this.runtime.network.prepare({ vmId: vm.id, mac: vm.mac, address });
+      network = await this.runtime.network.prepare({ vmId: vm.id, mac: vm.mac, address, ...(sshPort !== undefined ? { sshPort } : {}) });
     } catch (err) {
       // Refused before QEMU ran (e.g. a VLAN this kernel cannot tag): the VM is left as it was.
       await this.runtime.network.release(vm.id).catch(() => undefined);
@@ -193,6 +199,8 @@ export class VmService {
     }
     crashPoint('vm.start.after-network');
     const rootDisk = template.baseImagePath ? path.join(vm.storageDir, 'root.qcow2') : undefined;
+    // What the seed says may have changed since the VM was made (its template's keys): made again only then.
+    const seed = await writeSeed(vm.storageDir, seedContent(vm, template));
     const spec: QemuVmSpec = {
       id: vm.id,
       dir: vm.storageDir,
@@ -205,6 +213,7 @@ export class VmService {
         : null,
       ...(rootDisk ? { rootDisk: { id: `root-${vm.id.slice(3)}`, path: rootDisk, format: 'qcow2' as const } } : {}),
       disks: this.o.db.disks.listByVm(vm.id).map((d) => ({ id: d.id, path: d.path, format: d.format })),
+      seed: { id: `seed-${vm.id.slice(3)}`, path: seed, format: 'raw' },
       network,
     };
 
@@ -221,10 +230,11 @@ export class VmService {
     this.log(`vm ${vm.id} launched as pid ${handle.pid} with address ${address}`);
     crashPoint('vm.start.after-connect');
 
+    let guestAddress: string | null;
     try {
-      await handle.waitForGuestReady(this.o.bootTimeoutMs);
+      ({ guestAddress } = await handle.waitUntilReady(readinessRule(template, sshPort, address), this.o.bootTimeoutMs));
     } catch (err) {
-      await this.runtime.failLocked(vm.id, `the guest never became ready: ${message(err)}`);
+      await this.runtime.failLocked(vm.id, `the guest never became ready (${template.readiness}): ${message(err)}`);
       throw new VmanError('conflict', 'vm-start-failed', `VM ${vm.id} did not become ready: ${message(err)}`, { cause: err });
     }
     // Attached disks learn the device name the guest gave them.
@@ -238,6 +248,7 @@ export class VmService {
       if (!this.o.db.vms.compareAndSetState(vm.id, ['starting'], 'running')) {
         throw conflict('vm-state-conflict', `VM ${vm.id} left starting before it was ready: ${this.record(vm.id).state}`);
       }
+      this.o.db.vms.setRuntime(vm.id, { sshPort: sshPort ?? null, guestAddress });
       this.o.journal.clear(intent);
     });
   }
@@ -247,11 +258,14 @@ export class VmService {
       this.o.db.vms.compareAndSetState(vm.id, ['running'], 'stopping');
       crashPoint('vm.stop.after-stopping');
       const handle = this.runtime.untrack(vm.id);
-      const method = handle ? await handle.stop({ force }) : 'already-stopped';
+      const method = handle ? await handle.stop({ force, agentTimeoutMs: this.o.stopTimeouts.agentMs, powerdownTimeoutMs: this.o.stopTimeouts.acpiMs }) : 'already-stopped';
       crashPoint('vm.stop.after-exit');
       await this.runtime.settle(vm.id, { state: 'stopped', reason: null }, {
         beforeRecord: () => crashPoint('vm.stop.before-record'),
-        inTransaction: () => this.o.journal.clear(intent),
+        inTransaction: () => {
+          if (method !== 'already-stopped') this.o.db.vms.setStopMethod(vm.id, method);
+          this.o.journal.clear(intent);
+        },
       });
       this.log(`vm ${vm.id} stopped (${method})`);
     });
@@ -265,7 +279,8 @@ export class VmService {
 
   private view(vm: VmRecord): VmView {
     const template = this.o.db.templates.get(vm.templateId);
-    return { ...vm, address: this.o.pool.addressOf(vm.id) ?? null, templateName: template?.name ?? '' };
+    // The address the guest itself reported, once it did; not merely the one it was handed.
+    return { ...vm, address: vm.guestAddress, templateName: template?.name ?? '' };
   }
 
   private uniqueMac(): string {
@@ -274,6 +289,34 @@ export class VmService {
       if (!this.o.db.vms.macInUse(mac)) return mac;
     }
   }
+}
+
+/** What cloud-init is told about this VM: its id, its name as hostname, its template's keys and its own, its user-data. */
+function seedContent(vm: { id: string; name: string; sshKeys: string[]; userData: string | null }, template: TemplateRecord): SeedContent {
+  return { instanceId: vm.id, hostname: vm.name, sshKeys: [...new Set([...template.sshKeys, ...vm.sshKeys])], userData: vm.userData };
+}
+
+/** How this template's guest shows it is ready, with where to look. */
+function readinessRule(t: TemplateRecord, sshPort: number | undefined, address: string): ReadinessRule {
+  switch (t.readiness) {
+    case 'agent': return { kind: 'agent' };
+    case 'none': return { kind: 'none' };
+    // User mode: the forwarded port; bridge mode: the guest on the bridge.
+    case 'ssh': return sshPort !== undefined ? { kind: 'ssh', host: '127.0.0.1', port: sshPort } : { kind: 'ssh', host: address, port: 22 };
+    case 'serial': return { kind: 'serial', pattern: new RegExp(t.readyPattern ?? '.^') };
+  }
+}
+
+/** A port on 127.0.0.1 nothing listens on now (the kernel picks it). */
+function freeLocalPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const a = server.address();
+      server.close(() => (a && typeof a === 'object' ? resolve(a.port) : reject(new Error('no port'))));
+    });
+  });
 }
 
 async function removeEmptySerialLog(dir: string): Promise<void> {

@@ -10,7 +10,7 @@ export function templateJson(t: TemplateRecord) {
     id: t.id, name: t.name, cpus: t.cpus, memory_mb: t.memoryMb,
     kernel_path: t.kernelPath, initrd_path: t.initrdPath, cmdline: t.cmdline,
     base_image_path: t.baseImagePath, base_image_format: t.baseImageFormat,
-    builtin: t.builtin, created_at: t.createdAt,
+    builtin: t.builtin, readiness: t.readiness, ready_pattern: t.readyPattern, ssh_keys: t.sshKeys, created_at: t.createdAt,
   };
 }
 
@@ -23,6 +23,7 @@ export const templateRoutes = (templates: TemplateService): FastifyPluginAsyncTy
       name: b.name, cpus: b.cpus, memoryMb: b.memory_mb,
       kernelPath: b.kernel_path ?? null, initrdPath: b.initrd_path ?? null, cmdline: b.cmdline ?? null,
       baseImagePath: b.base_image_path ?? null, baseImageFormat: b.base_image_format ?? null,
+      readiness: b.readiness ?? 'agent', readyPattern: b.ready_pattern ?? null, sshKeys: b.ssh_keys ?? [],
     });
     return reply.code(201).send(templateJson(t));
   });

@@ -7,7 +7,7 @@ import { IdParams, NoOptionsBody, problemResponses, StopBody, StopQuery, Vm, VmC
 export function vmJson(v: VmView) {
   return {
     id: v.id, name: v.name, template_id: v.templateId, template: v.templateName, state: v.state,
-    state_reason: v.stateReason, pid: v.pid, address: v.address, mac: v.mac, storage_dir: v.storageDir,
+    state_reason: v.stateReason, pid: v.pid, address: v.address, ssh_port: v.sshPort, stop_method: v.stopMethod, mac: v.mac, storage_dir: v.storageDir,
     created_at: v.createdAt, updated_at: v.updatedAt,
   };
 }
@@ -17,7 +17,10 @@ export const vmRoutes = (vms: VmService): FastifyPluginAsyncTypebox => async (ap
 
   app.post('/vms', {
     schema: { tags: ['vms'], body: VmCreate, response: { 201: Vm, ...problemResponses(400, 404, 409) } },
-  }, async (req, reply) => reply.code(201).send(vmJson(await vms.create(req.body))));
+  }, async (req, reply) => {
+    const b = req.body;
+    return reply.code(201).send(vmJson(await vms.create({ name: b.name, template: b.template, sshKeys: b.ssh_keys ?? [], userData: b.user_data ?? null })));
+  });
 
   app.get('/vms', { schema: { tags: ['vms'], response: { 200: Type.Array(Vm) } } }, async () => vms.list().map(vmJson));
 
