@@ -15,9 +15,13 @@ fi
 
 # qemu-guest-agent's libraries (libglib2.0-0, libnuma1, libudev1, liburing2) are
 # copied from the host into the guest's initramfs, so they must be installed here.
+# genisoimage makes cloud-init seeds; debootstrap the Debian guest; dosfstools,
+# mtools and syslinux the test guest's bootable disk; openssh-client is how
+# the suite logs in to guests.
 packages=(
   qemu-system-x86 qemu-utils busybox-static cpio gzip dnsmasq-base iproute2 sqlite3
   libglib2.0-0 libnuma1 libudev1 liburing2
+  genisoimage debootstrap dosfstools mtools syslinux syslinux-common openssh-client e2fsprogs
   python3 make g++ ca-certificates
 )
 
@@ -56,3 +60,7 @@ npm run -s build
 log "vman compiled to dist/vman.mjs"
 
 log "guest image: $(guest/build.sh)"
+# debootstrap needs root; the image goes to the user's cache all the same.
+debian_cache="${XDG_CACHE_HOME:-$HOME/.cache}/vman/debian"
+log "Debian guest: $("${SUDO[@]}" env VMAN_DEBIAN_CACHE="$debian_cache" guest/build-debian.sh)"
+[ ${#SUDO[@]} -eq 0 ] || "${SUDO[@]}" chown -R "$(id -u):$(id -g)" "$debian_cache"

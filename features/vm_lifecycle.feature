@@ -44,6 +44,7 @@ Feature: VM lifecycle
       And the VM "web" is recorded as stopped
       And the sockets and pidfile of "web" are gone
       And "web" holds no address
+      And the VM "web" was stopped through its guest agent
 
     Scenario: Restart a running VM
       Given a running VM "web" from the small template
@@ -58,6 +59,30 @@ Feature: VM lifecycle
       Then no QEMU process of "web" is left
       And the database has no record of "web"
       And the storage folder of "web" is gone
+
+  Rule: A guest is ready by the rule its template names, and boots the way its image does
+
+    Scenario: A guest without an agent is running once its console says it is ready
+      Given a template "quiet" for the test guest without its agent, ready when its console says "VMAN-GUEST-READY"
+      And a VM "console" created from the quiet template
+      When the VM "console" is started
+      Then the VM "console" is recorded as running
+      And the console of "console" shows "VMAN-GUEST-READY", and a second read from where the first ended shows only what came since
+
+    Scenario: A template ready as soon as QEMU runs answers the start before the guest has booted
+      Given a template "eager" for the test guest that is ready as soon as QEMU runs
+      And a VM "fast" created from the eager template
+      When the VM "fast" is started
+      Then the VM "fast" is recorded as running
+      And the API shows no address for "fast" until its guest reports one
+
+    Scenario: A template with only a disk image boots it by the image's own bootloader
+      Given a template "disk-boot" that boots the test guest from the disk image by its own bootloader
+      And a VM "bios" created from the disk-boot template
+      When the VM "bios" is started
+      Then the VM "bios" is recorded as running
+      And QEMU of "bios" was given no kernel, only its disk
+      And the guest of "bios" has the address vman recorded for it
 
   Rule: The recorded state follows the real process
 

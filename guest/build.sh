@@ -85,6 +85,17 @@ echo 'root:x:0:0:root:/:/bin/sh' > "$root/etc/passwd"
 mkdir -p "$work/out"
 cp "$work"/kernel/boot/vmlinuz-* "$work/out/vmlinuz"
 (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) | gzip -1 > "$work/out/initrd.img"
+
+# The same guest on a disk that boots by its own bootloader (SYSLINUX on a FAT
+# file system, no partition table): what a template with only a base image
+# boots, as distribution cloud images do. mtools and syslinux write into the
+# image file itself: no loop device, no mount.
+boot_img="$work/out/boot.img"
+truncate -s 48M "$boot_img"
+mkfs.vfat -n VMANBOOT "$boot_img" >/dev/null
+printf 'DEFAULT vman\nLABEL vman\n  KERNEL /vmlinuz\n  INITRD /initrd.img\n  APPEND console=ttyS0 panic=-1 quiet\n' > "$work/syslinux.cfg"
+mcopy -i "$boot_img" "$work/out/vmlinuz" "$work/out/initrd.img" "$work/syslinux.cfg" ::/
+syslinux --install "$boot_img"
 cat > "$work/out/manifest.json" <<JSON
 {
   "key": "$key",
@@ -94,6 +105,7 @@ cat > "$work/out/manifest.json" <<JSON
   "busybox_version": "$bb_ver",
   "kernel": "vmlinuz",
   "initrd": "initrd.img",
+  "boot_image": "boot.img",
   "cmdline": "console=ttyS0 panic=-1 quiet",
   "ready_marker": "VMAN-GUEST-READY"
 }

@@ -5,6 +5,7 @@ import { After, Given, Then, When } from '@cucumber/cucumber';
 import { expect } from 'chai';
 import { access } from 'node:fs/promises';
 import type { VmanWorld } from '../world/vman-world.ts';
+import { guestFormatsAndWrites, guestReadsNote, rootFsState } from '../support/real-guest.ts';
 import { qemuBlockView } from '../support/qmp-reader.ts';
 import {
   attachDisk, createAttachedDisk, createDeletedDisk, createDisk, deleteDisk, detachDisk, getDisk, guestReadsMarker, guestWritesMarker,
@@ -260,3 +261,17 @@ function describeSamples(samples: readonly VmSample[], from: number, marks: Arra
     `${t(s.startedAt)}–${t(s.endedAt)}  ${s.error ? `NO ANSWER: ${s.error}` : `uptime ${s.uptimeSeconds} s, QMP ${s.status}`}`);
   return [...marks.map(([what, at]) => `${what} at ${t(at)}`), '', ...lines].join('\n');
 }
+
+When('the guest of {string} makes a file system on the disk {string}, writes a note to it and unmounts it', async function (this: VmanWorld, vm: string, disk: string) {
+  this.diskNoted(disk).guestMarker = await guestFormatsAndWrites((await recordedVm(this, vm)).dir, this.idOf(disk));
+});
+
+Then('the guest of {string} mounts the disk {string} and finds the note on it', async function (this: VmanWorld, vm: string, disk: string) {
+  const note = this.diskNoted(disk).guestMarker;
+  if (note === undefined) throw new Error(`no note was written to ${disk} in this scenario`);
+  expect(await guestReadsNote((await recordedVm(this, vm)).dir, this.idOf(disk)), `the note the guest of ${vm} reads from ${disk}`).to.equal(note);
+});
+
+Then('the root file system of {string} was cleanly unmounted', async function (this: VmanWorld, vm: string) {
+  expect(await rootFsState(this.vmNoted(vm).dir, this.storage), 'the ext4 superblock of its root disk').to.deep.equal({ valid: true, needsRecovery: false });
+});

@@ -5,6 +5,7 @@ import { copyFile, mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { createTemplate, deleteTemplate } from '../support/template-tasks.ts';
+import { debianImage } from '../support/real-guest.ts';
 
 When('a template {string} is created for the test guest with {int} CPU(s) and {int} MB', async function (this: VmanWorld, name: string, cpus: number, mb: number) {
   await createTemplate(this, name, { cpus, memoryMb: mb });
@@ -31,4 +32,29 @@ Given('the built-in templates are there', async function (this: VmanWorld) {
   expect(rows, 'built-in templates in the database').to.deep.equal([
     { name: 'small', cpus: 1, memory_mb: 512 }, { name: 'medium', cpus: 2, memory_mb: 1024 }, { name: 'large', cpus: 4, memory_mb: 2048 },
   ]);
+});
+
+Given('a template {string} for the Debian image with {int} CPUs and {int} MB', async function (this: VmanWorld, name: string, cpus: number, mb: number) {
+  const d = debianImage(this);
+  await createTemplate(this, name, { cpus, memoryMb: mb, kernel: d.kernel, initrd: d.initrd, cmdline: d.cmdline, baseImage: { path: d.image, format: 'qcow2' } });
+});
+
+Given('a template {string} for the Debian image without its agent, with {int} CPUs and {int} MB, ready when SSH answers', async function (this: VmanWorld, name: string, cpus: number, mb: number) {
+  const d = debianImage(this);
+  await createTemplate(this, name, {
+    cpus, memoryMb: mb, kernel: d.kernel, initrd: d.initrd, cmdline: d.cmdline, baseImage: { path: d.imageWithoutAgent, format: 'qcow2' }, readiness: 'ssh',
+  });
+});
+
+Given('a template {string} that boots the test guest from the disk image by its own bootloader', async function (this: VmanWorld, name: string) {
+  if (!this.host.bootImage) throw new Error('the test guest has no bootable disk image (guest/build.sh makes boot.img)');
+  await createTemplate(this, name, { cpus: 1, memoryMb: 512, kernel: null, baseImage: { path: this.host.bootImage, format: 'raw' } });
+});
+
+Given('a template {string} for the test guest without its agent, ready when its console says {string}', async function (this: VmanWorld, name: string, line: string) {
+  await createTemplate(this, name, { cpus: 1, memoryMb: 512, cmdline: `${this.host.guest.cmdline} vman.noagent`, readiness: 'serial', readyPattern: line });
+});
+
+Given('a template {string} for the test guest that is ready as soon as QEMU runs', async function (this: VmanWorld, name: string) {
+  await createTemplate(this, name, { cpus: 1, memoryMb: 512, readiness: 'none' });
 });

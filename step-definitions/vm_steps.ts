@@ -4,13 +4,17 @@ import { Given, Then, When } from '@cucumber/cucumber';
 import { expect } from 'chai';
 import { access } from 'node:fs/promises';
 import type { VmanWorld } from '../world/vman-world.ts';
-import { createVm, deleteVm, expectStatus, startNotingRecords, startRunningVm, vmAction } from '../support/vm-tasks.ts';
+import { createVm, deleteVm, expectStatus, getVm, startNotingRecords, startRunningVm, vmAction } from '../support/vm-tasks.ts';
 import {
   guestIpv4, recordedVm, rememberVm, runtimeFilesPresent, waitForNoQemu, waitForRecordedState, withGuestAgent,
 } from '../support/vm-facts.ts';
 import { qemuProcessOf, qmpRunState } from '../support/qemu-facts.ts';
 import { signal } from '../support/proc-reader.ts';
-import { qemuSize } from '../support/qmp-reader.ts';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { operatorKeyPair } from '../support/real-guest.ts';
+import { readConsole } from '../support/vm-tasks.ts';
+import { qemuBlockView, qemuSize } from '../support/qmp-reader.ts';
 import { guestSize } from '../support/guest-view.ts';
 
 // The kernel keeps some memory for itself: MemTotal is below the machine's
@@ -153,4 +157,41 @@ Then('the guest of {string} counts {int} for its number of processors and {int} 
   this.attach(`the guest counts ${size.cpus} processor(s) and MemTotal ${size.memTotalKb} kB (${memTotalMb.toFixed(0)} MB of ${mb})`, 'text/plain');
   expect(size.cpus, 'processors in /proc/cpuinfo').to.equal(cpus);
   expect(memTotalMb, `MemTotal in /proc/meminfo, in MB: at most ${mb}, at least ${mb - KERNEL_RESERVE_MB}`).to.be.within(mb - KERNEL_RESERVE_MB, mb);
+});
+
+Given('a VM {string} created from the {word} template with the operator\'s SSH key', async function (this: VmanWorld, name: string, template: string) {
+  await createVm(this, name, template, { sshKeys: [(await operatorKeyPair(this)).publicKey] });
+  await rememberVm(this, name);
+});
+
+Then('the VM {string} was stopped through its guest agent', async function (this: VmanWorld, name: string) {
+  expect((await this.db().vmByName(name))?.stop_method, `how ${name} was stopped, in the database`).to.equal('agent');
+});
+
+Then('the VM {string} was stopped by the ACPI power button', async function (this: VmanWorld, name: string) {
+  expect((await this.db().vmByName(name))?.stop_method, `how ${name} was stopped, in the database`).to.equal('acpi');
+});
+
+Then('the console of {string} shows {string}, and a second read from where the first ended shows only what came since', async function (this: VmanWorld, name: string, line: string) {
+  const first = await readConsole(this, name, 0);
+  expect(first.data, 'the console from its start').to.include(line);
+  const file = await readFile(path.join(this.vmNoted(name).dir, 'serial.log'), 'utf8');
+  expect(first.data, 'the console as the API gives it, against the file QEMU writes').to.equal(file.slice(0, first.data.length));
+  const second = await readConsole(this, name, first.next_offset);
+  expect(second.offset, 'where the second read began').to.equal(first.next_offset);
+  expect(file.slice(first.next_offset, second.next_offset), 'what came since, in the file').to.equal(second.data);
+});
+
+Then('the API shows no address for {string} until its guest reports one', async function (this: VmanWorld, name: string) {
+  // Ready as soon as QEMU runs: vman has asked the guest nothing, so it knows no address the guest has taken.
+  expect((await getVm(this, name)).address, `the address the API shows for ${name}`).to.equal(null);
+});
+
+Then('QEMU of {string} was given no kernel, only its disk', async function (this: VmanWorld, name: string) {
+  const vm = await recordedVm(this, name);
+  const proc = await qemuProcessOf(vm.id, vm.dir);
+  if (!proc) throw new Error(`no QEMU runs ${name}`);
+  expect(proc.argv.filter((a) => a === '-kernel' || a === '-initrd'), 'kernel and initrd in its command line').to.deep.equal([]);
+  const root = (await qemuBlockView(vm.dir)).fileOf[`disk-root-${vm.id.slice(3)}`];
+  expect(root, 'the file its root disk reads (QMP)').to.equal(path.join(vm.dir, 'root.qcow2'));
 });

@@ -18,9 +18,10 @@ export function blockNamesOf(diskId: string): { device: string; nodes: string[] 
   return { device: `disk-${diskId}`, nodes: [`drive-${diskId}`, `file-${diskId}`] };
 }
 
-/** A VM's root disk (its overlay of a template's base image) is named after the VM: root-<hex of its id>. */
-function rootDiskIdOf(vmId: string): string {
-  return `root-${vmId.replace(/^vm-/, '')}`;
+/** A VM's own disks are named after it: its root disk (the overlay of a base image) root-<hex of its id>, its cloud-init seed seed-<hex>. */
+function ownDiskIdsOf(vmId: string): string[] {
+  const hex = vmId.replace(/^vm-/, '');
+  return [`root-${hex}`, `seed-${hex}`];
 }
 
 /** Every disagreement found, in words; empty when everything agrees. */
@@ -114,7 +115,7 @@ async function blockDisagreements(vm: Record<string, unknown>, disks: Array<Reco
   const view = await qemuBlockView(String(vm.storage_dir));
   const attached = disks.filter((d) => d.vm_id === vm.id && d.state === 'attached');
   const expected = new Set<string>();
-  for (const id of [rootDiskIdOf(String(vm.id)), ...attached.map((d) => String(d.id))]) {
+  for (const id of [...ownDiskIdsOf(String(vm.id)), ...attached.map((d) => String(d.id))]) {
     const names = blockNamesOf(id);
     expected.add(names.device);
     names.nodes.forEach((n) => expected.add(n));

@@ -15,6 +15,34 @@ export interface SuiteHost {
   accel: 'kvm' | 'tcg';
   kernelRelease: string;
   guest: { dir: string; kernel: string; initrd: string; cmdline: string; readyMarker: string; manifest: Record<string, string> };
+  /** The test guest on a disk that boots by its own bootloader (SYSLINUX), when built. */
+  bootImage?: string;
+  /** The Debian cloud image (guest/build-debian.sh), when built. */
+  debian?: DebianImage;
+}
+
+export interface DebianImage {
+  dir: string;
+  kernel: string;
+  initrd: string;
+  /** With qemu-guest-agent, and without it. */
+  image: string;
+  imageWithoutAgent: string;
+  cmdline: string;
+  /** cloud-init's default user, who gets the SSH keys. */
+  user: string;
+}
+
+/** The Debian image guest/build-debian.sh made, if it did. */
+async function builtDebian(): Promise<DebianImage | undefined> {
+  const cache = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
+  const dir = await realpath(path.join(process.env.VMAN_DEBIAN_CACHE || path.join(cache, 'vman', 'debian'), 'current')).catch(() => undefined);
+  if (!dir) return undefined;
+  const m = JSON.parse(await readFile(path.join(dir, 'manifest.json'), 'utf8')) as Record<string, string>;
+  return {
+    dir, kernel: path.join(dir, m.kernel!), initrd: path.join(dir, m.initrd!), image: path.join(dir, m.image!),
+    imageWithoutAgent: path.join(dir, m.image_without_agent!), cmdline: m.cmdline!, user: m.user!,
+  };
 }
 
 export type HostStatus = { ok: true; host: SuiteHost; description: string } | { ok: false; reason: string };
@@ -57,13 +85,16 @@ async function builtGuest(): Promise<SuiteHost['guest']> {
 }
 
 async function findHost(): Promise<SuiteHost> {
-  const [qemu, qemuImg, guest] = await Promise.all([findBinary('qemu-system-x86_64'), findBinary('qemu-img'), builtGuest()]);
+  const [qemu, qemuImg, guest, debian] = await Promise.all([findBinary('qemu-system-x86_64'), findBinary('qemu-img'), builtGuest(), builtDebian()]);
+  const bootImage = guest.manifest.boot_image ? path.join(guest.dir, guest.manifest.boot_image) : undefined;
   return {
     qemu: { path: qemu, version: await versionOf(qemu) },
     qemuImg: { path: qemuImg, version: await versionOf(qemuImg) },
     accel: process.env.VMAN_ACCEL === 'kvm' ? 'kvm' : 'tcg',
     kernelRelease: os.release(),
     guest,
+    ...(bootImage ? { bootImage } : {}),
+    ...(debian ? { debian } : {}),
   };
 }
 

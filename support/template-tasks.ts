@@ -5,18 +5,26 @@ import { expectStatus } from './vm-tasks.ts';
 export interface TemplateSpec {
   cpus: number;
   memoryMb: number;
-  /** Boot files; the test guest's by default. */
-  kernel?: string;
-  cmdline?: string;
+  /** Boot files; the test guest's by default (kernel null: the base image boots by its own bootloader). */
+  kernel?: string | null;
+  initrd?: string | null;
+  cmdline?: string | null;
+  baseImage?: { path: string; format: 'qcow2' | 'raw' };
+  readiness?: 'agent' | 'ssh' | 'serial' | 'none';
+  readyPattern?: string;
 }
 
 /** A template that boots the test guest (its kernel and initrd), sized as asked; remembered by name. */
 export async function createTemplate(world: VmanWorld, name: string, spec: TemplateSpec): Promise<string> {
   const g = world.host.guest;
+  const kernel = spec.kernel === undefined ? g.kernel : spec.kernel;
   const res = await world.api().http.post('api/v1/templates', {
     json: {
       name, cpus: spec.cpus, memory_mb: spec.memoryMb,
-      kernel_path: spec.kernel ?? g.kernel, initrd_path: g.initrd, cmdline: spec.cmdline ?? g.cmdline,
+      ...(kernel !== null ? { kernel_path: kernel, initrd_path: spec.initrd ?? g.initrd, cmdline: spec.cmdline ?? g.cmdline } : {}),
+      ...(spec.baseImage ? { base_image_path: spec.baseImage.path, base_image_format: spec.baseImage.format } : {}),
+      ...(spec.readiness ? { readiness: spec.readiness } : {}),
+      ...(spec.readyPattern ? { ready_pattern: spec.readyPattern } : {}),
     },
   });
   const t = expectStatus<{ id: string }>(res, 201, `create template ${name}`);

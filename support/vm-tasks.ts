@@ -21,8 +21,10 @@ export function expectStatus<T>(res: Response<unknown>, status: number, what: st
   return res.body as T;
 }
 
-export async function createVm(world: VmanWorld, name: string, template: string): Promise<VmJson> {
-  const res = await world.api().http.post('api/v1/vms', { json: { name, template } });
+export async function createVm(world: VmanWorld, name: string, template: string, extra: { sshKeys?: string[]; userData?: string } = {}): Promise<VmJson> {
+  const res = await world.api().http.post('api/v1/vms', {
+    json: { name, template, ...(extra.sshKeys ? { ssh_keys: extra.sshKeys } : {}), ...(extra.userData ? { user_data: extra.userData } : {}) },
+  });
   const vm = expectStatus<VmJson>(res, 201, `create VM ${name}`);
   world.ids.set(name, vm.id);
   return vm;
@@ -30,6 +32,10 @@ export async function createVm(world: VmanWorld, name: string, template: string)
 
 export async function getVm(world: VmanWorld, name: string): Promise<VmJson> {
   return expectStatus<VmJson>(await world.api().http.get(`api/v1/vms/${world.idOf(name)}`), 200, `get VM ${name}`);
+}
+
+export async function readConsole(world: VmanWorld, name: string, offset: number): Promise<{ offset: number; next_offset: number; data: string }> {
+  return expectStatus(await world.api().http.get(`api/v1/vms/${world.idOf(name)}/console`, { searchParams: { offset } }), 200, `read the console of ${name}`);
 }
 
 export async function vmAction(world: VmanWorld, name: string, action: 'start' | 'stop' | 'restart', body?: object): Promise<Response<unknown>> {

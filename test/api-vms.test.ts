@@ -569,3 +569,21 @@ describe('VMs API: adoption after a vman restart', () => {
     assert.equal(assertOk(await b.api('POST', `/api/v1/vms/${vm.id}/start`)).state, 'running');
   });
 });
+
+describe('VMs API: the serial console', () => {
+  it('reads the console from an offset, and from where the last read ended only what is new', async (t) => {
+    const v = await dryVman(t);
+    const vm = assertOk(await v.api('POST', '/api/v1/vms', { name: 'c', template: 'small' }), 201);
+    assert.deepEqual(assertOk(await v.api('GET', `/api/v1/vms/${vm.id}/console`)), { offset: 0, next_offset: 0, data: '' });
+    fs.writeFileSync(`${vm.storage_dir}/serial.log`, 'booting\n');
+    const first = assertOk(await v.api('GET', `/api/v1/vms/${vm.id}/console`));
+    assert.deepEqual(first, { offset: 0, next_offset: 8, data: 'booting\n' });
+    fs.appendFileSync(`${vm.storage_dir}/serial.log`, 'ready\n');
+    assert.deepEqual(assertOk(await v.api('GET', `/api/v1/vms/${vm.id}/console?offset=${first.next_offset}`)), { offset: 8, next_offset: 14, data: 'ready\n' });
+    // A console that began again (the VM restarted) is read from its start.
+    fs.writeFileSync(`${vm.storage_dir}/serial.log`, 'again\n');
+    assert.deepEqual(assertOk(await v.api('GET', `/api/v1/vms/${vm.id}/console?offset=14`)), { offset: 0, next_offset: 6, data: 'again\n' });
+    assertProblem(await v.api('GET', `/api/v1/vms/${vm.id}/console?offset=-1`), 400, /offset/);
+    assertProblem(await v.api('GET', '/api/v1/vms/vm-000000000000/console'), 404);
+  });
+});

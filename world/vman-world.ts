@@ -122,7 +122,10 @@ export class VmanWorld extends World {
    * folder (files a step makes), vman's default one, and the built guests.
    */
   imageDirs(): string[] {
-    return [path.join(this.storage, 'images'), path.join(this.storage, 'vman', 'images'), ...(this.host ? [this.host.guest.dir] : [])];
+    return [
+      path.join(this.storage, 'images'), path.join(this.storage, 'vman', 'images'),
+      ...(this.host ? [this.host.guest.dir] : []), ...(this.host?.debian ? [this.host.debian.dir] : []),
+    ];
   }
 
   api(): VmanEndpoint {

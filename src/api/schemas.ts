@@ -25,6 +25,9 @@ const SSH_KEY_RULE = '^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh
 /** cloud-init user-data: any text but NUL. */
 const USER_DATA_RULE = '^[^\\u0000]*$';
 
+/** A byte offset in decimal. */
+const OFFSET_RULE = '^(0|[1-9][0-9]{0,14})$';
+
 /** Each pattern of the schemas below in words, as a refusal says it. */
 export const PATTERN_RULES: Record<string, string> = {
   [NAME_RULE]: 'must be 1 to 63 ASCII letters, digits, ".", "_" and "-", not starting with "." or "-", without ".."',
@@ -33,6 +36,7 @@ export const PATTERN_RULES: Record<string, string> = {
   [REFERENCE_RULE]: 'must not contain control characters',
   [SSH_KEY_RULE]: 'must be an OpenSSH public key line: its type (ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256, ...), the key in base64, an optional comment',
   [USER_DATA_RULE]: 'must not contain NUL',
+  [OFFSET_RULE]: 'must be a byte offset: a whole number from 0, written in decimal',
 };
 
 const sshKeys = Type.Array(Type.String({ pattern: SSH_KEY_RULE, maxLength: 16384 }), { maxItems: 16, description: 'SSH public keys cloud-init installs for the guest\'s default user' });
@@ -111,6 +115,17 @@ export const StopBody = Type.Union([
   Type.Null(),
 ]);
 export const StopQuery = Type.Object({ force: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')])) }, { additionalProperties: false });
+
+/** Where to read the console from: a byte offset (next_offset of the last read), in decimal. */
+export const ConsoleQuery = Type.Object({
+  offset: Type.Optional(Type.String({ pattern: OFFSET_RULE, description: 'read from this byte on: the next_offset of the last read, to read only what is new' })),
+}, { additionalProperties: false });
+
+export const Console = Type.Object({
+  offset: Type.Integer({ description: 'where this read began (0 when the console began again)' }),
+  next_offset: Type.Integer({ description: 'where the next read goes on from' }),
+  data: Type.String(),
+});
 
 export const Vm = Type.Object({
   id: Type.String(),

@@ -3,7 +3,9 @@
 // action runs under an intent (intent-journal.ts) so that a vman killed half-way
 // is finished or undone at its next start; leaving the running life always goes
 // through the runtime's one transition (vm-runtime.ts).
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { mkdir, open, rm, stat } from 'node:fs/promises';
+
+const CONSOLE_CHUNK = 64 * 1024;
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { VmanDb } from '../db/database.ts';
@@ -269,6 +271,26 @@ export class VmService {
       });
       this.log(`vm ${vm.id} stopped (${method})`);
     });
+  }
+
+  /**
+   * The serial console from byte `offset` on (at most 64 KiB at a time), and
+   * where to go on from to read only what is new. A console that began again
+   * (the VM restarted) is read from its start.
+   */
+  async console(id: string, offset: number): Promise<{ offset: number; nextOffset: number; data: string }> {
+    const vm = this.record(id);
+    const file = await open(path.join(vm.storageDir, 'serial.log'), 'r').catch(() => undefined);
+    if (!file) return { offset: 0, nextOffset: 0, data: '' };
+    try {
+      const size = (await file.stat()).size;
+      const from = offset > size ? 0 : offset;
+      const buffer = Buffer.alloc(Math.min(size - from, CONSOLE_CHUNK));
+      const { bytesRead } = await file.read(buffer, 0, buffer.length, from);
+      return { offset: from, nextOffset: from + bytesRead, data: buffer.subarray(0, bytesRead).toString('utf8') };
+    } finally {
+      await file.close();
+    }
   }
 
   record(id: string): VmRecord {

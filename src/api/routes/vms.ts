@@ -2,7 +2,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@fastify/type-provider-typebox';
 import type { VmService, VmView } from '../../services/vm-service.ts';
-import { IdParams, NoOptionsBody, problemResponses, StopBody, StopQuery, Vm, VmCreate } from '../schemas.ts';
+import { Console, ConsoleQuery, IdParams, NoOptionsBody, problemResponses, StopBody, StopQuery, Vm, VmCreate } from '../schemas.ts';
 
 export function vmJson(v: VmView) {
   return {
@@ -45,4 +45,14 @@ export const vmRoutes = (vms: VmService): FastifyPluginAsyncTypebox => async (ap
   });
 
   app.post('/vms/:id/restart', { schema: { ...action, body: NoOptionsBody } }, async (req) => vmJson(await vms.restart(req.params.id)));
+
+  app.get('/vms/:id/console', {
+    schema: {
+      tags: ['vms'], params: IdParams, querystring: ConsoleQuery,
+      response: { 200: Console, ...problemResponses(400, 404) },
+    },
+  }, async (req) => {
+    const c = await vms.console(req.params.id, req.query.offset === undefined ? 0 : Number(req.query.offset));
+    return { offset: c.offset, next_offset: c.nextOffset, data: c.data };
+  });
 };
