@@ -70,12 +70,12 @@ export class BareQemu {
    * ready marker, all polled concurrently with short intervals: the limit of
    * what QEMU and the guest need.
    */
-  static async boot(spec: QemuVmSpec, marker: string, timeoutMs = 60_000): Promise<{ vm: BareQemu; times: BareBootTimes }> {
+  static async boot(spec: QemuVmSpec, marker: string, timeoutMs = 60_000, opts: { agentWithAddress?: boolean } = {}): Promise<{ vm: BareQemu; times: BareBootTimes }> {
     assertNotAborting();
     await mkdir(spec.dir, { recursive: true, mode: 0o700 });
     const vm = new BareQemu(spec);
     try {
-      const times = await vm.#boot(marker, timeoutMs);
+      const times = await vm.#boot(marker, timeoutMs, opts.agentWithAddress ?? false);
       return { vm, times };
     } catch (err) {
       await vm.destroy();
@@ -83,7 +83,7 @@ export class BareQemu {
     }
   }
 
-  async #boot(marker: string, timeoutMs: number): Promise<BareBootTimes> {
+  async #boot(marker: string, timeoutMs: number, agentWithAddress: boolean): Promise<BareBootTimes> {
     const args = buildQemuArgs(this.spec);
     let stderr = '';
     let parentExit: { code: number | null; at: number } | undefined;
@@ -126,6 +126,12 @@ export class BareQemu {
       const ga = await GuestAgentClient.connect(this.paths.guestAgent, { timeoutMs: AGENT_ATTEMPT_MS });
       try {
         await ga.ping(1_000);
+        // As vman's agent readiness asks: the agent answers and the guest has an IPv4 address.
+        if (agentWithAddress) {
+          const ifaces = await ga.networkInterfaces();
+          const has = ifaces.some((i) => i.name !== 'lo' && (i['ip-addresses'] ?? []).some((a) => a['ip-address-type'] === 'ipv4'));
+          if (!has) return { done: false, seen: 'the agent answers; no IPv4 address yet' };
+        }
       } finally {
         await ga.close();
       }

@@ -79,6 +79,8 @@ export async function startBenchVman(opts: {
   hostInfo?: HostInfo;
   dryRun?: boolean;
   protocolLog?: (vmId: string, entry: ProtocolLogEntry) => void;
+  /** Extra settings (VMAN_IMAGE_DIRS, VMAN_BOOT_TIMEOUT, ...). */
+  env?: Record<string, string>;
 }): Promise<BenchVman> {
   assertNotAborting();
   const env: Record<string, string> = {
@@ -87,6 +89,7 @@ export async function startBenchVman(opts: {
     VMAN_BOOT_TIMEOUT: '60',
     ...(opts.dryRun ? { VMAN_OPERATOR_DRY_RUN: '1' } : {}),
     ...(process.env.VMAN_ACCEL ? { VMAN_ACCEL: process.env.VMAN_ACCEL } : {}),
+    ...opts.env,
   };
   const config = loadConfig(env, { listen: '127.0.0.1:0' });
   const lines: string[] = [];
