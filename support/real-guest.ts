@@ -87,8 +87,9 @@ export interface Ext4State {
 /** The ext4 superblock of a VM's root disk (its overlay), read with qemu-img after the stop into a scratch folder of the scenario's. */
 export async function rootFsState(vmDir: string, scratch: string): Promise<Ext4State> {
   const out = path.join(scratch, `${path.basename(vmDir)}-superblock.raw`);
-  await execa('qemu-img', ['dd', '-U', '-f', 'qcow2', '-O', 'raw', 'bs=1024', 'skip=1', 'count=1', `if=${path.join(vmDir, 'root.qcow2')}`, `of=${out}`]);
-  const sb = (await readFile(out)).subarray(0, 1024);
+  // The first 2 KiB (qemu-img dd makes an empty file when told to skip): the superblock is the second.
+  await execa('qemu-img', ['dd', '-U', '-f', 'qcow2', '-O', 'raw', 'bs=1024', 'count=2', `if=${path.join(vmDir, 'root.qcow2')}`, `of=${out}`]);
+  const sb = (await readFile(out)).subarray(1024, 2048);
   if (sb.readUInt16LE(0x38) !== 0xef53) throw new Error(`no ext4 superblock on the root disk of ${vmDir} (magic ${sb.readUInt16LE(0x38).toString(16)})`);
   return { valid: (sb.readUInt16LE(0x3a) & 1) === 1, needsRecovery: (sb.readUInt32LE(0x60) & 0x4) !== 0 };
 }
