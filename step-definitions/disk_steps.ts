@@ -4,6 +4,7 @@
 import { After, Given, Then, When } from '@cucumber/cucumber';
 import { expect } from 'chai';
 import { access } from 'node:fs/promises';
+import { GUEST_STEP } from '../support/timeouts.ts';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { guestFormatsAndWrites, guestReadsNote, rootFsState } from '../support/real-guest.ts';
 import { qemuBlockView } from '../support/qmp-reader.ts';
@@ -26,7 +27,7 @@ Given('a {int} GB disk {string}', async function (this: VmanWorld, sizeGb: numbe
   await createDisk(this, name, sizeGb);
 });
 
-Given('a {int} GB disk {string} attached to {string}', async function (this: VmanWorld, sizeGb: number, disk: string, vm: string) {
+Given('a {int} GB disk {string} attached to {string}', GUEST_STEP, async function (this: VmanWorld, sizeGb: number, disk: string, vm: string) {
   await createAttachedDisk(this, disk, sizeGb, vm);
 });
 
@@ -52,13 +53,13 @@ When('a {int} GB disk {string} is created', async function (this: VmanWorld, siz
   await createDisk(this, name, sizeGb);
 });
 
-When('the disk {string} is attached to {string}', async function (this: VmanWorld, disk: string, vm: string) {
+When('the disk {string} is attached to {string}', GUEST_STEP, async function (this: VmanWorld, disk: string, vm: string) {
   const recorded = await recordedVm(this, vm);
   if (recorded.state === 'running') (this.diskNoted(disk).guestDisksBefore ??= new Map()).set(vm, await guestDisks(recorded.dir));
   expectStatus(await attachDisk(this, disk, vm), 200, `attach the disk ${disk} to ${vm}`);
 });
 
-When('the disk {string} is detached', async function (this: VmanWorld, disk: string) {
+When('the disk {string} is detached', GUEST_STEP, async function (this: VmanWorld, disk: string) {
   expectStatus(await detachDisk(this, disk), 200, `detach the disk ${disk}`);
 });
 
@@ -262,11 +263,11 @@ function describeSamples(samples: readonly VmSample[], from: number, marks: Arra
   return [...marks.map(([what, at]) => `${what} at ${t(at)}`), '', ...lines].join('\n');
 }
 
-When('the guest of {string} makes a file system on the disk {string}, writes a note to it and unmounts it', async function (this: VmanWorld, vm: string, disk: string) {
+When('the guest of {string} makes a file system on the disk {string}, writes a note to it and unmounts it', GUEST_STEP, async function (this: VmanWorld, vm: string, disk: string) {
   this.diskNoted(disk).guestMarker = await guestFormatsAndWrites((await recordedVm(this, vm)).dir, this.idOf(disk));
 });
 
-Then('the guest of {string} mounts the disk {string} and finds the note on it', async function (this: VmanWorld, vm: string, disk: string) {
+Then('the guest of {string} mounts the disk {string} and finds the note on it', GUEST_STEP, async function (this: VmanWorld, vm: string, disk: string) {
   const note = this.diskNoted(disk).guestMarker;
   if (note === undefined) throw new Error(`no note was written to ${disk} in this scenario`);
   expect(await guestReadsNote((await recordedVm(this, vm)).dir, this.idOf(disk)), `the note the guest of ${vm} reads from ${disk}`).to.equal(note);

@@ -4,6 +4,7 @@ import { Given, Then, When } from '@cucumber/cucumber';
 import { expect } from 'chai';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
+import { GUEST_STEP } from '../support/timeouts.ts';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { disagreements } from '../support/coherence.ts';
 import { createVm, expectStatus, vmAction, type VmJson } from '../support/vm-tasks.ts';
@@ -18,7 +19,7 @@ When('a VM {string} is created from the {word} template', async function (this: 
   await rememberVm(this, name);
 });
 
-Then('the database, QEMU, the guests and the files agree', async function (this: VmanWorld) {
+Then('the database, QEMU, the guests and the files agree', GUEST_STEP, async function (this: VmanWorld) {
   expect(await disagreements(this), 'disagreements between the database, QEMU, the guests and the files').to.deep.equal([]);
 });
 

@@ -3,6 +3,7 @@
 import { Given, Then, When } from '@cucumber/cucumber';
 import { expect } from 'chai';
 import { access } from 'node:fs/promises';
+import { GUEST_STEP } from '../support/timeouts.ts';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { createVm, deleteVm, expectStatus, getVm, startNotingRecords, startRunningVm, vmAction } from '../support/vm-tasks.ts';
 import {
@@ -26,17 +27,17 @@ Given('a VM {string} created from the {word} template', async function (this: Vm
   await rememberVm(this, name);
 });
 
-Given('a running VM {string} from the {word} template', async function (this: VmanWorld, name: string, template: string) {
+Given('a running VM {string} from the {word} template', GUEST_STEP, async function (this: VmanWorld, name: string, template: string) {
   await startRunningVm(this, name, template);
   await rememberVm(this, name);
 });
 
-When('the VM {string} is started', async function (this: VmanWorld, name: string) {
+When('the VM {string} is started', GUEST_STEP, async function (this: VmanWorld, name: string) {
   await startNotingRecords(this, name);
   await rememberVm(this, name);
 });
 
-When('the VM {string} is stopped', async function (this: VmanWorld, name: string) {
+When('the VM {string} is stopped', GUEST_STEP, async function (this: VmanWorld, name: string) {
   expectStatus(await vmAction(this, name, 'stop'), 200, `stop ${name}`);
 });
 

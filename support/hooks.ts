@@ -3,7 +3,7 @@
 import { existsSync, rmSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { After, AfterAll, Before, BeforeAll, Status, setDefaultTimeout } from '@cucumber/cucumber';
+import { After, AfterAll, Before, BeforeAll, Status, setDefaultTimeout, setParallelCanAssign } from '@cucumber/cucumber';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { hostStatus, qemuRequired } from './host.ts';
 import { killProcesses, qemuProcessesUnder, reapCrashedRuns, runContext } from './run-context.ts';
@@ -14,9 +14,11 @@ import { hostView, lastingLeaks, type HostView } from './leak-guard.ts';
 import { qemuRunState } from './qmp-reader.ts';
 import { withGuestAgent } from './guest-agent.ts';
 import { guestDisksOver } from './guest-view.ts';
+import { REAL_GUEST_VMAN_ENV, STEP_TIMEOUT_MS } from './timeouts.ts';
 
-// Boots under TCG take seconds; a step that takes a minute is broken.
-setDefaultTimeout(60_000);
+// Boots under TCG take seconds; a step that takes a minute is broken
+// (support/timeouts.ts: the longer bound of steps that wait on a Debian guest).
+setDefaultTimeout(STEP_TIMEOUT_MS);
 
 let hostBefore: HostView | undefined;
 
@@ -44,6 +46,20 @@ Before({ tags: '@integration' }, async function (this: VmanWorld) {
 Before(async function (this: VmanWorld) {
   await this.prepareStorage();
 });
+
+Before({ tags: '@real-guest' }, function (this: VmanWorld) {
+  this.vmanEnv = { ...REAL_GUEST_VMAN_ENV };
+});
+
+// Two Debian guests of 2 vCPUs each on a 2-core machine starve each other (and
+// everything else): one @real-guest scenario at a time; the other worker runs
+// light scenarios beside it.
+setParallelCanAssign((candidate, inProgress) =>
+  !(isRealGuest(candidate) && inProgress.some(isRealGuest)));
+
+function isRealGuest(p: { tags: readonly { name: string }[] }): boolean {
+  return p.tags.some((t) => t.name === '@real-guest');
+}
 
 After(async function (this: VmanWorld, { result }) {
   for (const vm of this.vms.values()) {

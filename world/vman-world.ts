@@ -68,6 +68,8 @@ export class VmanWorld extends World {
   readonly timings: Array<{ what: string; ms: number; status: number }> = [];
   /** The settings the scenario's separate vman process was started with: starting it again keeps them. */
   childEnv: Record<string, string> = {};
+  /** Settings every vman of this scenario starts with (a tag hook sets them: @real-guest's longer deadlines). */
+  vmanEnv: Record<string, string> = {};
   /** Undo actions registered by steps (unmount, stop a watcher, ...): run first at teardown, newest first. */
   readonly cleanups: Array<() => Promise<void>> = [];
 
@@ -100,12 +102,12 @@ export class VmanWorld extends World {
    */
   async startVman(opts: { child?: boolean; env?: Record<string, string>; crashAt?: string } = {}): Promise<VmanEndpoint> {
     if (opts.child && opts.env) this.childEnv = opts.env;
-    const env = opts.child ? { ...this.childEnv, ...(opts.crashAt ? { VMAN_CRASH_AT: opts.crashAt } : {}) } : opts.env;
+    const env = { ...this.vmanEnv, ...(opts.child ? { ...this.childEnv, ...(opts.crashAt ? { VMAN_CRASH_AT: opts.crashAt } : {}) } : opts.env) };
     const settings = {
       storagePath: path.join(this.storage, 'vman'),
       imageDirs: this.imageDirs(),
       protocolLog: (vm: string, e: ProtocolLogEntry) => this.protocolLog.push({ ...e, vm }),
-      ...(env ? { env } : {}),
+      env,
     };
     if (opts.child) {
       this.child = await startChildVman(settings);
