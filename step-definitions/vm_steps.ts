@@ -2,19 +2,17 @@
 // file, /proc, QMP and the guest agent.
 import { Given, Then, When } from '@cucumber/cucumber';
 import { expect } from 'chai';
-import { access } from 'node:fs/promises';
+import { access, readFile } from 'node:fs/promises';
 import { GUEST_STEP } from '../support/timeouts.ts';
 import type { VmanWorld } from '../world/vman-world.ts';
-import { createVm, deleteVm, expectStatus, getVm, startNotingRecords, startRunningVm, vmAction } from '../support/vm-tasks.ts';
+import { createVm, deleteVm, expectStatus, getVm, readConsole, startNotingRecords, startRunningVm, stopWatchingQemu, vmAction } from '../support/vm-tasks.ts';
 import {
   guestIpv4, recordedVm, rememberVm, runtimeFilesPresent, waitForNoQemu, waitForRecordedState, withGuestAgent,
 } from '../support/vm-facts.ts';
 import { qemuProcessOf, qmpRunState } from '../support/qemu-facts.ts';
 import { signal } from '../support/proc-reader.ts';
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { operatorKeyPair } from '../support/real-guest.ts';
-import { readConsole } from '../support/vm-tasks.ts';
 import { qemuBlockView, qemuSize } from '../support/qmp-reader.ts';
 import { guestSize } from '../support/guest-view.ts';
 
@@ -38,7 +36,7 @@ When('the VM {string} is started', GUEST_STEP, async function (this: VmanWorld, 
 });
 
 When('the VM {string} is stopped', GUEST_STEP, async function (this: VmanWorld, name: string) {
-  expectStatus(await vmAction(this, name, 'stop'), 200, `stop ${name}`);
+  expectStatus(await stopWatchingQemu(this, name), 200, `stop ${name}`);
 });
 
 When('the VM {string} is restarted', async function (this: VmanWorld, name: string) {
@@ -165,11 +163,16 @@ Given('a VM {string} created from the {word} template with the operator\'s SSH k
   await rememberVm(this, name);
 });
 
+// How a guest went down, from QEMU: the guest shut itself down (SHUTDOWN,
+// guest true, reason guest-shutdown) with or without the power button pressed
+// first (POWERDOWN); a quit would say reason host-qmp-quit. Then the record.
 Then('the VM {string} was stopped through its guest agent', async function (this: VmanWorld, name: string) {
+  expect(shutdownAsQemuSaw(this, name), `how ${name} went down, as QEMU told the suite's monitor`).to.equal('guest-shutdown without the power button');
   expect((await this.db().vmByName(name))?.stop_method, `how ${name} was stopped, in the database`).to.equal('agent');
 });
 
 Then('the VM {string} was stopped by the ACPI power button', async function (this: VmanWorld, name: string) {
+  expect(shutdownAsQemuSaw(this, name), `how ${name} went down, as QEMU told the suite's monitor`).to.equal('guest-shutdown after the power button');
   expect((await this.db().vmByName(name))?.stop_method, `how ${name} was stopped, in the database`).to.equal('acpi');
 });
 
@@ -196,3 +199,13 @@ Then('QEMU of {string} was given no kernel, only its disk', async function (this
   const root = (await qemuBlockView(vm.dir)).fileOf[`disk-root-${vm.id.slice(3)}`];
   expect(root, 'the file its root disk reads (QMP)').to.equal(path.join(vm.dir, 'root.qcow2'));
 });
+
+function shutdownAsQemuSaw(world: VmanWorld, name: string): string {
+  const events = world.vmNoted(name).stopEvents;
+  if (!events) throw new Error(`the suite did not watch QEMU while ${name} stopped`);
+  const shutdown = events.find((e) => e.event === 'SHUTDOWN');
+  if (!shutdown) return `no SHUTDOWN event (events: ${events.map((e) => e.event).join(', ') || 'none'})`;
+  const reason = `${shutdown.data.guest === true ? 'guest' : 'host'} ${String(shutdown.data.reason)}`;
+  if (reason !== 'guest guest-shutdown') return `SHUTDOWN ${reason}`;
+  return events.some((e) => e.event === 'POWERDOWN') ? 'guest-shutdown after the power button' : 'guest-shutdown without the power button';
+}

@@ -43,6 +43,11 @@ export class JsonLines {
     return new JsonLines(socket, peer);
   }
 
+  /** True once the other end closed the connection. */
+  get isClosed(): boolean {
+    return this.closed && this.lines.length === 0;
+  }
+
   send(message: object): void {
     this.socket.write(`${JSON.stringify(message)}\n`);
   }

@@ -21,6 +21,8 @@ interface Message {
   id?: string;
 }
 
+export interface QmpEvent { event: string; data: Record<string, unknown> }
+
 /** One connection to a QMP socket; commands one at a time. */
 export class QmpReader {
   private next = 1;
@@ -56,6 +58,22 @@ export class QmpReader {
     if (seen) return seen.data ?? {};
     const m = await this.read((x) => x.event === name && match(x.data ?? {}), `the event ${name}`, timeoutMs);
     return m.data ?? {};
+  }
+
+  /**
+   * Every event until QEMU closes the connection (it exits), or the deadline:
+   * how a guest went down, as QEMU told every monitor.
+   */
+  async eventsUntilClosed(timeoutMs: number): Promise<QmpEvent[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        await this.read(() => false, 'the end of QEMU', Math.max(0, deadline - Date.now()));
+      } catch (err) {
+        if (this.lines.isClosed) return this.events.map((e) => ({ event: e.event!, data: e.data ?? {} }));
+        throw err;
+      }
+    }
   }
 
   close(): void {

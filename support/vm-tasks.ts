@@ -3,6 +3,7 @@
 import type { Response } from 'got';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { allocationsInDb } from './network-facts.ts';
+import { auxSocketOf, QmpReader, type QmpEvent } from './qmp-reader.ts';
 
 export interface VmJson {
   id: string;
@@ -63,4 +64,28 @@ export async function startNotingRecords(world: VmanWorld, name: string): Promis
   if (row) world.vmNotes.set(name, { ...world.vmNotes.get(name), id: String(row.id), dir: String(row.storage_dir), rowBefore: row });
   world.remembered.set('allocations', await allocationsInDb(world));
   return vmAction(world, name, 'start');
+}
+
+/**
+ * Stops a VM while the suite listens on QEMU's second monitor: the events
+ * QEMU sent every monitor until it exited (a POWERDOWN when the power button
+ * was pressed; the SHUTDOWN and its reason) are kept in the VM's notes, the
+ * evidence of how the guest went down that does not come from vman.
+ */
+export async function stopWatchingQemu(world: VmanWorld, name: string): Promise<Response<unknown>> {
+  const row = await world.db().vmByName(name);
+  const dir = row?.state === 'running' ? String(row.storage_dir) : undefined;
+  const qmp = dir ? await QmpReader.open(auxSocketOf(dir)).catch(() => undefined) : undefined;
+  try {
+    const events = qmp?.eventsUntilClosed(10 * 60_000);
+    const res = await vmAction(world, name, 'stop');
+    if (qmp && events && res.statusCode === 200) {
+      const seen: QmpEvent[] = await events;
+      world.vmNoted(name).stopEvents = seen;
+      world.attach(`QMP events while ${name} stopped (the suite's own monitor):\n${seen.map((e) => `${e.event} ${JSON.stringify(e.data)}`).join('\n')}`, 'text/plain');
+    }
+    return res;
+  } finally {
+    qmp?.close();
+  }
 }

@@ -9,6 +9,7 @@ import type { SuiteHost } from '../support/host.ts';
 import type { Row } from '../support/db-reader.ts';
 import type { GuestDisk } from '../support/guest-view.ts';
 import type { VmWatch } from '../support/disk-facts.ts';
+import type { QmpEvent } from '../support/qmp-reader.ts';
 
 /** What a scenario learnt about a VM it names, so later steps can check it after its row is gone. */
 export interface VmNotes {
@@ -23,6 +24,8 @@ export interface VmNotes {
   guestAddress?: string;
   /** A watch of the running guest across hot-plugs. */
   watch?: VmWatch;
+  /** What QEMU told the suite's own monitor while the VM stopped, up to its exit. */
+  stopEvents?: QmpEvent[];
 }
 
 /** What a scenario noted about a disk it names. */
