@@ -17,11 +17,13 @@ fi
 # copied from the host into the guest's initramfs, so they must be installed here.
 # genisoimage makes cloud-init seeds; debootstrap the Debian guest; dosfstools,
 # mtools and syslinux the test guest's bootable disk; openssh-client is how
-# the suite logs in to guests.
+# the suite logs in to guests; chromium (headless) renders the API's
+# documentation page for the suite, with fonts-liberation for its text.
 packages=(
   qemu-system-x86 qemu-utils busybox-static cpio gzip dnsmasq-base iproute2 sqlite3
   libglib2.0-0 libnuma1 libudev1 liburing2
   genisoimage debootstrap dosfstools mtools syslinux syslinux-common openssh-client e2fsprogs
+  chromium fonts-liberation
   python3 make g++ ca-certificates
 )
 
