@@ -1,12 +1,17 @@
 #!/usr/bin/env node
-// Entry point of the `vman` command. Runs the compiled dist/vman.mjs (npm run
-// build) when it is newer than every source file; otherwise the TypeScript
-// sources through tsx, so an edit is never hidden by a stale build.
-import { readdirSync, statSync } from 'node:fs';
+// Entry point of the `vman` command.
+// - Installed from the package (npm pack, npm install -g): there is no src/,
+//   only the compiled dist/vman.mjs, and no TypeScript loader; run it.
+// - In the checkout: run dist/vman.mjs (npm run build) when it is newer than
+//   every source file; otherwise the TypeScript sources through tsx, so an
+//   edit is never hidden by a stale build.
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const compiled = path.join(root, 'dist', 'vman.mjs');
+const sources = path.join(root, 'src');
 
 function newestSource(dir) {
   let newest = 0;
@@ -19,17 +24,19 @@ function newestSource(dir) {
 
 function compiledIsCurrent() {
   try {
-    return statSync(path.join(root, 'dist', 'vman.mjs')).mtimeMs >= newestSource(path.join(root, 'src'));
+    return statSync(compiled).mtimeMs >= newestSource(sources);
   } catch {
     return false;
   }
 }
 
 let main;
-if (compiledIsCurrent()) {
+// No src/ means an installed package: the build is all there is.
+if (!existsSync(sources) || compiledIsCurrent()) {
   process.setSourceMapsEnabled(true);
   ({ main } = await import('../dist/vman.mjs'));
 } else {
+  // Only the checkout reaches this branch, so only it needs tsx.
   const { register } = await import('tsx/esm/api');
   register();
   ({ main } = await import('../src/cli.ts'));
