@@ -13,7 +13,8 @@ Feature: Faults end in a clear state, and recovery works
       And a running VM "app" from the small template
       And a 1 GB disk "data"
       When the disk "data" is being attached to "app" and QEMU is killed once QEMU holds the disk
-      Then the request is refused with status 409
+      Then the request is refused with status 502
+      And the problem says "QEMU process ended meanwhile"
       And the disk "data" is still recorded as available, attached to nothing
       And the VM "app" is recorded as error with a reason mentioning "died"
       And the observer agrees that "app" has failed and finds nothing else
@@ -46,7 +47,9 @@ Feature: Faults end in a clear state, and recovery works
       And a template "mute" for the test guest without its guest agent
       And a VM "quiet" created from the mute template
       When the VM "quiet" is started
-      Then the request is refused with status 409
+      Then the request is refused with status 504
+      And the problem says "did not become ready within the boot timeout of 5000 ms"
+      And the problem says "readiness agent: the guest agent answers and reports an IPv4 address"
       And the VM "quiet" is recorded as error with a reason mentioning "never became ready"
       And no QEMU process of "quiet" is left
       And "quiet" holds no address

@@ -792,7 +792,7 @@ Feature: Bad requests are refused and change nothing
         | /api/v1/vms/     | 100000 | a request line six times longer than the 16 KB Node reads |
         | /api/v1/vms?name= | 20000 | a query string longer than the 16 KB Node reads           |
 
-  Rule: With an API token set, every request but the health check needs it
+  Rule: With an API token set, every request but the health and readiness checks and the OpenAPI document needs it
 
     Background:
       Given a template "tiny" that is not built in
@@ -802,7 +802,7 @@ Feature: Bad requests are refused and change nothing
 
     Scenario Outline: Every request vman serves is refused with 401 <credentials>: <why>
       When the operator sends every request vman serves <credentials>
-      Then every answer but those of the health check is a 401 problem with a Bearer challenge
+      Then every answer but those of the health check, the readiness check and the OpenAPI document is a 401 problem with a Bearer challenge
       And the health check answered with status 200
       And the database, the storage folder and the QEMU processes are as they were before
 

@@ -104,7 +104,8 @@ Feature: VM lifecycle
       Given a template "broken" whose kernel file has since been removed
       And a VM "doomed" created from the broken template
       When the VM "doomed" is started
-      Then the request is refused with status 409
+      Then the request is refused with status 502
+      And the problem says "QEMU failed to launch"
       And the VM "doomed" is recorded as error with a reason mentioning "kernel"
       And no QEMU process of "doomed" is left
       And the storage folder of "doomed" holds no sockets or pidfile

@@ -30,6 +30,8 @@ export interface VmanConfig {
   imageDirs: string[] | undefined;
   /** How long a stop gives the guest: asked through its agent, then by the ACPI power button. */
   stopTimeouts: { agentMs: number; acpiMs: number };
+  /** How long close() waits for requests and operations in flight before it lets go anyway. */
+  shutdownTimeoutMs: number;
 }
 
 /** Flag name (without --) → environment variable. */
@@ -56,6 +58,7 @@ export const SETTINGS = {
   'network-restrict': 'VMAN_NETWORK_RESTRICT',
   'stop-agent-timeout': 'VMAN_STOP_AGENT_TIMEOUT',
   'stop-acpi-timeout': 'VMAN_STOP_ACPI_TIMEOUT',
+  'shutdown-timeout': 'VMAN_SHUTDOWN_TIMEOUT',
 } as const;
 
 export type SettingName = keyof typeof SETTINGS;
@@ -143,5 +146,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: Partial<
       agentMs: number('stop-agent-timeout', 30, 1, 3_600) * 1000,
       acpiMs: number('stop-acpi-timeout', 20, 1, 3_600) * 1000,
     },
+    shutdownTimeoutMs: number('shutdown-timeout', 30, 0, 3_600) * 1000,
   };
 }

@@ -1,7 +1,9 @@
 // Error codes in one place. Services throw VmanError; the API edge turns it
 // into problem+json with the status that goes with its kind.
 
-export type ErrorKind = 'invalid' | 'not-found' | 'conflict' | 'unavailable' | 'insufficient-storage' | 'internal';
+// bad-gateway: QEMU (what vman fronts) failed or died during an action; gateway-timeout: the guest
+// did not become ready in time. Neither is a state conflict (409).
+export type ErrorKind = 'invalid' | 'not-found' | 'conflict' | 'unavailable' | 'insufficient-storage' | 'internal' | 'bad-gateway' | 'gateway-timeout';
 
 export const STATUS_OF: Record<ErrorKind, number> = {
   invalid: 400,
@@ -10,6 +12,8 @@ export const STATUS_OF: Record<ErrorKind, number> = {
   unavailable: 503,
   'insufficient-storage': 507,
   internal: 500,
+  'bad-gateway': 502,
+  'gateway-timeout': 504,
 };
 
 export class VmanError extends Error {
@@ -32,3 +36,7 @@ export const conflict = (code: string, message: string): VmanError => new VmanEr
 
 export const invalid = (code: string, message: string, cause?: unknown): VmanError =>
   new VmanError('invalid', code, message, cause === undefined ? undefined : { cause });
+
+/** Something looked up by id or name (VMs, disks, templates) that is neither. */
+export const notFoundByRef = (code: 'vm' | 'disk' | 'template', label: string, ref: string): VmanError =>
+  new VmanError('not-found', `${code}-not-found`, `no ${label} with id or name ${JSON.stringify(ref)}`);

@@ -19,13 +19,16 @@ import { QemuOperator, UnavailableOperator, type Operator } from './operator/ope
 import type { ProtocolLogEntry } from './operator/qmp-client.ts';
 import { TemplateService, type BootFiles } from './services/template-service.ts';
 import { ImageDirs } from './services/image-dirs.ts';
-import { VmService } from './services/vm-service.ts';
+import { VmService, type LogFields } from './services/vm-service.ts';
 import { DiskService } from './services/disk-service.ts';
 import { IntentJournal } from './services/intent-journal.ts';
 import { NetworkService } from './services/network-service.ts';
 import { recover } from './services/recovery.ts';
 import { RepairService } from './services/repair.ts';
 import { VmRuntime } from './services/vm-runtime.ts';
+import { EventBus } from './services/events.ts';
+import { publishingStateChanges } from './services/state-events.ts';
+import { findingJson } from './api/routes/observer.ts';
 import { Observer } from './observer/observer.ts';
 import { defaultSources } from './observer/snapshot.ts';
 import { StorageLock } from './storage-lock.ts';
@@ -41,6 +44,8 @@ export interface Vman {
   /** Live QEMU handles and per-VM locks (see vm-runtime.ts). */
   runtime: VmRuntime;
   observer: Observer;
+  /** VM and disk state changes and observer findings, as they happen (GET /api/v1/events). */
+  events: EventBus;
   host: HostSummary;
   operator: Operator;
   /** Starts listening; returns the base URL. */
@@ -125,11 +130,14 @@ async function openVman(config: VmanConfig, opts: CreateOptions, lock: StorageLo
     }
   }
 
-  const db = openDatabase(config.dbPath);
+  const events = new EventBus();
+  // Every VM and disk state written through this handle is published once committed.
+  const db = publishingStateChanges(openDatabase(config.dbPath), events);
   // The database holds every VM's layout: only vman's user may read it.
   await chmod(config.dbPath, 0o600);
   let network: NetworkBackend | undefined;
-  let log: (msg: string) => void = () => undefined;
+  // Fields (vm_id, disk_id, ...) go into the log line as pino bindings, not only into the text.
+  let log: (msg: string, fields?: LogFields) => void = () => undefined;
   try {
     // Templates take boot files only from here: by default vman's own images folder and the built-in guest's.
     const imageDirs = config.imageDirs ?? [path.join(config.storagePath, 'images'), path.dirname(boot.kernel)];
@@ -147,10 +155,10 @@ async function openVman(config: VmanConfig, opts: CreateOptions, lock: StorageLo
     const journal = new IntentJournal(db);
     const vms = new VmService({
       db, runtime, journal, templates, pool, storagePath: config.storagePath,
-      qemuBinary, qemuImg, accel, bootTimeoutMs: config.bootTimeoutMs, stopTimeouts: config.stopTimeouts, log: (m) => log(m),
+      qemuBinary, qemuImg, accel, bootTimeoutMs: config.bootTimeoutMs, stopTimeouts: config.stopTimeouts, log: (m, f) => log(m, f),
     });
     const disks = new DiskService({
-      db, runtime, journal, storagePath: config.storagePath, qemuImg, maxDiskGb: config.maxDiskGb, qmpTimeoutMs: config.qmpTimeoutMs, log: (m) => log(m),
+      db, runtime, journal, storagePath: config.storagePath, qemuImg, maxDiskGb: config.maxDiskGb, qmpTimeoutMs: config.qmpTimeoutMs, log: (m, f) => log(m, f),
     });
     const observer = new Observer({
       sources: defaultSources(db, config.storagePath, {
@@ -160,13 +168,14 @@ async function openVman(config: VmanConfig, opts: CreateOptions, lock: StorageLo
       storagePath: config.storagePath,
       intervalSeconds: config.observerInterval,
       log: (msg, findings) => log(`${msg}: ${findings.map((f) => `${f.kind} ${f.resourceId} (${f.observed})`).join('; ')}`),
+      onNewFindings: (found) => found.forEach((f) => events.publish({ type: 'observer.finding', data: findingJson(f) })),
     });
     const repairs = new RepairService({ db, runtime, log: (m) => log(m) });
-    const app = await buildApp({ templates, vms, disks, observer, repairs, network: new NetworkService(config.network, db), host }, {
+    const app = await buildApp({ templates, vms, disks, observer, repairs, network: new NetworkService(config.network, db), host, events, storagePath: config.storagePath }, {
       apiToken: config.apiToken,
       ...(opts.logger === undefined ? {} : { logger: opts.logger }),
     });
-    log = (m) => app.log.info(m);
+    log = (m, f) => (f ? app.log.info(f, m) : app.log.info(m));
     // What was wrong while vman was away, before recovery settles it: the first report.
     const startup = await observer.check();
     if (startup.findings.length > 0) log(`start-up check found ${startup.findings.length} disagreement(s)`);
@@ -174,30 +183,62 @@ async function openVman(config: VmanConfig, opts: CreateOptions, lock: StorageLo
     await recover({ db, journal, runtime, forgetVm: (id) => vms.forget(id), log: (m) => log(m) });
     observer.start();
 
-    let closed = false;
+    let closing: Promise<void> | undefined;
     return {
-      config, app, db, templates, vms, disks, runtime, observer, host, operator,
+      config, app, db, templates, vms, disks, runtime, observer, events, host, operator,
       async listen() {
         const url = await app.listen({ host: config.listen.host, port: config.listen.port });
         lock.serving(url);
         return url;
       },
-      async close() {
-        if (closed) return;
-        closed = true;
-        // The loop first: no check may run against a closed database.
-        await observer.stop();
-        await app.close();
-        await runtime.release();
-        await net.close();
-        db.close();
-        lock.release();
+      close() {
+        closing ??= shutDown({ config, app, events, observer, runtime, log: (m) => log(m) }).finally(async () => {
+          await net.close();
+          db.close();
+          lock.release();
+        });
+        return closing;
       },
     };
   } catch (err) {
+    events.close();
     // Whatever was started for this vman stops with it (dnsmasq in bridge mode).
     await network?.close().catch(() => undefined);
     db.close();
     throw err;
+  }
+}
+
+/**
+ * The graceful part of close(): event streams end (an open one would hold the
+ * server open), the observer loop stops, no new request is taken, and requests
+ * and operations in flight get until the shutdown deadline. Past it vman lets
+ * go anyway: connections are cut and QEMU released; an operation cut short is
+ * finished or undone by recovery at the next start. Running VMs are never
+ * stopped: they outlive vman and are adopted at its next start.
+ */
+async function shutDown(o: {
+  config: VmanConfig; app: FastifyInstance; events: EventBus; observer: Observer; runtime: VmRuntime; log: (msg: string) => void;
+}): Promise<void> {
+  o.events.close();
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), o.config.shutdownTimeoutMs);
+  });
+  const inFlight = Promise.all([o.observer.stop(), o.app.close()])
+    .then(() => o.runtime.locks.drain())
+    .then(() => true as const, (err: unknown) => {
+      o.log(`shutdown: ${err instanceof Error ? err.message : String(err)}`);
+      return true as const;
+    });
+  try {
+    const inTime = await Promise.race([inFlight, deadline]);
+    if (!inTime) {
+      o.log(`shutdown: ${o.runtime.locks.busy} operation(s) still running after ${o.config.shutdownTimeoutMs / 1000} s: letting go (recovery settles them at the next start)`);
+      o.app.server.closeAllConnections();
+    }
+    await o.runtime.release(deadline);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -227,7 +227,7 @@ Then('the files where the id {} would lead are untouched', async function (this:
 
 // --- Then: with an API token -----------------------------------------------------------------------
 
-Then('every answer but those of the health check is a 401 problem with a Bearer challenge', function (this: VmanWorld) {
+Then('every answer but those of the health check, the readiness check and the OpenAPI document is a 401 problem with a Bearer challenge', function (this: VmanWorld) {
   expect(notRefusedAsUnauthorized(this), 'requests not refused as unauthorized').to.deep.equal([]);
 });
 

@@ -35,6 +35,12 @@ export function rawRequest(baseUrl: string, r: RawRequest): Promise<Answer> {
   }
   return new Promise((resolve, reject) => {
     const req = http.request({ host: base.hostname, port: base.port, method: r.method, path: r.path, headers, agent: false }, (res) => {
+      // An event stream never ends: its answer is its status and headers.
+      if (/^text\/event-stream/.test(res.headers['content-type'] ?? '')) {
+        resolve({ statusCode: res.statusCode ?? 0, headers: res.headers, body: '', text: '' });
+        req.destroy();
+        return;
+      }
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('error', reject);

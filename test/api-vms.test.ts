@@ -258,7 +258,7 @@ describe('VMs API: transitions', () => {
     const v = await dryVman(t);
     const vm = await createVm(v);
     v.operator.behaviour.failLaunch = 'boom';
-    assertProblem(await v.api('POST', `/api/v1/vms/${vm.id}/start`), 409);
+    assertProblem(await v.api('POST', `/api/v1/vms/${vm.id}/start`), 502);
     assert.equal((await getVm(v, vm.id)).state, 'error');
     v.operator.behaviour = {};
     const again = assertOk(await v.api('POST', `/api/v1/vms/${vm.id}/start`));
@@ -304,11 +304,11 @@ describe('VMs API: transitions', () => {
 });
 
 describe('VMs API: failures', () => {
-  it('a launch failure → 409 naming it; the VM is in error, holds no address, and can be deleted', async (t) => {
+  it('a launch failure → 502 naming it; the VM is in error, holds no address, and can be deleted', async (t) => {
     const v = await dryVman(t);
     const vm = await createVm(v);
     v.operator.behaviour.failLaunch = 'boom';
-    assertProblem(await v.api('POST', `/api/v1/vms/${vm.id}/start`), 409, /boom/);
+    assertProblem(await v.api('POST', `/api/v1/vms/${vm.id}/start`), 502, /boom/);
     const after = await getVm(v, vm.id);
     assert.equal(after.state, 'error');
     assert.match(after.state_reason, /failed to launch/);
@@ -322,11 +322,11 @@ describe('VMs API: failures', () => {
     assert.equal(fs.existsSync(vm.storage_dir), false);
   });
 
-  it('a guest that never becomes ready → 409; the VM is in error, its process killed, its address released', async (t) => {
+  it('a guest that never becomes ready → 504 naming the readiness rule and the timeout; the VM is in error, its process killed, its address released', async (t) => {
     const v = await dryVman(t);
     const vm = await createVm(v);
     v.operator.behaviour.neverReady = true;
-    assertProblem(await v.api('POST', `/api/v1/vms/${vm.id}/start`), 409, /ready/);
+    assertProblem(await v.api('POST', `/api/v1/vms/${vm.id}/start`), 504, /boot timeout of \d+ ms \(readiness agent/);
     const after = await getVm(v, vm.id);
     assert.equal(after.state, 'error');
     assert.match(after.state_reason, /never became ready/);

@@ -3,6 +3,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { TemplateService } from '../services/template-service.ts';
 import type { VmService } from '../services/vm-service.ts';
@@ -18,7 +19,9 @@ import { BODY_LIMIT, installProblemHandlers, problemBody, sendProblem } from './
 import { Problem } from './schemas.ts';
 import { templateRoutes } from './routes/templates.ts';
 import { vmRoutes } from './routes/vms.ts';
-import { healthRoute, systemRoutes, type HostSummary } from './routes/system.ts';
+import { eventRoutes } from './routes/events.ts';
+import type { EventBus } from '../services/events.ts';
+import { DOCS_PREFIX, healthRoute, PUBLIC_PATHS, systemRoutes, type HostSummary } from './routes/system.ts';
 
 export interface AppServices {
   templates: TemplateService;
@@ -28,11 +31,15 @@ export interface AppServices {
   repairs: RepairService;
   network: NetworkService;
   host: HostSummary;
+  /** What changed, streamed at /api/v1/events; unset: no stream. */
+  events?: EventBus;
+  /** vman's storage folder, which /ready checks is writable with room; unset: not checked. */
+  storagePath?: string;
 }
 
 export interface AppOptions {
   logger?: FastifyServerOptions['logger'];
-  /** When set, every request but /health must carry `Authorization: Bearer <token>`. */
+  /** When set, every request but /health, /ready and the API's description must carry `Authorization: Bearer <token>`. */
   apiToken?: string | undefined;
 }
 
@@ -69,13 +76,18 @@ export async function buildApp(services: AppServices, opts: AppOptions = {}): Pr
     openapi: {
       openapi: '3.0.3',
       info: { title: 'vman', description: 'A small QEMU virtual-machine manager', version: '0.1.0' },
-      tags: [{ name: 'templates' }, { name: 'vms' }, { name: 'disks' }, { name: 'network' }, { name: 'observer' }, { name: 'system' }],
+      tags: [{ name: 'templates' }, { name: 'vms' }, { name: 'disks' }, { name: 'network' }, { name: 'observer' }, { name: 'events' }, { name: 'system' }],
+      // Every operation takes the API token (when vman has one) unless it says `security: []`.
+      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'the API token vman was started with (VMAN_API_TOKEN)' } } },
+      security: [{ bearerAuth: [] }],
     },
     // Shared schemas keep their $id as their name in the document (Problem, not def-0).
     refResolver: { buildLocalReference: (json, _base, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
   });
 
-  await app.register(healthRoute);
+  // The documentation page, from this document, with swagger-ui's own files (no CDN: vman may run offline).
+  await app.register(swaggerUi, { routePrefix: DOCS_PREFIX, uiConfig: { docExpansion: 'list', deepLinking: true }, staticCSP: true });
+  await app.register(healthRoute({ host: services.host, storagePath: services.storagePath }));
   await app.register(async (v1) => {
     await v1.register(systemRoutes(services.host));
     await v1.register(templateRoutes(services.templates));
@@ -83,6 +95,7 @@ export async function buildApp(services: AppServices, opts: AppOptions = {}): Pr
     await v1.register(diskRoutes(services.disks));
     await v1.register(networkRoutes(services.network));
     await v1.register(observerRoutes(services.observer, services.repairs));
+    if (services.events) await v1.register(eventRoutes(services.events));
   }, { prefix: '/api/v1' });
   return app;
 }
@@ -90,7 +103,9 @@ export async function buildApp(services: AppServices, opts: AppOptions = {}): Pr
 function requireToken(app: FastifyInstance, token: string): void {
   const expected = Buffer.from(token);
   app.addHook('onRequest', async (req, reply) => {
-    if (req.url === '/health') return;
+    // Whether vman answers, whether it can start VMs, and what its API is: no data of its own.
+    const path = req.url.split('?')[0]!;
+    if (PUBLIC_PATHS.includes(path) || path === DOCS_PREFIX || path.startsWith(`${DOCS_PREFIX}/`)) return;
     // Every other request, also one no route takes: what vman serves is not told to strangers.
     const header = req.headers.authorization;
     // The scheme is case-insensitive (RFC 9110, 11.1); the token is not.

@@ -1,7 +1,8 @@
 // RFC 9457 problem+json at the API edge: every refusal says what was wrong,
 // naming the field, key or rule at fault, with 400 for a malformed request,
 // 404 for an unknown id, 405 for a method a path does not take, 409 for an
-// action the current state forbids.
+// action the current state forbids, 502 when QEMU failed or died during an
+// action, 504 when a guest did not become ready within the boot timeout.
 import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
 import { STATUS_OF, VmanError } from '../errors.ts';
 import { PATTERN_RULES } from './schemas.ts';
@@ -26,7 +27,9 @@ const TITLES: Record<number, string> = {
   415: 'Unsupported Media Type',
   431: 'Request Header Fields Too Large',
   500: 'Internal Server Error',
+  502: 'Bad Gateway',
   503: 'Service Unavailable',
+  504: 'Gateway Timeout',
   507: 'Insufficient Storage',
 };
 

@@ -60,7 +60,7 @@ export const Problem = Type.Object({
   errors: Type.Optional(Type.Array(Type.Object({ path: Type.String(), message: Type.String() }))),
 }, { $id: 'Problem' });
 
-export const IdParams = Type.Object({ id: reference(128) });
+export const IdParams = Type.Object({ id: reference(128, 'the id (vm-…, disk-…, tpl-…) or the name') });
 
 export const TemplateCreate = Type.Object({
   name: templateName,
@@ -74,7 +74,7 @@ export const TemplateCreate = Type.Object({
   readiness: Type.Optional(Readiness),
   ready_pattern: Type.Optional(nullable(Type.String({ minLength: 1, maxLength: 256, pattern: REFERENCE_RULE, description: 'a regular expression a serial console line must match (readiness serial)' }))),
   ssh_keys: Type.Optional(sshKeys),
-}, { additionalProperties: false });
+}, { additionalProperties: false, examples: [{ name: 'web-2cpu', cpus: 2, memory_mb: 1024, kernel_path: '/var/lib/vman/images/vmlinuz', initrd_path: '/var/lib/vman/images/initrd.img', cmdline: 'console=ttyS0', readiness: 'agent' }] });
 export type TemplateCreate = Static<typeof TemplateCreate>;
 
 export const Template = Type.Object({
@@ -99,12 +99,17 @@ export const VmState = Type.Union([
   Type.Literal('stopping'), Type.Literal('stopped'), Type.Literal('error'),
 ]);
 
+/** `?name=`: those whose name contains this text. */
+const nameFilter = Type.Optional(Type.String({ minLength: 1, maxLength: 63, pattern: REFERENCE_RULE, description: 'only those whose name contains this text' }));
+
+export const VmListQuery = Type.Object({ state: Type.Optional(VmState), name: nameFilter }, { additionalProperties: false });
+
 export const VmCreate = Type.Object({
   name,
   template: reference(128, 'template id or name'),
   ssh_keys: Type.Optional(sshKeys),
   user_data: Type.Optional(Type.String({ maxLength: 32768, pattern: USER_DATA_RULE, description: 'cloud-init user-data, passed to the guest as given' })),
-}, { additionalProperties: false });
+}, { additionalProperties: false, examples: [{ name: 'web', template: 'small' }] });
 export type VmCreate = Static<typeof VmCreate>;
 
 /** For actions that take no options: no body, an empty object or null; anything else is a 400. */
@@ -114,7 +119,13 @@ export const StopBody = Type.Union([
   Type.Object({ force: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
   Type.Null(),
 ]);
-export const StopQuery = Type.Object({ force: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')])) }, { additionalProperties: false });
+/** `?wait=false`: answer 202 once the action is under way; `true` or absent: answer when it is done. */
+const wait = Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')], {
+  description: 'false: answer 202 as soon as the VM is starting or stopping, with a Location to follow it; true (the default): answer when the action is done',
+}));
+export const ActionQuery = Type.Object({ wait }, { additionalProperties: false });
+export const StopQuery = Type.Object({ force: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')])), wait }, { additionalProperties: false });
+
 
 /** Where to read the console from: a byte offset (next_offset of the last read), in decimal. */
 export const ConsoleQuery = Type.Object({
@@ -142,6 +153,12 @@ export const Vm = Type.Object({
   storage_dir: Type.String(),
   created_at: Type.String(),
   updated_at: Type.String(),
+}, {
+  examples: [{
+    id: 'vm-3f9a1c2b4d5e', name: 'web', template_id: 'tpl-small', template: 'small', state: 'running', state_reason: null,
+    pid: 48211, address: '10.0.2.15', ssh_port: 40022, stop_method: null, mac: '52:54:00:12:34:56',
+    storage_dir: '/var/lib/vman/vms/vm-3f9a1c2b4d5e', created_at: '2026-01-05T10:00:00.000Z', updated_at: '2026-01-05T10:00:04.000Z',
+  }],
 });
 
 export const problemResponses = (...statuses: number[]) =>
@@ -151,9 +168,13 @@ export const DiskCreate = Type.Object({
   name,
   size_gb: Type.Integer({ minimum: 1, description: 'size in GB (GiB); at most the configured maximum (VMAN_MAX_DISK_GB)' }),
   format: Type.Optional(Type.Literal('qcow2')),
-}, { additionalProperties: false });
+}, { additionalProperties: false, examples: [{ name: 'data', size_gb: 1 }] });
 
-export const AttachBody = Type.Object({ vm_id: reference(128) }, { additionalProperties: false });
+export const AttachBody = Type.Object({ vm_id: reference(128, 'the VM\'s id or name') }, { additionalProperties: false, examples: [{ vm_id: 'web' }] });
+
+export const DiskState = Type.Union([Type.Literal('available'), Type.Literal('attached')]);
+export const DiskListQuery = Type.Object({ state: Type.Optional(DiskState), name: nameFilter }, { additionalProperties: false });
+export const TemplateListQuery = Type.Object({ name: nameFilter }, { additionalProperties: false });
 
 export const Disk = Type.Object({
   id: Type.String(),
@@ -161,9 +182,14 @@ export const Disk = Type.Object({
   size_gb: Type.Integer(),
   format: Type.String(),
   path: Type.String(),
-  state: Type.Union([Type.Literal('available'), Type.Literal('attached')]),
+  state: DiskState,
   vm_id: nullable(Type.String()),
   mount_point: nullable(Type.String()),
   created_at: Type.String(),
   updated_at: Type.String(),
+}, {
+  examples: [{
+    id: 'disk-8c1d2e3f4a5b', name: 'data', size_gb: 1, format: 'qcow2', path: '/var/lib/vman/disks/disk-8c1d2e3f4a5b.qcow2',
+    state: 'attached', vm_id: 'vm-3f9a1c2b4d5e', mount_point: '/dev/vdb', created_at: '2026-01-05T10:01:00.000Z', updated_at: '2026-01-05T10:01:02.000Z',
+  }],
 });

@@ -11,6 +11,8 @@ export interface ObserverOptions {
   /** Seconds between the end of one check and the start of the next (fractions allowed); 0 or undefined: no loop. */
   intervalSeconds?: number;
   log?: (msg: string, findings: Finding[]) => void;
+  /** Findings the previous check did not report (a disagreement that persists is told once). */
+  onNewFindings?: (findings: Finding[]) => void;
 }
 
 export class ObserverStoppedError extends Error {
@@ -25,6 +27,7 @@ export class Observer {
   readonly #storagePath: string;
   readonly #intervalMs: number;
   readonly #log: (msg: string, findings: Finding[]) => void;
+  readonly #onNewFindings: (findings: Finding[]) => void;
   #inFlight: Promise<ObserverReport> | undefined;
   #latest: ObserverReport | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -40,6 +43,7 @@ export class Observer {
     this.#storagePath = opts.storagePath;
     this.#intervalMs = seconds * 1000;
     this.#log = opts.log ?? (() => undefined);
+    this.#onNewFindings = opts.onNewFindings ?? (() => undefined);
   }
 
   get latest(): ObserverReport | undefined {
@@ -111,11 +115,19 @@ export class Observer {
         diskFiles: snapshot.diskFiles.length,
       },
     };
+    const before = new Set(this.#latest?.findings.map(findingKey));
     this.#latest = report;
+    const fresh = findings.filter((f) => !before.has(findingKey(f)));
+    if (fresh.length > 0) this.#onNewFindings(fresh);
     if (findings.length > 0) {
       const kinds = [...new Set(findings.map((f) => f.kind))].join(', ');
       this.#log(`observer: ${findings.length} finding(s): ${kinds}`, findings);
     }
     return report;
   }
+}
+
+/** What makes two checks' findings the same disagreement. */
+function findingKey(f: Finding): string {
+  return `${f.kind}\u0000${f.resourceType}\u0000${f.resourceId}\u0000${f.vmId ?? ''}`;
 }

@@ -7,6 +7,7 @@ import type { ExitInfo, Operator, VmHandle } from './operator.ts';
 import type { Readiness, ReadinessRule, StopMethod, StopOptions } from './qemu-vm.ts';
 import { diskNodeNames } from './qemu-command.ts';
 import type { BlockInventory } from './hotplug.ts';
+import { WaitTimeoutError } from '../poll.ts';
 
 /** Knobs a unit test turns to make the simulated QEMU misbehave. */
 export interface DryRunBehaviour {
@@ -79,7 +80,8 @@ export class DryRunVm implements VmHandle {
   }
 
   async waitUntilReady(rule: ReadinessRule, timeoutMs: number): Promise<Readiness> {
-    if (this.operator.behaviour.neverReady) throw new Error(`the guest was not ready within ${timeoutMs} ms (simulated)`);
+    // A timeout as the real wait reports one, so the API answers it as one (504).
+    if (this.operator.behaviour.neverReady) throw new WaitTimeoutError('the guest to become ready (simulated)', 'a simulated guest that never is', timeoutMs);
     // A simulated guest takes the address it was handed, and says so when it has an agent.
     return { guestAddress: rule.kind === 'agent' ? this.address : null, ms: 1 };
   }

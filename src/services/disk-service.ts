@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import type { VmanDb } from '../db/database.ts';
 import type { DiskRecord, VmRecord } from '../db/types.ts';
 import { crashPoint } from '../crash-points.ts';
-import { conflict, invalid, notFound, VmanError } from '../errors.ts';
+import { conflict, invalid, notFoundByRef, VmanError } from '../errors.ts';
 import { assertName, InvalidNameError } from '../names.ts';
 import { createQcow2, temporaryName as pendingName } from '../operator/qemu-img.ts';
 import { assertActionAllowed } from './vm-states.ts';
@@ -17,6 +17,7 @@ import type { VmHandle } from '../operator/operator.ts';
 import { QmpTimeoutError } from '../operator/qmp-client.ts';
 import type { IntentJournal } from './intent-journal.ts';
 import type { VmRuntime } from './vm-runtime.ts';
+import type { LogFields } from './vm-service.ts';
 
 export interface DiskServiceOptions {
   db: VmanDb;
@@ -26,11 +27,11 @@ export interface DiskServiceOptions {
   qemuImg: string;
   maxDiskGb: number;
   qmpTimeoutMs: number;
-  log?: (msg: string) => void;
+  log?: (msg: string, fields?: LogFields) => void;
 }
 
 export class DiskService {
-  private readonly log: (msg: string) => void;
+  private readonly log: (msg: string, fields?: LogFields) => void;
 
   constructor(private readonly o: DiskServiceOptions) {
     this.log = o.log ?? (() => undefined);
@@ -86,21 +87,30 @@ export class DiskService {
         throw err;
       }
     });
-    this.log(`disk ${id} (${input.name}, ${input.sizeGb} GB) created`);
+    this.log(`disk ${id} (${input.name}, ${input.sizeGb} GB) created`, { disk_id: id, disk_name: input.name });
     return disk;
   }
 
-  list(): DiskRecord[] {
-    return this.o.db.disks.list();
+  /** Every disk, or those in `filter.state` and/or whose name contains `filter.name`. */
+  list(filter: { state?: string; name?: string } = {}): DiskRecord[] {
+    return this.o.db.disks.list()
+      .filter((d) => (filter.state === undefined || d.state === filter.state) && (filter.name === undefined || d.name.includes(filter.name)));
   }
 
-  get(id: string): DiskRecord {
-    const d = this.o.db.disks.get(id);
-    if (!d) throw notFound('disk', id);
+  /** The disk with this id or name, if there is one. */
+  find(ref: string): DiskRecord | undefined {
+    return this.o.db.disks.get(ref) ?? this.o.db.disks.getByName(ref);
+  }
+
+  /** By id, then by name (ids look like `disk-<hex>`). */
+  get(ref: string): DiskRecord {
+    const d = this.find(ref);
+    if (!d) throw notFoundByRef('disk', 'disk', ref);
     return d;
   }
 
-  delete(id: string): Promise<void> {
+  delete(ref: string): Promise<void> {
+    const id = this.get(ref).id;
     return this.o.runtime.locks.run(id, async () => {
       const disk = this.get(id);
       if (disk.state === 'attached') throw conflict('disk-attached', `disk ${id} is attached to VM ${disk.vmId}; detach it first`);
@@ -115,13 +125,14 @@ export class DiskService {
         crashPoint('disk.delete.after-record');
         await rm(pending, { force: true });
       });
-      this.log(`disk ${id} deleted`);
+      this.log(`disk ${id} deleted`, { disk_id: id, disk_name: disk.name });
     });
   }
 
-  async attach(id: string, vmId: string): Promise<DiskRecord> {
-    this.get(id);
-    this.vmRecord(vmId);
+  /** `ref` and `vmRef` are ids or names. */
+  async attach(ref: string, vmRef: string): Promise<DiskRecord> {
+    const id = this.get(ref).id;
+    const vmId = this.vmRecord(vmRef).id;
     return this.o.runtime.locks.runAll([id, vmId], async () => {
       const disk = this.get(id);
       const vm = this.vmRecord(vmId);
@@ -145,7 +156,7 @@ export class DiskService {
           this.o.journal.clear(intent);
           return attached;
         });
-        this.log(handle ? `disk ${id} hot-plugged into ${vmId} as ${device}` : `disk ${id} attached to stopped VM ${vmId}`);
+        this.log(handle ? `disk ${id} hot-plugged into ${vmId} as ${device}` : `disk ${id} attached to stopped VM ${vmId}`, { disk_id: id, vm_id: vmId, vm_name: vm.name });
         return row;
       });
     });
@@ -153,7 +164,7 @@ export class DiskService {
 
   /**
    * What a failed hot-plug or unplug means for the VM. QEMU gone: the VM is no
-   * longer running (its exit is recorded by the VM service) — 409. QEMU not
+   * longer running (its exit is recorded by the VM service) — 502. QEMU not
    * answering QMP: it cannot be trusted with the disk, so it is ended and the
    * VM recorded as failed — 503. Anything else (the guest never saw the disk,
    * the guest refused the unplug): the operation was rolled back or left as it
@@ -162,7 +173,8 @@ export class DiskService {
   private async hotplugFailure(what: string, diskId: string, vmId: string, handle: VmHandle, err: unknown): Promise<VmanError> {
     const detail = `${what} of disk ${diskId} ${what === 'hot-plug' ? 'into' : 'from'} VM ${vmId} failed: ${(err as Error).message}`;
     if (!(await handle.isRunning())) {
-      return new VmanError('conflict', 'vm-stopped-during-hotplug', `${detail} (the VM's QEMU process ended meanwhile)`, { cause: err });
+      // QEMU died under the request: a failure of what vman fronts (502), not a state conflict.
+      return new VmanError('bad-gateway', 'vm-stopped-during-hotplug', `${detail} (the VM's QEMU process ended meanwhile)`, { cause: err });
     }
     if (qmpCommandTimedOut(err)) {
       await this.o.runtime.failLocked(vmId, `QEMU did not answer QMP within ${this.o.qmpTimeoutMs} ms during a disk ${what}`);
@@ -171,8 +183,9 @@ export class DiskService {
     return new VmanError('internal', `${what === 'hot-plug' ? 'hotplug' : 'unplug'}-failed`, detail, { cause: err });
   }
 
-  async detach(id: string): Promise<DiskRecord> {
-    const first = this.get(id);
+  async detach(ref: string): Promise<DiskRecord> {
+    const first = this.get(ref);
+    const id = first.id;
     const keys = first.vmId ? [id, first.vmId] : [id];
     return this.o.runtime.locks.runAll(keys, async () => {
       const disk = this.get(id);
@@ -188,7 +201,7 @@ export class DiskService {
           } catch (err) {
             throw await this.hotplugFailure('unplug', id, vm.id, handle, err);
           }
-          this.log(`disk ${id} unplugged from ${vm.id}`);
+          this.log(`disk ${id} unplugged from ${vm.id}`, { disk_id: id, vm_id: vm.id, vm_name: vm.name });
         }
         crashPoint('disk.detach.before-record');
         return this.o.db.transaction(() => {
@@ -200,9 +213,10 @@ export class DiskService {
     });
   }
 
-  private vmRecord(id: string): VmRecord {
-    const vm = this.o.db.vms.get(id);
-    if (!vm) throw notFound('vm', id);
+  /** By id, then by name. */
+  private vmRecord(ref: string): VmRecord {
+    const vm = this.o.db.vms.get(ref) ?? this.o.db.vms.getByName(ref);
+    if (!vm) throw notFoundByRef('vm', 'VM', ref);
     return vm;
   }
 }

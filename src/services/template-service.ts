@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { ImageDirs } from './image-dirs.ts';
 import type { VmanDb } from '../db/database.ts';
 import type { Readiness, TemplateRecord } from '../db/types.ts';
-import { conflict, invalid, notFound } from '../errors.ts';
+import { conflict, invalid, notFoundByRef } from '../errors.ts';
 import { assertName, InvalidNameError } from '../names.ts';
 
 export interface TemplateInput {
@@ -115,14 +115,15 @@ export class TemplateService {
     });
   }
 
-  list(): TemplateRecord[] {
-    return this.db.templates.list();
+  /** Every template, or those whose name contains `filter.name`. */
+  list(filter: { name?: string } = {}): TemplateRecord[] {
+    return this.db.templates.list().filter((t) => filter.name === undefined || t.name.includes(filter.name));
   }
 
   /** By id, or by name (VMs are often created "from the small template"). */
   get(idOrName: string): TemplateRecord {
     const t = this.db.templates.get(idOrName) ?? this.db.templates.getByName(idOrName);
-    if (!t) throw notFound('template', idOrName);
+    if (!t) throw notFoundByRef('template', 'template', idOrName);
     return t;
   }
 

@@ -139,9 +139,13 @@ export class VmRuntime {
     return { adopted, lost };
   }
 
-  /** vman is going away: let go of QEMU (VMs keep running and are adopted next time). */
-  async release(): Promise<void> {
-    await this.locks.drain();
+  /**
+   * vman is going away: let go of QEMU (VMs keep running and are adopted next
+   * time), after the operations in flight, or once `deadline` settles if that
+   * comes first (what is still running then is recovered at the next start).
+   */
+  async release(deadline?: Promise<unknown>): Promise<void> {
+    await (deadline ? Promise.race([this.locks.drain(), deadline]) : this.locks.drain());
     // QEMU takes one client per QMP socket: the next vman's adoption needs it free.
     await Promise.all([...this.#handles.values()].map((h) => h.disconnect().catch(() => undefined)));
     this.#handles.clear();

@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import type { VmanDb } from '../db/database.ts';
 import type { TemplateRecord, VmRecord } from '../db/types.ts';
 import { crashPoint } from '../crash-points.ts';
-import { conflict, invalid, notFound, VmanError } from '../errors.ts';
+import { conflict, invalid, notFound, notFoundByRef, VmanError } from '../errors.ts';
 import { assertName, InvalidNameError } from '../names.ts';
 import type { AddressPool } from '../network/address-pool.ts';
 import type { Accelerator, QemuVmSpec } from '../operator/qemu-command.ts';
@@ -22,12 +22,22 @@ import { createOverlay } from '../operator/qemu-img.ts';
 import { writeSeed, type SeedContent } from '../operator/cloud-init-seed.ts';
 import type { IntentJournal } from './intent-journal.ts';
 import { AT_REST, assertActionAllowed, isAtRest } from './vm-states.ts';
+import { GuestGoneError } from '../operator/qemu-vm.ts';
+import { WaitTimeoutError } from '../poll.ts';
 import type { TemplateService } from './template-service.ts';
 import { message, type VmRuntime } from './vm-runtime.ts';
 
 export interface VmView extends VmRecord {
   address: string | null;
   templateName: string;
+}
+
+/** Ids a log line carries as fields (pino bindings): `vm_id`, `vm_name`, `disk_id`. */
+export type LogFields = Record<string, string | number | null>;
+
+export interface ActionOptions {
+  /** Called once the action is under way (state starting or stopping); a `?wait=false` request answers then. */
+  accepted?: (vm: VmView) => void;
 }
 
 export interface VmServiceOptions {
@@ -42,11 +52,11 @@ export interface VmServiceOptions {
   accel: Accelerator;
   bootTimeoutMs: number;
   stopTimeouts: { agentMs: number; acpiMs: number };
-  log?: (msg: string) => void;
+  log?: (msg: string, fields?: LogFields) => void;
 }
 
 export class VmService {
-  private readonly log: (msg: string) => void;
+  private readonly log: (msg: string, fields?: LogFields) => void;
   private readonly runtime: VmRuntime;
 
   constructor(private readonly o: VmServiceOptions) {
@@ -85,7 +95,7 @@ export class VmService {
           this.o.journal.clear(intent);
           return vm;
         });
-        this.log(`vm ${id} (${input.name}) created from template ${template.name}`);
+        this.log(`vm ${id} (${input.name}) created from template ${template.name}`, { vm_id: id, vm_name: input.name });
         return this.view(record);
       } catch (err) {
         await rm(dir, { recursive: true, force: true });
@@ -99,45 +109,62 @@ export class VmService {
     });
   }
 
-  list(): VmView[] {
+  /** Every VM, or those in `filter.state` and/or whose name contains `filter.name`. */
+  list(filter: { state?: string; name?: string } = {}): VmView[] {
     const names = new Map(this.o.db.templates.list().map((t) => [t.id, t.name]));
-    return this.o.db.vms.list().map((v) => ({ ...v, address: v.guestAddress, templateName: names.get(v.templateId) ?? '' }));
+    return this.o.db.vms.list()
+      .filter((v) => (filter.state === undefined || v.state === filter.state) && (filter.name === undefined || v.name.includes(filter.name)))
+      .map((v) => ({ ...v, address: v.guestAddress, templateName: names.get(v.templateId) ?? '' }));
   }
 
-  get(id: string): VmView {
-    return this.view(this.record(id));
+  /** The VM with this id or name, if there is one. */
+  find(ref: string): VmRecord | undefined {
+    return this.o.db.vms.get(ref) ?? this.o.db.vms.getByName(ref);
   }
 
-  start(id: string): Promise<VmView> {
+  /** A VM's id from its id or its name (ids first: `vm-<hex>`). */
+  idOf(ref: string): string {
+    return this.record(ref).id;
+  }
+
+  get(ref: string): VmView {
+    return this.view(this.record(ref));
+  }
+
+  start(ref: string, opts: ActionOptions = {}): Promise<VmView> {
+    const id = this.idOf(ref);
     return this.runtime.locks.run(id, async () => {
       const vm = this.record(id);
       assertActionAllowed('start', id, vm.state);
-      await this.startLocked(vm);
+      await this.startLocked(vm, () => opts.accepted?.(this.get(id)));
       return this.get(id);
     });
   }
 
-  stop(id: string, opts: { force?: boolean } = {}): Promise<VmView> {
+  stop(ref: string, opts: ActionOptions & { force?: boolean } = {}): Promise<VmView> {
+    const id = this.idOf(ref);
     return this.runtime.locks.run(id, async () => {
       const vm = this.record(id);
       assertActionAllowed('stop', id, vm.state);
-      await this.stopLocked(vm, opts.force ?? false);
+      await this.stopLocked(vm, opts.force ?? false, () => opts.accepted?.(this.get(id)));
       return this.get(id);
     });
   }
 
   /** A stop, then a start, each under its own intent: cut short, it ends stopped (the stop finished, the start undone). */
-  restart(id: string): Promise<VmView> {
+  restart(ref: string, opts: ActionOptions = {}): Promise<VmView> {
+    const id = this.idOf(ref);
     return this.runtime.locks.run(id, async () => {
       const vm = this.record(id);
       assertActionAllowed('restart', id, vm.state);
-      await this.stopLocked(vm, false);
+      await this.stopLocked(vm, false, () => opts.accepted?.(this.get(id)));
       await this.startLocked(this.record(id));
       return this.get(id);
     });
   }
 
-  delete(id: string): Promise<void> {
+  delete(ref: string): Promise<void> {
+    const id = this.idOf(ref);
     return this.runtime.locks.run(id, async () => {
       const vm = this.record(id);
       assertActionAllowed('delete', id, vm.state);
@@ -149,7 +176,7 @@ export class VmService {
         crashPoint('vm.delete.after-record');
         await rm(vm.storageDir, { recursive: true, force: true });
       });
-      this.log(`vm ${id} deleted`);
+      this.log(`vm ${id} deleted`, { vm_id: id, vm_name: vm.name });
     });
   }
 
@@ -162,7 +189,8 @@ export class VmService {
     });
   }
 
-  private async startLocked(vm: VmRecord): Promise<void> {
+  /** `accepted` is called once the VM is recorded starting (what a `?wait=false` answer shows). */
+  private async startLocked(vm: VmRecord, accepted?: () => void): Promise<void> {
     const unavailable = this.runtime.operator.unavailableReason;
     if (unavailable) throw new VmanError('unavailable', 'qemu-unavailable', `no VM can start on this host: ${unavailable}`);
     const template = this.o.templates.get(vm.templateId);
@@ -175,6 +203,7 @@ export class VmService {
       if (!started) throw conflict('vm-state-conflict', `VM ${vm.id} changed state while starting`);
       return { intent: this.o.journal.begin({ op: 'vm.start', vmId: vm.id, from }), address: this.o.pool.allocate(vm.id) };
     });
+    accepted?.();
     try {
       crashPoint('vm.start.after-address');
       await this.launch(vm, template, address, intent);
@@ -225,11 +254,11 @@ export class VmService {
     } catch (err) {
       await this.runtime.settle(vm.id, { state: 'error', reason: `QEMU failed to launch: ${message(err)}` });
       await removeEmptySerialLog(vm.storageDir);
-      throw new VmanError('conflict', 'vm-start-failed', `VM ${vm.id} could not start: ${message(err)}`, { cause: err });
+      throw new VmanError('bad-gateway', 'qemu-failed', `VM ${vm.id} could not start: QEMU failed to launch: ${message(err)}`, { cause: err });
     }
     this.runtime.track(vm.id, handle);
     this.o.db.vms.setState(vm.id, 'starting', { pid: handle.pid });
-    this.log(`vm ${vm.id} launched as pid ${handle.pid} with address ${address}`);
+    this.log(`vm ${vm.id} launched as pid ${handle.pid} with address ${address}`, { vm_id: vm.id, vm_name: vm.name, pid: handle.pid });
     crashPoint('vm.start.after-connect');
 
     let guestAddress: string | null;
@@ -237,7 +266,7 @@ export class VmService {
       ({ guestAddress } = await handle.waitUntilReady(readinessRule(template, sshPort, address), this.o.bootTimeoutMs));
     } catch (err) {
       await this.runtime.failLocked(vm.id, `the guest never became ready (${template.readiness}): ${message(err)}`);
-      throw new VmanError('conflict', 'vm-start-failed', `VM ${vm.id} did not become ready: ${message(err)}`, { cause: err });
+      throw await this.bootFailure(vm, template, err);
     }
     // Attached disks learn the device name the guest gave them.
     const devices = new Map<string, string | null>();
@@ -255,9 +284,29 @@ export class VmService {
     });
   }
 
-  private async stopLocked(vm: VmRecord, force: boolean): Promise<void> {
+  /**
+   * Why a started guest never became ready, as the API says it: QEMU exited
+   * (502, with the console's last line) or the readiness rule did not hold
+   * within the boot timeout (504).
+   */
+  private async bootFailure(vm: VmRecord, template: TemplateRecord, err: unknown): Promise<VmanError> {
+    if (err instanceof GuestGoneError) {
+      const last = await lastConsoleLine(vm.storageDir);
+      return new VmanError('bad-gateway', 'qemu-failed',
+        `VM ${vm.id} could not start: its QEMU exited before the guest became ready${last ? `; the console's last line: ${JSON.stringify(last)}` : ' (the console is empty)'}`, { cause: err });
+    }
+    if (err instanceof WaitTimeoutError) {
+      return new VmanError('gateway-timeout', 'vm-boot-timeout',
+        `VM ${vm.id} did not become ready within the boot timeout of ${this.o.bootTimeoutMs} ms (readiness ${template.readiness}: ${READINESS_WORDS[template.readiness]}); last seen: ${err.lastSeen}`, { cause: err });
+    }
+    return new VmanError('bad-gateway', 'qemu-failed', `VM ${vm.id} did not become ready: ${message(err)}`, { cause: err });
+  }
+
+  /** `accepted` is called once the VM is recorded stopping. */
+  private async stopLocked(vm: VmRecord, force: boolean, accepted?: () => void): Promise<void> {
     await this.o.journal.run({ op: 'vm.stop', vmId: vm.id }, async (intent) => {
       this.o.db.vms.compareAndSetState(vm.id, ['running'], 'stopping');
+      accepted?.();
       crashPoint('vm.stop.after-stopping');
       const handle = this.runtime.untrack(vm.id);
       const method = handle ? await handle.stop({ force, agentTimeoutMs: this.o.stopTimeouts.agentMs, powerdownTimeoutMs: this.o.stopTimeouts.acpiMs }) : 'already-stopped';
@@ -269,7 +318,7 @@ export class VmService {
           this.o.journal.clear(intent);
         },
       });
-      this.log(`vm ${vm.id} stopped (${method})`);
+      this.log(`vm ${vm.id} stopped (${method})`, { vm_id: vm.id, vm_name: vm.name });
     });
   }
 
@@ -278,8 +327,8 @@ export class VmService {
    * where to go on from to read only what is new. A console that began again
    * (the VM restarted) is read from its start.
    */
-  async console(id: string, offset: number): Promise<{ offset: number; nextOffset: number; data: string }> {
-    const vm = this.record(id);
+  async console(ref: string, offset: number): Promise<{ offset: number; nextOffset: number; data: string }> {
+    const vm = this.record(ref);
     const file = await open(path.join(vm.storageDir, 'serial.log'), 'r').catch(() => undefined);
     if (!file) return { offset: 0, nextOffset: 0, data: '' };
     try {
@@ -293,9 +342,10 @@ export class VmService {
     }
   }
 
-  record(id: string): VmRecord {
-    const vm = this.o.db.vms.get(id);
-    if (!vm) throw notFound('vm', id);
+  /** By id, then by name. */
+  record(ref: string): VmRecord {
+    const vm = this.o.db.vms.get(ref) ?? this.o.db.vms.getByName(ref);
+    if (!vm) throw notFoundByRef('vm', 'VM', ref);
     return vm;
   }
 
@@ -339,6 +389,28 @@ function freeLocalPort(): Promise<number> {
       server.close(() => (a && typeof a === 'object' ? resolve(a.port) : reject(new Error('no port'))));
     });
   });
+}
+
+/** What each readiness rule waits for, as a boot timeout names it. */
+const READINESS_WORDS: Record<TemplateRecord['readiness'], string> = {
+  agent: 'the guest agent answers and reports an IPv4 address',
+  ssh: 'an SSH server greets',
+  serial: 'a console line matches ready_pattern',
+  none: 'QEMU runs',
+};
+
+/** The last non-empty line of a VM's serial console, if any (what a dying guest said last). */
+async function lastConsoleLine(dir: string): Promise<string | undefined> {
+  const file = await open(path.join(dir, 'serial.log'), 'r').catch(() => undefined);
+  if (!file) return undefined;
+  try {
+    const size = (await file.stat()).size;
+    const buffer = Buffer.alloc(Math.min(size, 4096));
+    const { bytesRead } = await file.read(buffer, 0, buffer.length, size - buffer.length);
+    return buffer.subarray(0, bytesRead).toString('utf8').split(/\r?\n/).map((l) => l.trim()).filter(Boolean).at(-1);
+  } finally {
+    await file.close();
+  }
 }
 
 async function removeEmptySerialLog(dir: string): Promise<void> {

@@ -14,5 +14,7 @@ const Network = Type.Object({
 });
 
 export const networkRoutes = (network: NetworkService): FastifyPluginAsyncTypebox => async (app) => {
-  app.get('/network', { schema: { tags: ['network'], response: { 200: Network } } }, async () => network.view());
+  app.get('/network', {
+    schema: { tags: ['network'], summary: 'The network configuration and who holds which address', operationId: 'getNetwork', response: { 200: Network } },
+  }, async () => network.view());
 };

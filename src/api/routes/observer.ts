@@ -3,7 +3,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@fastify/type-provider-typebox';
 import { notFound, VmanError } from '../../errors.ts';
-import type { ObserverReport } from '../../observer/findings.ts';
+import type { Finding as FindingRecord, ObserverReport } from '../../observer/findings.ts';
 import type { Observer } from '../../observer/observer.ts';
 import type { RepairService } from '../../services/repair.ts';
 import { problemResponses } from '../schemas.ts';
@@ -26,15 +26,20 @@ const Report = Type.Object({
   counts: Type.Object({ vms: Type.Integer(), disks: Type.Integer(), processes: Type.Integer(), disk_files: Type.Integer() }),
 });
 
+/** One finding as the report (and the event stream) gives it. */
+export function findingJson(f: FindingRecord) {
+  return {
+    kind: f.kind, resource_type: f.resourceType, resource_id: f.resourceId,
+    ...(f.vmId !== undefined ? { vm_id: f.vmId } : {}), recorded: f.recorded, observed: f.observed,
+    ...(f.pid !== undefined ? { pid: f.pid } : {}), ...(f.path !== undefined ? { path: f.path } : {}),
+  };
+}
+
 export function reportJson(r: ObserverReport) {
   return {
     checked_at: r.checkedAt,
     duration_ms: r.durationMs,
-    findings: r.findings.map((f) => ({
-      kind: f.kind, resource_type: f.resourceType, resource_id: f.resourceId,
-      ...(f.vmId !== undefined ? { vm_id: f.vmId } : {}), recorded: f.recorded, observed: f.observed,
-      ...(f.pid !== undefined ? { pid: f.pid } : {}), ...(f.path !== undefined ? { path: f.path } : {}),
-    })),
+    findings: r.findings.map(findingJson),
     counts: { vms: r.counts.vms, disks: r.counts.disks, processes: r.counts.processes, disk_files: r.counts.diskFiles },
   };
 }
@@ -48,11 +53,15 @@ export const observerRoutes = (observer: Observer, repairs: RepairService): Fast
     }
   };
 
-  app.post('/observer/check', { schema: { tags: ['observer'], response: { 200: Report, ...problemResponses(503) } } }, async () =>
+  app.post('/observer/check', {
+    schema: { tags: ['observer'], summary: 'Compare the records with the host now', operationId: 'checkCoherence', response: { 200: Report, ...problemResponses(503) } },
+  }, async () =>
     reportJson(await check()),
   );
 
-  app.get('/observer/report', { schema: { tags: ['observer'], response: { 200: Report, ...problemResponses(404) } } }, async () => {
+  app.get('/observer/report', {
+    schema: { tags: ['observer'], summary: 'The latest periodic coherence report', operationId: 'getObserverReport', response: { 200: Report, ...problemResponses(404) } },
+  }, async () => {
     const latest = observer.latest;
     if (!latest) throw notFound('observer report', 'latest');
     return reportJson(latest);
@@ -60,7 +69,7 @@ export const observerRoutes = (observer: Observer, repairs: RepairService): Fast
 
   app.post('/observer/reconcile', {
     schema: {
-      tags: ['observer'],
+      tags: ['observer'], summary: 'Check, then repair what disagrees', operationId: 'reconcile',
       response: {
         200: Type.Object({
           report: Report,

@@ -1,6 +1,9 @@
-// /health, /api/v1/host and the OpenAPI document.
+// /health, /ready, /api/v1/host and the OpenAPI document.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@fastify/type-provider-typebox';
+import { sendProblem } from '../problem.ts';
+import { notReadyReason, type ReadinessInput } from '../readiness.ts';
+import { problemResponses } from '../schemas.ts';
 
 export interface HostSummary {
   qemu_version: string | null;
@@ -27,11 +30,36 @@ const Host = Type.Object({
   image_dirs: Type.Array(Type.String()),
 });
 
-export const healthRoute: FastifyPluginAsyncTypebox = async (app) => {
-  app.get('/health', { schema: { tags: ['system'], response: { 200: Type.Object({ status: Type.Literal('ok') }) } } }, async () => ({ status: 'ok' as const }));
+/** Routes anyone may call without the API token: they reveal no VM, disk or template. */
+export const PUBLIC_PATHS = ['/health', '/ready', '/api/v1/openapi.json'];
+export const DOCS_PREFIX = '/api/v1/docs';
+
+export const healthRoute = (readiness: ReadinessInput): FastifyPluginAsyncTypebox => async (app) => {
+  // The process answers; nothing more.
+  app.get('/health', {
+    schema: {
+      tags: ['system'], summary: 'Whether vman answers', operationId: 'health', security: [],
+      response: { 200: Type.Object({ status: Type.Literal('ok') }) },
+    },
+  }, async () => ({ status: 'ok' as const }));
+
+  app.get('/ready', {
+    schema: {
+      tags: ['system'], summary: 'Whether VMs can start: QEMU and qemu-img usable, storage writable with room', operationId: 'ready', security: [],
+      response: { 200: Type.Object({ status: Type.Literal('ready') }), ...problemResponses(503) },
+    },
+  }, async (_req, reply) => {
+    const reason = await notReadyReason(readiness);
+    if (reason) return sendProblem(reply, 503, 'not-ready', `VMs cannot start on this vman: ${reason}`);
+    return { status: 'ready' as const };
+  });
 };
 
 export const systemRoutes = (host: HostSummary): FastifyPluginAsyncTypebox => async (app) => {
-  app.get('/host', { schema: { tags: ['system'], response: { 200: Host } } }, async () => ({ ...host, image_dirs: host.image_dirs ?? [] }));
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get('/host', {
+    schema: { tags: ['system'], summary: 'What vman found on this host: QEMU, accelerator, guest image', operationId: 'getHost', response: { 200: Host } },
+  }, async () => ({ ...host, image_dirs: host.image_dirs ?? [] }));
+  app.get('/openapi.json', {
+    schema: { tags: ['system'], summary: 'This OpenAPI document', operationId: 'getOpenApi', security: [], hide: true },
+  }, async () => app.swagger());
 };

@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@fastify/type-provider-typebox';
 import type { TemplateRecord } from '../../db/types.ts';
 import type { TemplateService } from '../../services/template-service.ts';
-import { IdParams, problemResponses, Template, TemplateCreate } from '../schemas.ts';
+import { IdParams, problemResponses, Template, TemplateCreate, TemplateListQuery } from '../schemas.ts';
 
 export function templateJson(t: TemplateRecord) {
   return {
@@ -16,7 +16,10 @@ export function templateJson(t: TemplateRecord) {
 
 export const templateRoutes = (templates: TemplateService): FastifyPluginAsyncTypebox => async (app) => {
   app.post('/templates', {
-    schema: { tags: ['templates'], body: TemplateCreate, response: { 201: Template, ...problemResponses(400, 409) } },
+    schema: {
+      tags: ['templates'], summary: 'Create a template', operationId: 'createTemplate',
+      body: TemplateCreate, response: { 201: Template, ...problemResponses(400, 409) },
+    },
   }, async (req, reply) => {
     const b = req.body;
     const t = await templates.create({
@@ -28,16 +31,22 @@ export const templateRoutes = (templates: TemplateService): FastifyPluginAsyncTy
     return reply.code(201).send(templateJson(t));
   });
 
-  app.get('/templates', { schema: { tags: ['templates'], response: { 200: Type.Array(Template) } } }, async () =>
-    templates.list().map(templateJson),
-  );
+  app.get('/templates', {
+    schema: {
+      tags: ['templates'], summary: 'List templates, optionally by name', operationId: 'listTemplates',
+      querystring: TemplateListQuery, response: { 200: Type.Array(Template), ...problemResponses(400) },
+    },
+  }, async (req) => templates.list(req.query).map(templateJson));
 
   app.get('/templates/:id', {
-    schema: { tags: ['templates'], params: IdParams, response: { 200: Template, ...problemResponses(404) } },
+    schema: { tags: ['templates'], summary: 'Get a template by id or name', operationId: 'getTemplate', params: IdParams, response: { 200: Template, ...problemResponses(404) } },
   }, async (req) => templateJson(templates.get(req.params.id)));
 
   app.delete('/templates/:id', {
-    schema: { tags: ['templates'], params: IdParams, response: { 204: Type.Null(), ...problemResponses(404, 409) } },
+    schema: {
+      tags: ['templates'], summary: 'Delete a template no VM uses', operationId: 'deleteTemplate',
+      params: IdParams, response: { 204: Type.Null(), ...problemResponses(404, 409) },
+    },
   }, async (req, reply) => {
     templates.delete(req.params.id);
     return reply.code(204).send(null);

@@ -1,0 +1,68 @@
+// Tasks over vman's event stream and its answers that return before the work
+// is done: the suite subscribes with its own reader (events-reader.ts) and
+// judges what the stream delivered against the database file's own ids.
+import type { Response } from 'got';
+import type { VmanWorld } from '../world/vman-world.ts';
+import { describe, EventStreamReader, type StreamEvent } from './events-reader.ts';
+import type { Row } from './db-reader.ts';
+
+const READER = 'event stream';
+
+/** Subscribes to vman's event stream; the reader is closed when the scenario ends. */
+export async function listenToEvents(world: VmanWorld): Promise<EventStreamReader> {
+  const reader = await EventStreamReader.open(new URL('api/v1/events', ensureSlash(world.api().baseUrl)).href);
+  world.remembered.set(READER, reader);
+  world.cleanups.push(async () => reader.close());
+  return reader;
+}
+
+export function eventReader(world: VmanWorld): EventStreamReader {
+  const reader = world.remembered.get(READER);
+  if (!(reader instanceof EventStreamReader)) throw new Error('the suite is not listening to the event stream in this scenario');
+  return reader;
+}
+
+/** What a `?wait=false` request answered, and the VM's row read from the database file the moment the answer came. */
+export interface EarlyAnswer {
+  res: Response<unknown>;
+  rowAfter: Row | undefined;
+}
+
+export async function startWithoutWaiting(world: VmanWorld, name: string): Promise<EarlyAnswer> {
+  const started = Date.now();
+  const res = await world.api().http.post(`api/v1/vms/${world.idOf(name)}/start`, { searchParams: { wait: 'false' } });
+  const rowAfter = await world.db().vmByName(name);
+  world.timings.push({ what: `start VM ${name} without waiting`, ms: Date.now() - started, status: res.statusCode });
+  world.lastResponse = res;
+  world.remembered.set('early answer', { res, rowAfter });
+  return { res, rowAfter };
+}
+
+export function earlyAnswer(world: VmanWorld): EarlyAnswer {
+  const a = world.remembered.get('early answer') as EarlyAnswer | undefined;
+  if (!a) throw new Error('no request was made without waiting in this scenario');
+  return a;
+}
+
+/** The events of one type about one resource (by its id in the database file), in the order the stream delivered them. */
+export function eventsAbout(reader: EventStreamReader, type: string, id: string): StreamEvent[] {
+  return reader.events.filter((e) => e.type === type && (e.data as { id?: unknown } | null)?.id === id);
+}
+
+/** Waits until the events of `type` about `id` satisfy `enough`; the timeout names what arrived. */
+export function waitForEventsAbout(
+  reader: EventStreamReader, type: string, id: string, expected: string, enough: (events: StreamEvent[]) => boolean, timeoutMs: number,
+): Promise<StreamEvent[]> {
+  return reader.waitFor(`${expected} (${type} about ${id})`, () => {
+    const found = eventsAbout(reader, type, id);
+    return enough(found) ? found : undefined;
+  }, timeoutMs);
+}
+
+export function transcript(reader: EventStreamReader): string {
+  return describe(reader.events).split('; ').join('\n');
+}
+
+function ensureSlash(url: string): string {
+  return url.endsWith('/') ? url : `${url}/`;
+}
