@@ -151,7 +151,7 @@ async function openVman(config: VmanConfig, opts: CreateOptions, lock: StorageLo
       : new UserNetworkBackend(config.network));
     network = net;
     await net.open();
-    const runtime = new VmRuntime({ db, operator, pool, network: net, log: (m) => log(m) });
+    const runtime = new VmRuntime({ db, operator, pool, network: net, log: (m, f) => log(m, f) });
     const journal = new IntentJournal(db);
     const vms = new VmService({
       db, runtime, journal, templates, pool, storagePath: config.storagePath,

@@ -270,9 +270,10 @@ describe('log lines carry ids as fields', () => {
   it('vm_id and vm_name on the lines about a VM, disk_id on those about a disk, also on its request lines', async (t) => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vman-api-test-'));
     const lines: Array<Record<string, unknown>> = [];
+    const operator = new DryRunOperator();
     const vman = await createVman(loadConfig({
       VMAN_STORAGE_PATH: path.join(dir, 'storage'), VMAN_OPERATOR_DRY_RUN: '1', VMAN_OBSERVER_INTERVAL: '0', VMAN_GUEST_DIR: path.join(dir, 'no-guest'),
-    }), { operator: new DryRunOperator(), logger: { level: 'info', stream: { write: (l: string) => void lines.push(JSON.parse(l)) } } });
+    }), { operator, logger: { level: 'info', stream: { write: (l: string) => void lines.push(JSON.parse(l)) } } });
     t.after(async () => {
       await vman.close();
       fs.rmSync(dir, { recursive: true, force: true });
@@ -288,5 +289,12 @@ describe('log lines carry ids as fields', () => {
     assert.deepEqual([plugged?.disk_id, plugged?.vm_id], [data.id, web.id]);
     const completed = lines.filter((l) => l.msg === 'request completed' && l.vm_id === web.id);
     assert.ok(completed.length >= 1, `a request line about web carries vm_id: ${JSON.stringify(lines.filter((l) => l.msg === 'request completed'))}`);
+    // QEMU ending on its own: the runtime's line carries the id too.
+    operator.vms.get(web.id)?.crash();
+    const deadline = Date.now() + 5_000;
+    const leftLine = () => lines.find((l) => /left running/.test(String(l.msg)));
+    while (!leftLine() && Date.now() < deadline) await new Promise((r) => setImmediate(r));
+    const left = leftLine();
+    assert.equal(left?.vm_id, web.id, `the line about web leaving running: ${JSON.stringify(lines.slice(-3))}`);
   });
 });

@@ -17,7 +17,7 @@ export interface VmRuntimeOptions {
   operator: Operator;
   pool: AddressPool;
   network: NetworkBackend;
-  log?: (msg: string) => void;
+  log?: (msg: string, fields?: { vm_id: string }) => void;
 }
 
 export interface SettleHooks {
@@ -31,7 +31,7 @@ export class VmRuntime {
   /** Per-VM and per-disk serialisation: every action on a resource holds its key. */
   readonly locks = new KeyedMutex();
   readonly #handles = new Map<string, VmHandle>();
-  readonly #log: (msg: string) => void;
+  readonly #log: (msg: string, fields?: { vm_id: string }) => void;
 
   constructor(private readonly o: VmRuntimeOptions) {
     this.#log = o.log ?? (() => undefined);
@@ -76,7 +76,7 @@ export class VmRuntime {
    * `inTransaction` lets the caller clear its intent in the same commit.
    */
   async settle(vmId: string, to: { state: AtRestState; reason: string | null }, hooks: SettleHooks = {}): Promise<VmRecord | undefined> {
-    await this.o.network.release(vmId).catch((err: unknown) => this.#log(`vm ${vmId}: network release failed: ${message(err)}`));
+    await this.o.network.release(vmId).catch((err: unknown) => this.#log(`vm ${vmId}: network release failed: ${message(err)}`, { vm_id: vmId }));
     hooks.beforeRecord?.();
     return this.o.db.transaction(() => {
       const vm = this.o.db.vms.get(vmId);
@@ -93,7 +93,7 @@ export class VmRuntime {
 
   /** A VM at rest that still holds an address (and perhaps its network): both go. True if it held one. */
   async releaseAddress(vmId: string): Promise<boolean> {
-    await this.o.network.release(vmId).catch((err: unknown) => this.#log(`vm ${vmId}: network release failed: ${message(err)}`));
+    await this.o.network.release(vmId).catch((err: unknown) => this.#log(`vm ${vmId}: network release failed: ${message(err)}`, { vm_id: vmId }));
     return this.o.db.transaction(() => this.o.pool.release(vmId) !== undefined);
   }
 
@@ -101,7 +101,7 @@ export class VmRuntime {
   async failLocked(vmId: string, reason: string): Promise<void> {
     await this.untrack(vmId)?.kill().catch(() => undefined);
     await this.settle(vmId, { state: 'error', reason });
-    this.#log(`vm ${vmId} failed: ${reason}`);
+    this.#log(`vm ${vmId} failed: ${reason}`, { vm_id: vmId });
   }
 
   /** Ends a VM's QEMU that vman holds no handle for (found by its pidfile and name); true if one was running. */
@@ -162,7 +162,7 @@ export class VmRuntime {
         ? { state: 'stopped' as const, reason: 'the guest powered off' }
         : { state: 'error' as const, reason: `the QEMU process died: ${info.detail}` };
       await this.settle(vmId, to);
-      this.#log(`vm ${vmId} left ${vm.state}: ${info.detail}`);
+      this.#log(`vm ${vmId} left ${vm.state}: ${info.detail}`, { vm_id: vmId });
     });
   }
 }
