@@ -7,6 +7,16 @@ cd "$(dirname "$0")"
 
 log() { printf 'setup: %s\n' "$*"; }
 
+# Before anything is installed: the things this script cannot install itself.
+# Node.js: the one rule, also in package.json's engines and .nvmrc.
+node_ok=$(node -e 'const [a,b]=process.versions.node.split(".").map(Number); console.log(a===20&&b>=17||a>=22?"yes":"no")' 2>/dev/null || echo missing)
+if [ "$node_ok" != yes ]; then
+  found=$(node --version 2>/dev/null || echo "none on PATH")
+  log "Node.js 20.17 or newer (20.x from 20.17, or 22 and later) is required; found: $found. Get it from https://nodejs.org or NodeSource (https://github.com/nodesource/distributions), or with nvm: nvm install (reads .nvmrc)"
+  exit 1
+fi
+command -v apt-get >/dev/null || { log "this script supports Debian and its derivatives (apt-get); on this system install the packages it lists by hand"; exit 1; }
+
 SUDO=()
 if [ "$(id -u)" -ne 0 ]; then
   command -v sudo >/dev/null || { log "not root and no sudo: install the Debian packages below as root"; exit 1; }
@@ -44,9 +54,6 @@ else
   log "Debian packages present"
 fi
 
-command -v node >/dev/null || { log "Node.js 20 or newer is required (not found on PATH)"; exit 1; }
-node_major=$(node -p 'process.versions.node.split(".")[0]')
-[ "$node_major" -ge 20 ] || { log "Node.js 20 or newer is required (found $(node --version))"; exit 1; }
 
 # npm ci only when the lockfile changed since the last install.
 lock_sum=$(sha256sum package-lock.json | cut -c1-16)
