@@ -1,6 +1,11 @@
 // cucumber-js configuration. tsx is registered first so the TypeScript step
 // definitions load without a build; `tsc --noEmit` in `npm test` checks types.
-const reports = ['html:reports/cucumber.html', 'junit:reports/junit.xml', 'message:reports/cucumber.ndjson'];
+// @rerun.txt lists the failed scenarios (npm run test:rerun runs just those);
+// usage.txt ranks the step definitions by time and names the unused ones.
+const reports = [
+  'html:reports/cucumber.html', 'junit:reports/junit.xml', 'message:reports/cucumber.ndjson',
+  'rerun:reports/@rerun.txt', 'usage:reports/usage.txt',
+];
 
 // No 'paths' here: cucumber's default (features/) applies, and paths given on
 // the command line replace it instead of being added to it.
