@@ -4,13 +4,13 @@
 // the checkout's code.
 import { createHash } from 'node:crypto';
 import { access, mkdir, readdir, readFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
 import got from 'got';
 import { pollUntil } from './poll.ts';
 import { hostProcesses, type HostProcess } from './proc-reader.ts';
+import { freePort } from './free-port.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const PACKAGE_NAME = 'vman';
@@ -153,15 +153,4 @@ export async function installedDependencies(pkg: InstalledPackage): Promise<stri
     else names.push(e);
   }
   return names;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
 }

@@ -1,6 +1,5 @@
 // The vman a scenario talks to: in-process on an ephemeral port (fast), or a
 // child process (`vman serve`) when the scenario kills and restarts it.
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
@@ -12,6 +11,7 @@ import { runContext } from '../support/run-context.ts';
 import type { ProtocolLogEntry } from '../src/operator/qmp-client.ts';
 import { createVman, type Vman } from '../src/server.ts';
 import { pollUntil } from '../support/poll.ts';
+import { freePort } from '../support/free-port.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -136,17 +136,6 @@ export async function startChildVman(s: VmanSettings, port?: number): Promise<Ch
       await exited;
     },
   };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 /** A `vman serve` expected to refuse to start: runs it to its end (with a deadline) and reports how it ended. */

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { ctxOf, describe } from './context.ts';
 import { wholeNumber } from './numbers.ts';
-import { resolveRef } from './resolve.ts';
+import { removeCommand, resolveRef } from './resolve.ts';
 import { formatTable, output } from './table.ts';
 import type { VmJson } from './vm-commands.ts';
 
@@ -67,11 +67,5 @@ export function diskCommands(program: Command): void {
       output(json, detached, () => diskTable([detached], []));
     });
 
-  disk.command('rm').description('delete a disk that is not attached').argument('<disk>', 'disk name or id')
-    .action(async (ref: string, _o, cmd: Command) => {
-      const { client, json } = ctxOf(cmd);
-      const d = await resolveRef<DiskJson>(client, 'disks', ref);
-      await client.delete(`/disks/${d.id}`);
-      if (!json) process.stdout.write(`removed disk ${d.name} (${d.id})\n`);
-    });
+  removeCommand(disk, 'disks', 'delete a disk that is not attached', 'disk');
 }

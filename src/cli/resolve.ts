@@ -1,7 +1,9 @@
 // Names or ids to objects, on the client: a direct GET first (an id always
 // works, a name does where vman looks names up), then the list, matched by id
 // or by name, so the command works against either kind of vman.
+import type { Command } from 'commander';
 import { ApiClient, ApiError } from './client.ts';
+import { ctxOf } from './context.ts';
 
 export interface Named {
   id: string;
@@ -22,4 +24,15 @@ export async function resolveRef<T extends Named>(client: ApiClient, kind: 'vms'
     if (hit) return hit;
     throw new ApiError(404, 'Not Found', `no ${NOUN[kind]} named or with id ${JSON.stringify(ref)}`, err.body);
   }
+}
+
+/** `vman <noun> rm <ref>`: the one removal the VM, disk and template commands share. */
+export function removeCommand(parent: Command, kind: 'vms' | 'disks' | 'templates', description: string, argument: string): void {
+  parent.command('rm').description(description).argument(`<${argument}>`, 'name or id')
+    .action(async (ref: string, _o, cmd: Command) => {
+      const { client, json } = ctxOf(cmd);
+      const target = await resolveRef<Named>(client, kind, ref);
+      await client.delete(`/${kind}/${target.id}`);
+      if (!json) process.stdout.write(`removed ${NOUN[kind]} ${target.name} (${target.id})\n`);
+    });
 }

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { ctxOf, describe } from './context.ts';
 import { wholeNumber } from './numbers.ts';
-import { resolveRef } from './resolve.ts';
+import { removeCommand } from './resolve.ts';
 import { formatTable, output } from './table.ts';
 
 /** A template as the API gives it. */
@@ -70,11 +70,5 @@ export function templateCommands(program: Command): void {
       ]));
     });
 
-  template.command('rm').description('delete a template no VM uses').argument('<template>', 'name or id')
-    .action(async (ref: string, _o, cmd: Command) => {
-      const { client, json } = ctxOf(cmd);
-      const t = await resolveRef<TemplateJson>(client, 'templates', ref);
-      await client.delete(`/templates/${t.id}`);
-      if (!json) process.stdout.write(`removed template ${t.name} (${t.id})\n`);
-    });
+  removeCommand(template, 'templates', 'delete a template no VM uses', 'template');
 }

@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { CliFailure, ctxOf, describe } from './context.ts';
-import { resolveRef } from './resolve.ts';
+import { removeCommand, resolveRef } from './resolve.ts';
 import { formatTable, output } from './table.ts';
 
 /** A VM as the API gives it (the fields the command reads). */
@@ -105,13 +105,7 @@ export function vmCommands(program: Command): void {
     .action((ref: string, o: { force?: boolean }, cmd: Command) => run(cmd, ref, 'stop', o.force ? { force: true } : {}));
   action('restart', 'stop, then start a VM').action((ref: string, _o, cmd: Command) => run(cmd, ref, 'restart', {}));
 
-  vm.command('rm').description('delete a VM (stopping it first if it runs)').argument('<vm>', 'name or id')
-    .action(async (ref: string, _o, cmd: Command) => {
-      const { client, json } = ctxOf(cmd);
-      const target = await resolveRef<VmJson>(client, 'vms', ref);
-      await client.delete(`/vms/${target.id}`);
-      if (!json) process.stdout.write(`removed VM ${target.name} (${target.id})\n`);
-    });
+  removeCommand(vm, 'vms', 'delete a VM (stopping it first if it runs)', 'vm');
 
   vm.command('console').description('print the serial console').argument('<vm>', 'name or id')
     .option('-f, --follow', 'keep printing what is new until Ctrl-C')
