@@ -17,10 +17,10 @@ mirror=${mirror:-http://deb.debian.org/debian}
 # dbus: without it systemd-logind does not run, and neither `shutdown +0` (what the agent runs) nor the ACPI power button powers the guest off.
 packages=(systemd-sysv udev dbus linux-image-cloud-amd64 ifupdown isc-dhcp-client qemu-guest-agent cloud-init openssh-server sudo python3-cffi-backend)
 
-# The key: what apt would install now, and this recipe.
-versions=$(for p in linux-image-cloud-amd64 cloud-init openssh-server qemu-guest-agent systemd; do
-  printf '%s=%s\n' "$p" "$(apt-cache policy "$p" | awk '/Candidate:/ {print $2}')"; done)
-key=$(printf '%s\n%s\n' "$versions" "$(cat "$0" "$here/debian/"*)" | sha256sum | cut -c1-16)
+# The key (guest/cache-key.sh): what apt would install now, and this recipe. Sets versions.
+# shellcheck source=cache-key.sh source-path=SCRIPTDIR
+. "$here/cache-key.sh"
+debian_key
 out="$cache_root/$key"
 if [ -f "$out/manifest.json" ]; then
   ln -sfn "$out" "$cache_root/current"
@@ -53,7 +53,7 @@ cp "$(ls "$root"/boot/initrd.img-* | head -1)" "$work/out/initrd.img"
 kernel_version=$(basename "$(ls "$root"/boot/vmlinuz-* | head -1)" | sed 's/^vmlinuz-//')
 
 image() { # <rootdir> <name>
-  mkfs.ext4 -q -F -L debian-root -d "$1" "$work/$2.raw" 3G
+  mkfs.ext4 -q -F -L debian-root -d "$1" "$work/$2.raw" 3G >&2  # it says "Creating regular file" on stdout
   qemu-img convert -q -f raw -O qcow2 "$work/$2.raw" "$work/out/$2.qcow2"
   rm -f "$work/$2.raw"
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the test guest: the Debian cloud kernel and a busybox initramfs with
 # the virtio modules and qemu-ga. The result lands in a cache folder keyed by
-# the package versions, so a second run with the same packages does nothing.
+# the package versions (guest/cache-key.sh), so a second run with the same
+# packages does nothing.
 #
 # Usage: guest/build.sh            prints the image folder on stdout
 # Env:   VMAN_GUEST_CACHE          cache root (default ~/.cache/vman/guest)
@@ -9,22 +10,16 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${VMAN_GUEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vman/guest}
-kernel_meta=linux-image-cloud-amd64
 modules=(virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci
          failover net_failover virtio_net virtio_blk virtio_console button evdev)
 
 log() { echo "guest: $*" >&2; }
-candidate() { apt-cache policy "$1" | awk '/Candidate:/ {print $2}'; }
 
-# The kernel package the meta package points at, e.g. linux-image-6.1.0-56-cloud-amd64.
-kernel_pkg=$(apt-cache depends "$kernel_meta" | awk '/Depends: linux-image-/ {print $2; exit}')
-[ -n "$kernel_pkg" ] || { log "cannot resolve $kernel_meta (run apt-get update)"; exit 1; }
-kernel_ver=$(candidate "$kernel_pkg")
-ga_ver=$(candidate qemu-guest-agent)
-bb_ver=$(dpkg-query -W -f='${Version}' busybox-static)
-recipe=$(cat "$here/build.sh" "$here"/rootfs/* | sha256sum | cut -c1-12)
-key=$(printf '%s\n' "$kernel_pkg=$kernel_ver" "qemu-guest-agent=$ga_ver" "busybox-static=$bb_ver" "$recipe" \
-      | sha256sum | cut -c1-16)
+# The key (guest/cache-key.sh): the package versions and this recipe. Sets
+# kernel_pkg (e.g. linux-image-6.1.0-56-cloud-amd64), kernel_ver, ga_ver, bb_ver.
+# shellcheck source=cache-key.sh source-path=SCRIPTDIR
+. "$here/cache-key.sh"
+guest_key
 out="$cache/$key"
 
 if [ -f "$out/manifest.json" ]; then

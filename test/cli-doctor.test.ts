@@ -28,7 +28,7 @@ describe('vman doctor', () => {
     const r = await doctor(t, { VMAN_GUEST_DIR: path.join(os.tmpdir(), 'vman-no-such-guest') });
     assert.equal(r.exitCode, 1);
     assert.match(r.stdout, /^FAIL +guest image +the test guest image is not built/m);
-    assert.match(r.stderr, /^vman: VMs cannot start: guest image: /);
+    assert.match(r.stderr, /^vman: VMs cannot start: .*guest image: /);
   });
 
   it('without QEMU on PATH: exit 1, naming QEMU', async (t) => {
