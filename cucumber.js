@@ -2,16 +2,22 @@
 // definitions load without a build; `tsc --noEmit` in `npm test` checks types.
 // @rerun.txt lists the failed scenarios (npm run test:rerun runs just those);
 // usage.txt ranks the step definitions by time and names the unused ones.
+// Allure results go to reports/allure-results/ (allure-cucumberjs, through
+// support/allure-reporter.mjs; scripts/report/allure.mjs renders them). That
+// formatter writes its own files and nothing to its stream, which goes to
+// /dev/null: a formatter without a file would take stdout from pretty/progress.
+import { allureFormatOptions } from './support/allure-labels.mjs';
+
 const reports = [
   'html:reports/cucumber.html', 'junit:reports/junit.xml', 'message:reports/cucumber.ndjson',
-  'rerun:reports/@rerun.txt', 'usage:reports/usage.txt',
+  'rerun:reports/@rerun.txt', 'usage:reports/usage.txt', './support/allure-reporter.mjs:/dev/null',
 ];
 
 // No 'paths' here: cucumber's default (features/) applies, and paths given on
 // the command line replace it instead of being added to it.
 const common = {
   import: ['support/register-tsx.mjs', 'support/**/*.ts', 'world/**/*.ts', 'step-definitions/**/*.ts'],
-  formatOptions: { snippetInterface: 'async-await', junit: { suiteName: 'vman acceptance' } },
+  formatOptions: { snippetInterface: 'async-await', junit: { suiteName: 'vman acceptance' }, ...allureFormatOptions() },
 };
 
 // On a terminal every step as it runs; in CI (CI=true) compact progress with

@@ -65,7 +65,7 @@ if (existsSync('reports/cucumber.ndjson')) {
 // could not load, a hook that threw) still counts as a failure.
 const status = Number(process.argv[2] ?? 0);
 if (status !== 0 && totals.failed === 0) {
-  console.log(`npm test exited with ${status} although no test was counted as failed`);
+  console.log(`npm test or npm run report exited with ${status} although no test was counted as failed`);
   totals.failed = 1;
 }
 console.log(`${totals.passed} passed, ${totals.failed} failed` + (totals.skipped ? `, ${totals.skipped} skipped` : ''));

@@ -236,7 +236,7 @@ Then('the database and the disk files are as they were before', async function (
 
 // A watch still running when a scenario ends (a step failed before the Then
 // that stops it) is stopped here, before the VMs are torn down.
-After(async function (this: VmanWorld) {
+After({ name: 'stop disk watches' }, async function (this: VmanWorld) {
   const watches = this.remembered.get(WATCHES) as VmWatch[] | undefined;
   await Promise.all((watches ?? []).map((w) => w.stop()));
 });

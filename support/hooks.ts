@@ -8,6 +8,8 @@ import type { VmanWorld } from '../world/vman-world.ts';
 import { hostStatus, qemuRequired } from './host.ts';
 import { killProcesses, qemuProcessesUnder, reapCrashedRuns, runContext } from './run-context.ts';
 import { formatProtocolLog } from './report.ts';
+import { attachTimingsJson } from './timings-attachment.ts';
+import { diskRequestTimings } from './disk-tasks.ts';
 import { reapCrashedNamespaces, sweepRunNetwork } from './netns.ts';
 import { stopSqliteProcess } from './db-reader.ts';
 import { hostView, lastingLeaks, type HostView } from './leak-guard.ts';
@@ -22,7 +24,7 @@ setDefaultTimeout(STEP_TIMEOUT_MS);
 
 let hostBefore: HostView | undefined;
 
-BeforeAll(async function () {
+BeforeAll({ name: 'reap crashed runs, note the host' }, async function () {
   const reaped = await reapCrashedRuns();
   reaped.push(...(await reapCrashedNamespaces()));
   if (reaped.length > 0) console.warn(`removed leftovers of crashed runs: ${reaped.join(', ')}`);
@@ -31,7 +33,7 @@ BeforeAll(async function () {
   installInterruptCleanup();
 });
 
-Before({ tags: '@integration' }, async function (this: VmanWorld) {
+Before({ name: 'QEMU on this host', tags: '@integration' }, async function (this: VmanWorld) {
   const status = await hostStatus();
   if (!status.ok) {
     if (qemuRequired()) throw new Error(`QEMU is required (VMAN_REQUIRE_QEMU=1) but unusable: ${status.reason}`);
@@ -43,11 +45,11 @@ Before({ tags: '@integration' }, async function (this: VmanWorld) {
   return undefined;
 });
 
-Before(async function (this: VmanWorld) {
+Before({ name: 'storage for the scenario' }, async function (this: VmanWorld) {
   await this.prepareStorage();
 });
 
-Before({ tags: '@real-guest' }, function (this: VmanWorld) {
+Before({ name: 'patient timeouts for real guests', tags: '@real-guest' }, function (this: VmanWorld) {
   this.vmanEnv = { ...REAL_GUEST_VMAN_ENV };
 });
 
@@ -61,7 +63,7 @@ function isRealGuest(p: { tags: readonly { name: string }[] }): boolean {
   return p.tags.some((t) => t.name === '@real-guest');
 }
 
-After(async function (this: VmanWorld, { result }) {
+After({ name: 'evidence and teardown' }, async function (this: VmanWorld, { result }) {
   for (const vm of this.vms.values()) {
     const console = await readFile(vm.files.serialLog, 'utf8').catch(() => '');
     this.attach(console || '(no console output)', { mediaType: 'text/plain', fileName: `serial console of ${vm.name}` });
@@ -72,6 +74,7 @@ After(async function (this: VmanWorld, { result }) {
     const rows = this.timings.map((t) => `${t.what.padEnd(32)} ${String(t.ms).padStart(6)} ms  HTTP ${t.status}`);
     this.attach(rows.join('\n'), { mediaType: 'text/plain', fileName: 'timings (boot = start, hot-plug = attach/detach)' });
   }
+  attachTimingsJson(this, diskRequestTimings(this));
   if (this.protocolLog.length > 0) {
     this.attach(formatProtocolLog(this.protocolLog), { mediaType: 'text/plain', fileName: 'QMP exchanges' });
   }
@@ -86,7 +89,7 @@ After(async function (this: VmanWorld, { result }) {
 // The leak guard: nothing this run made may outlive it. What carries the run's
 // names is swept first (and reported); then the host is compared with how it
 // was before the run, so a leak under any other name is caught too.
-AfterAll(async function () {
+AfterAll({ name: 'leak guard' }, async function () {
   stopSqliteProcess();
   const { root, id } = runContext();
   const leaked = await qemuProcessesUnder(root);

@@ -240,7 +240,7 @@ async function probeVlans(name: string): Promise<VlanSupport> {
 
 // Where a proof is required (VMAN_REQUIRE_PRIVILEGED=1, as .ci/run sets it), a
 // privileged scenario that cannot run fails with the reason instead of skipping.
-Before({ tags: '@privileged' }, async function (this: VmanWorld) {
+Before({ name: 'root and namespaces', tags: '@privileged' }, async function (this: VmanWorld) {
   const reason =
     process.getuid?.() !== 0
       ? 'needs root (network namespaces, bridges and tap devices); run the suite as root'
@@ -253,7 +253,7 @@ Before({ tags: '@privileged' }, async function (this: VmanWorld) {
 
 // Runs before the general teardown (hooks defined later run first): vman and
 // everything in the namespace must be gone before the namespace is removed.
-After(async function (this: VmanWorld) {
+After({ name: 'network namespace teardown' }, async function (this: VmanWorld) {
   const ns = this.remembered.get('netns') as ScenarioNetns | undefined;
   if (!ns) return;
   await attachDnsmasqFiles(this);
