@@ -11,6 +11,7 @@ import { qemuProcessOf } from '../support/qemu-facts.ts';
 import { GUEST_STEP } from '../support/timeouts.ts';
 import { rememberVm } from '../support/vm-facts.ts';
 import { expectStatus } from '../support/vm-tasks.ts';
+import type { VmState } from '../support/closed-sets.ts';
 import type { VmanWorld } from '../world/vman-world.ts';
 
 const DOCS = 'api/v1/docs';
@@ -88,13 +89,24 @@ Then('its health check still answers 200', async function (this: VmanWorld) {
 
 // --- filtered lists --------------------------------------------------------------------------------
 
-When('the operator lists the VMs with {}', async function (this: VmanWorld, filter: string) {
-  // "state "running" and name "web"" → ?state=running&name=web
-  const searchParams = Object.fromEntries([...filter.matchAll(/(\w+) "([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
-  const res = await this.api().http.get('api/v1/vms', { searchParams });
-  this.lastResponse = res;
-  const vms = expectStatus<Array<{ name: string }>>(res, 200, `list VMs with ${filter}`);
-  this.remembered.set(LISTED, vms.map((v) => v.name).sort());
+/** GET /vms with these query parameters; the names listed are noted for the steps below. */
+async function listVms(world: VmanWorld, searchParams: Record<string, string>): Promise<void> {
+  const res = await world.api().http.get('api/v1/vms', { searchParams });
+  world.lastResponse = res;
+  const vms = expectStatus<Array<{ name: string }>>(res, 200, `list VMs with ${new URLSearchParams(searchParams).toString()}`);
+  world.remembered.set(LISTED, vms.map((v) => v.name).sort());
+}
+
+When('the operator lists the VMs with state "{vm-state}" and name {string}', async function (this: VmanWorld, state: VmState, name: string) {
+  await listVms(this, { state, name });
+});
+
+When('the operator lists the VMs with state "{vm-state}"', async function (this: VmanWorld, state: VmState) {
+  await listVms(this, { state });
+});
+
+When('the operator lists the VMs with name {string}', async function (this: VmanWorld, name: string) {
+  await listVms(this, { name });
 });
 
 Then('the list holds exactly {}', function (this: VmanWorld, names: string) {

@@ -7,10 +7,11 @@ import { latestReport } from '../support/observer-tasks.ts';
 import {
   damagedMarkers, OPERATIONS, OUTCOMES, picture, prepare, type OperationName, type OutcomeName, type Picture,
 } from '../support/crash-tasks.ts';
+import type { CrashPoint } from '../support/closed-sets.ts';
 
 const BEFORE = 'picture before the operation';
 
-Given('everything is ready to {operation}, with vman set to die at {string}', async function (this: VmanWorld, op: OperationName, point: string) {
+Given('everything is ready to {operation}, with vman set to die at "{crash-point}"', async function (this: VmanWorld, op: OperationName, point: CrashPoint) {
   this.remembered.set('crash:point', point);
   await prepare(this, op, point);
 });
@@ -33,7 +34,7 @@ When('the operator asks to {operation}', async function (this: VmanWorld, op: Op
   await ask(this, op);
 });
 
-Then('vman dies at {string} without answering', async function (this: VmanWorld, point: string) {
+Then('vman dies at "{crash-point}" without answering', async function (this: VmanWorld, point: CrashPoint) {
   const child = this.child;
   if (!child) throw new Error('vman is not running as a separate process in this scenario');
   const answer = this.remembered.get('crash:answer') as string;
@@ -48,7 +49,7 @@ Then('vman dies at {string} without answering', async function (this: VmanWorld,
 const INTENT_OF: Record<string, string> = { 'network.setup': 'vm.start', 'network.release': 'vm.stop' };
 
 Then("the observer's start-up report named the operation vman did not finish", async function (this: VmanWorld) {
-  const point = this.remembered.get('crash:point') as string;
+  const point = this.remembered.get('crash:point') as CrashPoint;
   const prefix = point.split('.').slice(0, 2).join('.');
   const op = INTENT_OF[prefix] ?? prefix;
   const report = await latestReport(this);

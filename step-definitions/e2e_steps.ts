@@ -11,6 +11,7 @@ import { createVm, expectStatus, vmAction, type VmJson } from '../support/vm-tas
 import { guestIpv4, recordedVm, remembered, rememberVm, waitForNoQemu } from '../support/vm-facts.ts';
 import { checkNow, findingAbout } from '../support/observer-tasks.ts';
 import type { Row } from '../support/db-reader.ts';
+import type { BuiltInTemplate } from '../support/closed-sets.ts';
 
 const names = (list: string): string[] => list.split(/,\s*|\s+and\s+/).map((n) => n.trim().replace(/^"|"$/g, ''));
 
@@ -32,9 +33,9 @@ Then('vman holds nothing but its built-in templates', async function (this: Vman
   expect(await readdir(path.join(storage, 'disks')), 'disk files').to.deep.equal([]);
 });
 
-Given('VMs {string} created from the small template', async function (this: VmanWorld, list: string) {
+Given('VMs {string} created from the {built-in-template} template', async function (this: VmanWorld, list: string, template: BuiltInTemplate) {
   for (const name of names(list)) {
-    await createVm(this, name, 'small');
+    await createVm(this, name, template);
     await rememberVm(this, name);
   }
   this.remembered.set('group', names(list));

@@ -6,6 +6,7 @@ import type { VmanWorld } from '../world/vman-world.ts';
 import { GUEST_STEP } from '../support/timeouts.ts';
 import { earlyAnswer, eventReader, listenToEvents, startWithoutWaiting, transcript, waitForEventsAbout } from '../support/event-tasks.ts';
 import { recordedVm } from '../support/vm-facts.ts';
+import type { DiskState, VmState } from '../support/closed-sets.ts';
 
 /** A boot of the test guest takes seconds; the stream must carry its end well within this. */
 const STREAM_WAIT_MS = 60_000;
@@ -31,7 +32,7 @@ Then('the database file recorded {string} as starting when the answer came', fun
   expect(rowAfter!.state, `state of ${name} read right after the answer`).to.equal('starting');
 });
 
-Then('the event stream delivered the VM states {word} then {word} for {string}, in that order', GUEST_STEP, async function (this: VmanWorld, first: string, second: string, name: string) {
+Then('the event stream delivered the VM states {vm-state} then {vm-state} for {string}, in that order', GUEST_STEP, async function (this: VmanWorld, first: VmState, second: VmState, name: string) {
   const reader = eventReader(this);
   const vm = await recordedVm(this, name);
   const events = await waitForEventsAbout(reader, 'vm.state', vm.id, `${first} then ${second}`,
@@ -48,7 +49,7 @@ Then('the event stream delivered the disk state attached for {string} on {string
   const vm = await recordedVm(this, vmName);
   const events = await waitForEventsAbout(reader, 'disk.state', String(row.id), 'attached', (es) => es.length >= 1, 10_000).finally(() => this.attach(`event stream:\n${transcript(reader)}`, 'text/plain'));
   expect(events.map((e) => e.data), `disk.state events of ${disk} since the suite subscribed`).to.have.length(1);
-  const data = events[0]!.data as { state: string; previous: string; vm_id: string };
+  const data = events[0]!.data as { state: DiskState; previous: DiskState | null; vm_id: string | null };
   expect(data.state, 'state').to.equal('attached');
   expect(data.previous, 'previous state').to.equal('available');
   expect(data.vm_id, 'vm_id').to.equal(vm.id);

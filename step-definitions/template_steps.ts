@@ -6,6 +6,7 @@ import path from 'node:path';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { createTemplate, deleteTemplate } from '../support/template-tasks.ts';
 import { debianImage } from '../support/real-guest.ts';
+import { BUILT_IN_TEMPLATES } from '../support/closed-sets.ts';
 
 When('a template {string} is created for the test guest with {int} CPU(s) and {int} MB', async function (this: VmanWorld, name: string, cpus: number, mb: number) {
   await createTemplate(this, name, { cpus, memoryMb: mb });
@@ -29,9 +30,7 @@ When('the template {string} is deleted', async function (this: VmanWorld, name: 
 
 Given('the built-in templates are there', async function (this: VmanWorld) {
   const rows = await this.db().all('SELECT name, cpus, memory_mb FROM templates WHERE builtin = 1 ORDER BY cpus');
-  expect(rows, 'built-in templates in the database').to.deep.equal([
-    { name: 'small', cpus: 1, memory_mb: 512 }, { name: 'medium', cpus: 2, memory_mb: 1024 }, { name: 'large', cpus: 4, memory_mb: 2048 },
-  ]);
+  expect(rows, 'built-in templates in the database').to.deep.equal(BUILT_IN_TEMPLATES.map((t) => ({ name: t.name, cpus: t.cpus, memory_mb: t.memoryMb })));
 });
 
 Given('a template {string} for the Debian image with {int} CPUs and {int} MB', async function (this: VmanWorld, name: string, cpus: number, mb: number) {

@@ -6,12 +6,12 @@ import { expect } from 'chai';
 import type { VmanWorld } from '../world/vman-world.ts';
 import {
   attachToBothAtOnce, createOneAfterAnother, createOwnTemplate, createTwiceAtOnce, creating, describeRace, headUnlikeGet,
-  idAction, kindNamed, lastAnswer, oneWonFlaws, raceEntries, raceWinner, sendBody, sendLongUrl, sendTo, sendToId, sendWellFormed,
+  lastAnswer, oneWonFlaws, raceEntries, raceWinner, sendBody, sendLongUrl, sendTo, sendToId, sendWellFormed,
   sendWellFormedAs, sendWithBaseImage, sendWithField, sendWithKey, sendWithKeyTwice, startAndDeleteAtOnce, startAndDeleteFlaws, startTwiceAtOnce, stopWithQuery,
-  tableBody, tableId, tableValue, targetNamed, tryCreateTemplate, tryCreateVm, tryDeleteTemplate, tryVmAction,
+  tableBody, tableId, tableValue, tryCreateTemplate, tryCreateVm, tryDeleteTemplate, tryVmAction, type IdAction, type Target,
 } from '../support/validation-tasks.ts';
 import { changesSinceLastRequest, prototypeChangesSinceLastRequest } from '../support/validation-state.ts';
-import { allowed, fieldFlaws, listed, methodsFlaws, quotesFlaws, saysFlaws } from '../support/validation-problem.ts';
+import { allowed, fieldFlaws, methodsFlaws, quotesFlaws, saysFlaws } from '../support/validation-problem.ts';
 import { disturbedPlaces, preparePlaces } from '../support/validation-places.ts';
 import { answeredWith, healthStatuses, notRefusedAsUnauthorized, readEveryListWithToken, requireApiToken, sendEveryRequest } from '../support/validation-token.ts';
 import { bootFilesIn, bootFilesOf, qemuArgument, rootDiskBacking, templateOfBootFiles } from '../support/validation-boot-files.ts';
@@ -20,6 +20,7 @@ import {
   templateIdOfVm,
 } from '../support/validation-facts.ts';
 import { recordedDisk } from '../support/disk-facts.ts';
+import type { HttpMethod, Kind, PoisonKey, RaceRequest, StartAndDelete, VmAction } from '../support/closed-sets.ts';
 
 // --- Given ------------------------------------------------------------------------
 
@@ -45,11 +46,11 @@ Given('a template {string} of those files', async function (this: VmanWorld, nam
 
 // --- When: one request with one thing wrong ---------------------------------------------
 
-When('the operator asks to create a {word} with the request every refusal below starts from', async function (this: VmanWorld, kind: string) {
+When('the operator asks to create a {kind} with the request every refusal below starts from', async function (this: VmanWorld, kind: Kind) {
   await sendWellFormed(this, creating(kind));
 });
 
-When('the operator asks to create a {word} whose {word} is {}', async function (this: VmanWorld, kind: string, field: string, value: string) {
+When('the operator asks to create a {kind} whose {word} is {}', async function (this: VmanWorld, kind: Kind, field: string, value: string) {
   await sendWithField(this, creating(kind), field, tableValue(value));
 });
 
@@ -69,7 +70,7 @@ When('the operator asks to stop the VM {string} with the query {}', async functi
   await stopWithQuery(this, vm, query);
 });
 
-When('the operator sends {} to create a {word}', async function (this: VmanWorld, body: string, kind: string) {
+When('the operator sends {} to create a {kind}', async function (this: VmanWorld, body: string, kind: Kind) {
   await sendBody(this, creating(kind), tableBody(body));
 });
 
@@ -81,27 +82,27 @@ When('the operator sends {} to detach the disk {string}', async function (this: 
   await sendBody(this, { what: 'detach', disk }, tableBody(body));
 });
 
-When('the operator sends {} to {word} the VM {string}', async function (this: VmanWorld, body: string, action: string, vm: string) {
-  await sendBody(this, targetNamed(`${action} the VM "${vm}"`), tableBody(body));
+When('the operator sends {} to {vm-action} the VM {string}', async function (this: VmanWorld, body: string, action: VmAction, vm: string) {
+  await sendBody(this, { what: action, vm }, tableBody(body));
 });
 
-When('the operator sends a request to {} whose body also has the key {word}', async function (this: VmanWorld, request: string, key: string) {
-  await sendWithKey(this, targetNamed(request), key);
+When('the operator sends a request to {request} whose body also has the key {poison-key}', async function (this: VmanWorld, request: Target, key: PoisonKey) {
+  await sendWithKey(this, request, key);
 });
 
-When('the operator sends a request to {} whose key {word} is given twice, the second time as {}', async function (this: VmanWorld, request: string, key: string, second: string) {
-  await sendWithKeyTwice(this, targetNamed(request), key, tableValue(second));
+When('the operator sends a request to {request} whose key {word} is given twice, the second time as {}', async function (this: VmanWorld, request: Target, key: string, second: string) {
+  await sendWithKeyTwice(this, request, key, tableValue(second));
 });
 
-When('the operator sends the well-formed request to {} with the content type {}', async function (this: VmanWorld, request: string, contentType: string) {
-  await sendWellFormedAs(this, targetNamed(request), contentType);
+When('the operator sends the well-formed request to {request} with the content type {}', async function (this: VmanWorld, request: Target, contentType: string) {
+  await sendWellFormedAs(this, request, contentType);
 });
 
-When('the operator sends a {word} request to {}', async function (this: VmanWorld, method: string, urlPath: string) {
+When('the operator sends a {http-method} request to {}', async function (this: VmanWorld, method: HttpMethod, urlPath: string) {
   await sendTo(this, method, urlPath);
 });
 
-When('the operator sends an {word} request to {}', async function (this: VmanWorld, method: string, urlPath: string) {
+When('the operator sends an {http-method} request to {}', async function (this: VmanWorld, method: HttpMethod, urlPath: string) {
   await sendTo(this, method, urlPath);
 });
 
@@ -109,8 +110,8 @@ When('the operator asks for {} followed by {int} letters', async function (this:
   await sendLongUrl(this, urlPath, length);
 });
 
-When('the operator asks to {} the {word} with the id {}', async function (this: VmanWorld, action: string, kind: string, id: string) {
-  await sendToId(this, idAction(action), kindNamed(kind), tableId(id));
+When('the operator asks to {id-action} the {kind} with the id {}', async function (this: VmanWorld, action: IdAction, kind: Kind, id: string) {
+  await sendToId(this, action, kind, tableId(id));
 });
 
 When('the operator sends every request vman serves without an Authorization header', async function (this: VmanWorld) {
@@ -127,7 +128,7 @@ When('the operator reads vman\'s OpenAPI document and every list with the token 
 
 // --- When: what the state forbids -----------------------------------------------------------
 
-When('the operator tries to {word} the VM {string}', async function (this: VmanWorld, action: string, vm: string) {
+When('the operator tries to {vm-action} the VM {string}', async function (this: VmanWorld, action: VmAction, vm: string) {
   await tryVmAction(this, action, vm);
 });
 
@@ -143,9 +144,9 @@ When('the operator tries to create a VM {string} from the {word} template', asyn
   await tryCreateVm(this, name, template);
 });
 
-When('the operator creates a {word} {string} and then a {word} {string}', async function (this: VmanWorld, kind: string, first: string, again: string, second: string) {
-  if (kindNamed(kind) !== kindNamed(again)) throw new Error(`both creates are of one kind here, not a ${kind} and a ${again}`);
-  await createOneAfterAnother(this, kindNamed(kind), [first, second]);
+When('the operator creates a {kind} {string} and then a {kind} {string}', async function (this: VmanWorld, kind: Kind, first: string, again: Kind, second: string) {
+  if (kind !== again) throw new Error(`both creates are of one kind here, not a ${kind} and a ${again}`);
+  await createOneAfterAnother(this, kind, [first, second]);
 });
 
 // --- When: at the same moment ------------------------------------------------------------------
@@ -155,16 +156,16 @@ When('the VM {string} is started twice at the same moment', async function (this
 });
 
 // Sent in the order named: the first one sent usually reaches the VM's lock first.
-When('the VM {string} is {word} and {word} at the same moment', async function (this: VmanWorld, vm: string, first: string, second: string) {
-  await startAndDeleteAtOnce(this, vm, [first, second]);
+When('the VM {string} is {start-and-delete} at the same moment', async function (this: VmanWorld, vm: string, order: StartAndDelete) {
+  await startAndDeleteAtOnce(this, vm, [...order]);
 });
 
 When('the disk {string} is attached to {string} and to {string} at the same moment', async function (this: VmanWorld, disk: string, a: string, b: string) {
   await attachToBothAtOnce(this, disk, a, b);
 });
 
-When('the request to create a {word} {string} is sent twice at the same moment', async function (this: VmanWorld, kind: string, name: string) {
-  await createTwiceAtOnce(this, kindNamed(kind), name);
+When('the request to create a {kind} {string} is sent twice at the same moment', async function (this: VmanWorld, kind: Kind, name: string) {
+  await createTwiceAtOnce(this, kind, name);
 });
 
 // --- Then: the answer ---------------------------------------------------------------------------
@@ -191,7 +192,7 @@ Then('the answer is a problem that names the key {word}', function (this: VmanWo
   expect(quotesFlaws(lastAnswer(this), key), 'flaws of the answer').to.deep.equal([]);
 });
 
-Then('the answer is a problem that quotes the {word} {}', function (this: VmanWorld, _what: string, value: string) {
+Then('the answer is a problem that quotes the id/template {}', function (this: VmanWorld, value: string) {
   expect(quotesFlaws(lastAnswer(this), tableId(value)), 'flaws of the answer').to.deep.equal([]);
 });
 
@@ -199,12 +200,12 @@ Then('the answer is a problem that names the path {}', function (this: VmanWorld
   expect(saysFlaws(lastAnswer(this), urlPath), 'flaws of the answer').to.deep.equal([]);
 });
 
-Then('the answer is a problem that names the methods {}', function (this: VmanWorld, methods: string) {
-  expect(methodsFlaws(lastAnswer(this), listed(methods)), 'flaws of the answer').to.deep.equal([]);
+Then('the answer is a problem that names the methods {http-methods}', function (this: VmanWorld, methods: HttpMethod[]) {
+  expect(methodsFlaws(lastAnswer(this), methods), 'flaws of the answer').to.deep.equal([]);
 });
 
-Then('the Allow header of the answer lists {}', function (this: VmanWorld, methods: string) {
-  expect(allowed(lastAnswer(this)).sort(), 'the methods in Allow').to.deep.equal(listed(methods).sort());
+Then('the Allow header of the answer lists {http-methods}', function (this: VmanWorld, methods: HttpMethod[]) {
+  expect(allowed(lastAnswer(this)).sort(), 'the methods in Allow').to.deep.equal([...methods].sort());
 });
 
 Then('the answer has the status, content type and length of the answer to GET {}, and no body', async function (this: VmanWorld, urlPath: string) {
@@ -245,12 +246,12 @@ Then('both were accepted with status {int}', function (this: VmanWorld, status: 
   expect(createsNotAnswered(this, status), `creates not answered ${status}`).to.deep.equal([]);
 });
 
-Then('the database records the {word} {string} and {string} under different ids', async function (this: VmanWorld, kind: string, a: string, b: string) {
-  expect(await namesNotRecordedApart(this, kindNamed(kind), [a, b]), 'names not recorded apart').to.deep.equal([]);
+Then('the database records the {kinds} {string} and {string} under different ids', async function (this: VmanWorld, kind: Kind, a: string, b: string) {
+  expect(await namesNotRecordedApart(this, kind, [a, b]), 'names not recorded apart').to.deep.equal([]);
 });
 
-Then('the storage folder gained what the {word} {string} and {string} have, and nothing else', async function (this: VmanWorld, kind: string, a: string, b: string) {
-  expect(await storageGainedBeyondCreated(this, kindNamed(kind), [a, b]), 'what the storage folder gained').to.deep.equal([]);
+Then('the storage folder gained what the {kinds} {string} and {string} have, and nothing else', async function (this: VmanWorld, kind: Kind, a: string, b: string) {
+  expect(await storageGainedBeyondCreated(this, kind, [a, b]), 'what the storage folder gained').to.deep.equal([]);
 });
 
 Then('the database records {string} as made from the template {string}', async function (this: VmanWorld, vm: string, template: string) {
@@ -259,7 +260,7 @@ Then('the database records {string} as made from the template {string}', async f
 
 // --- Then: requests sent at the same moment ----------------------------------------------------------
 
-Then('one {word} succeeded and the other was refused with status {int}', function (this: VmanWorld, what: string, status: number) {
+Then('one {race-request} succeeded and the other was refused with status {int}', function (this: VmanWorld, what: RaceRequest, status: number) {
   expect(oneWonFlaws(this, what, status), describeRace(raceEntries(this))).to.deep.equal([]);
 });
 
@@ -267,12 +268,12 @@ Then('the delete succeeded, and the start succeeded if it came first and was ref
   expect(startAndDeleteFlaws(this, 'web'), describeRace(raceEntries(this))).to.deep.equal([]);
 });
 
-Then('the database records one {word} named {string}, the one whose create succeeded', async function (this: VmanWorld, kind: string, name: string) {
-  expect(await notOneRecordOfWinner(this, kindNamed(kind), name), describeRace(raceEntries(this))).to.deep.equal([]);
+Then('the database records one {kind} named {string}, the one whose create succeeded', async function (this: VmanWorld, kind: Kind, name: string) {
+  expect(await notOneRecordOfWinner(this, kind, name), describeRace(raceEntries(this))).to.deep.equal([]);
 });
 
-Then('the storage folder gained what the {word} {string} has, and nothing for the refused create', async function (this: VmanWorld, kind: string, _name: string) {
-  expect(await storageGainedBeyondWinner(this, kindNamed(kind)), 'what the storage folder gained').to.deep.equal([]);
+Then('the storage folder gained what the {kind} {string} has, and nothing for the refused create', async function (this: VmanWorld, kind: Kind, _name: string) {
+  expect(await storageGainedBeyondWinner(this, kind), 'what the storage folder gained').to.deep.equal([]);
 });
 
 Then('exactly one QEMU process runs {string}', async function (this: VmanWorld, vm: string) {

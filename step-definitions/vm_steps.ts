@@ -13,8 +13,9 @@ import { qemuProcessOf, qmpRunState } from '../support/qemu-facts.ts';
 import { signal } from '../support/proc-reader.ts';
 import path from 'node:path';
 import { operatorKeyPair } from '../support/real-guest.ts';
-import { qemuBlockView, qemuSize } from '../support/qmp-reader.ts';
+import { qemuBlockView, qemuSize, type QmpEvent } from '../support/qmp-reader.ts';
 import { guestSize } from '../support/guest-view.ts';
+import type { StopMethod, VmState } from '../support/closed-sets.ts';
 
 // The kernel keeps some memory for itself: MemTotal is below the machine's
 // size, by far less than this on these guests (about 30 MB at 512 MB).
@@ -60,7 +61,7 @@ When('the QEMU process of {string} is killed', async function (this: VmanWorld, 
   signal(p.pid, 'SIGKILL');
 });
 
-Then('the VM {string} is recorded as {word}', async function (this: VmanWorld, name: string, state: string) {
+Then('the VM {string} is recorded as {vm-state}', async function (this: VmanWorld, name: string, state: VmState) {
   await waitForRecordedState(this, name, state);
 });
 
@@ -165,15 +166,13 @@ Given('a VM {string} created from the {word} template with the operator\'s SSH k
 
 // How a guest went down, from QEMU: the guest shut itself down (SHUTDOWN,
 // guest true, reason guest-shutdown) with or without the power button pressed
-// first (POWERDOWN); a quit would say reason host-qmp-quit. Then the record.
-Then('the VM {string} was stopped through its guest agent', async function (this: VmanWorld, name: string) {
-  expect(shutdownAsQemuSaw(this, name), `how ${name} went down, as QEMU told the suite's monitor`).to.equal('guest-shutdown without the power button');
-  expect((await this.db().vmByName(name))?.stop_method, `how ${name} was stopped, in the database`).to.equal('agent');
-});
-
-Then('the VM {string} was stopped by the ACPI power button', async function (this: VmanWorld, name: string) {
-  expect(shutdownAsQemuSaw(this, name), `how ${name} went down, as QEMU told the suite's monitor`).to.equal('guest-shutdown after the power button');
-  expect((await this.db().vmByName(name))?.stop_method, `how ${name} was stopped, in the database`).to.equal('acpi');
+// first (POWERDOWN); a quit says reason host-qmp-quit; a SIGKILL leaves no
+// SHUTDOWN at all. Then the record.
+Then('the VM {string} was stopped {stop-method}', async function (this: VmanWorld, name: string, method: StopMethod) {
+  const events = this.vmNoted(name).stopEvents;
+  if (!events) throw new Error(`the suite did not watch QEMU while ${name} stopped`);
+  expect(stopAsQemuSaw(events), `how ${name} went down, as QEMU told the suite's monitor (events: ${events.map((e) => e.event).join(', ') || 'none'})`).to.equal(method);
+  expect((await this.db().vmByName(name))?.stop_method, `how ${name} was stopped, in the database`).to.equal(method);
 });
 
 Then('the console of {string} shows {string}, and a second read from where the first ended shows only what came since', async function (this: VmanWorld, name: string, line: string) {
@@ -200,12 +199,12 @@ Then('QEMU of {string} was given no kernel, only its disk', async function (this
   expect(root, 'the file its root disk reads (QMP)').to.equal(path.join(vm.dir, 'root.qcow2'));
 });
 
-function shutdownAsQemuSaw(world: VmanWorld, name: string): string {
-  const events = world.vmNoted(name).stopEvents;
-  if (!events) throw new Error(`the suite did not watch QEMU while ${name} stopped`);
+/** The stop method QEMU's events show (agent, acpi, quit, kill), or what they show instead. */
+function stopAsQemuSaw(events: readonly QmpEvent[]): string {
   const shutdown = events.find((e) => e.event === 'SHUTDOWN');
-  if (!shutdown) return `no SHUTDOWN event (events: ${events.map((e) => e.event).join(', ') || 'none'})`;
+  if (!shutdown) return 'kill';
   const reason = `${shutdown.data.guest === true ? 'guest' : 'host'} ${String(shutdown.data.reason)}`;
+  if (reason === 'host host-qmp-quit') return 'quit';
   if (reason !== 'guest guest-shutdown') return `SHUTDOWN ${reason}`;
-  return events.some((e) => e.event === 'POWERDOWN') ? 'guest-shutdown after the power button' : 'guest-shutdown without the power button';
+  return events.some((e) => e.event === 'POWERDOWN') ? 'acpi' : 'agent';
 }

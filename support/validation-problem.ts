@@ -69,5 +69,3 @@ export function methodsFlaws(answer: AnswerLike, methods: string[]): string[] {
   return flaws;
 }
 
-/** A list as the tables write it: "GET, HEAD, POST". */
-export const listed = (text: string): string[] => text.split(',').map((m) => m.trim()).filter(Boolean);

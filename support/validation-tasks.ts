@@ -84,20 +84,6 @@ export function tableBody(text: string): string | undefined {
   return text.trim() === 'nothing' ? undefined : text;
 }
 
-/** The requests as the tables name them: `create a VM`, `attach the disk "data" to "db"`, `stop the VM "db"`, ... */
-export function targetNamed(text: string): Target {
-  const t = text.trim();
-  const create = /^create a (template|VM|disk)$/.exec(t);
-  if (create) return { what: `create a ${create[1]}` as 'create a template' };
-  const attach = /^attach the disk "([^"]+)" to "([^"]+)"$/.exec(t);
-  if (attach) return { what: 'attach', disk: attach[1]!, vm: attach[2]! };
-  const detach = /^detach the disk "([^"]+)"$/.exec(t);
-  if (detach) return { what: 'detach', disk: detach[1]! };
-  const action = /^(start|stop|restart) the VM "([^"]+)"$/.exec(t);
-  if (action) return { what: action[1] as 'start', vm: action[2]! };
-  throw new Error(`unknown request ${JSON.stringify(text)}: create a template/VM/disk, attach the disk "d" to "v", detach the disk "d", start/stop/restart the VM "v"`);
-}
-
 export function kindNamed(word: string): Kind {
   const w = word.replace(/s$/, '');
   if (w === 'template' || w === 'VM' || w === 'disk') return w;
@@ -208,16 +194,17 @@ export async function sendWellFormedAs(world: VmanWorld, target: Target, content
 }
 
 /** What each key that could poison objects carries, as an attacker would write it. */
-const POISON: Record<string, unknown> = {
-  __proto__: { polluted: true },
-  constructor: { prototype: { polluted: true } },
-  prototype: { polluted: true },
-};
+// A Map: in an object literal, `__proto__:` would set the prototype, not a key.
+const POISON = new Map<string, unknown>([
+  ['__proto__', { polluted: true }],
+  ['constructor', { prototype: { polluted: true } }],
+  ['prototype', { polluted: true }],
+]);
 
 /** The well-formed request (an empty object for actions without options) with the key added first, carrying a payload that would reach Object.prototype. */
 export async function sendWithKey(world: VmanWorld, target: Target, key: string): Promise<Answer> {
-  const payload = POISON[key];
-  if (payload === undefined) throw new Error(`no payload for the key ${key}: one of ${Object.keys(POISON).join(', ')}`);
+  const payload = POISON.get(key);
+  if (payload === undefined) throw new Error(`no payload for the key ${key}: one of ${[...POISON.keys()].join(', ')}`);
   const e = await endpoint(world, target);
   // Written as text: an object literal with "__proto__" would set a prototype, not a key.
   const rest = JSON.stringify(e.wellFormed ?? {}).slice(1, -1);
@@ -267,14 +254,6 @@ export function sendToId(world: VmanWorld, action: IdAction, kind: Kind, id: str
   const allowedActions = kind === 'VM' ? ['start', 'stop', 'restart'] : kind === 'disk' ? ['detach'] : [];
   if (!allowedActions.includes(action)) throw new Error(`a ${kind} cannot be asked to ${action}`);
   return send(world, { method: 'POST', path: `${at}/${action}` });
-}
-
-/** Reads an action as the tables write it: `look up`, `delete`, `start`, ..., `attach to "db"`. */
-export function idAction(text: string): IdAction {
-  const attach = /^attach to "([^"]+)"$/.exec(text);
-  if (attach) return { attachTo: attach[1]! };
-  if (['look up', 'delete', 'start', 'stop', 'restart', 'detach'].includes(text)) return text as IdAction;
-  throw new Error(`unknown action ${JSON.stringify(text)}`);
 }
 
 // --- HEAD and OPTIONS ---------------------------------------------------------------
