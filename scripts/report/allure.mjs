@@ -10,6 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
+import { isCommand } from './is-command.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -79,4 +80,4 @@ async function main() {
   console.log(`allure: ${path.join(out, 'index.html')} (awesome/: the report, dashboard/: trends)`);
 }
 
-if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await main();
+if (isCommand(import.meta.url)) await main();

@@ -4,11 +4,11 @@
 //
 //   node scripts/report/bench-page.mjs [--bench reports/bench.json] --out reports/site/bench.html
 //   (without --bench, or when the file is missing: the "no benchmark" page)
-import { existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { barChart, COLORS, esc, fmtMs, htmlPage } from './svg-chart.mjs';
+import { isCommand } from './is-command.mjs';
 
 const fmtRatio = (r) => (typeof r === 'number' && Number.isFinite(r) ? `${r.toFixed(r >= 100 ? 0 : 2)}×` : 'n/a');
 const samplesText = (xs = []) => xs.map((x) => fmtMs(x)).join(', ');
@@ -96,15 +96,8 @@ export function buildBenchPage({ benchFile, outFile }) {
   return { bench };
 }
 
-function isMain() {
-  try {
-    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-}
 
-if (isMain()) {
+if (isCommand(import.meta.url)) {
   // No --bench: no benchmark in this run (the orchestrator passes one only when a shard has it).
   const { values } = parseArgs({ options: { bench: { type: 'string' }, out: { type: 'string' } } });
   if (!values.out) {

@@ -12,13 +12,14 @@ const PAGES = [
 ];
 
 /**
- * @param {{ summary: ReturnType<typeof import('./run-summary.mjs').summarizeRun>, commit?: string, runUrl?: string,
+ * @param {{ summary: ReturnType<typeof import('./run-summary.mjs').summarizeRun>, unit?: { passed: number, failed: number },
+ *   commit?: string, runUrl?: string,
  *   files: { label: string, href: string }[] }} run
  */
-export function frontPage({ summary, commit, runUrl, files }) {
+export function frontPage({ summary, unit, commit, runUrl, files }) {
   const t = summary.totals;
   const failedCount = t.FAILED + t.UNDEFINED + t.AMBIGUOUS + t.PENDING + t.UNKNOWN;
-  const ok = summary.success === true && failedCount === 0;
+  const ok = summary.success === true && failedCount === 0 && !(unit?.failed);
   const minutes = summary.startedAt && summary.finishedAt ? ((summary.finishedAt - summary.startedAt) / 60000).toFixed(1) : '?';
   const when = summary.startedAt ? new Date(summary.startedAt).toISOString().replace('T', ' ').slice(0, 16) + ' UTC' : 'unknown time';
   const shards = Object.entries(summary.shards);
@@ -41,7 +42,8 @@ table { border-collapse: collapse; margin: .5rem 0 1.5rem; } td, th { padding: .
 <h1>vman acceptance <span class="verdict">${ok ? 'passed' : 'failed'}</span></h1>
 <p class="sub">${esc(when)} · ${minutes} min from first to last scenario${commit ? ` · commit <code>${esc(commit.slice(0, 12))}</code>` : ''}${runUrl ? ` · <a href="${esc(runUrl)}">CI run</a>` : ''}</p>
 <div class="totals">
-<div><b>${t.PASSED}</b>passed</div><div class="${failedCount ? 'failed' : ''}"><b>${failedCount}</b>failed</div><div><b>${t.SKIPPED}</b>skipped</div>
+<div><b>${t.PASSED}</b>scenarios passed</div><div class="${failedCount ? 'failed' : ''}"><b>${failedCount}</b>scenarios failed</div><div><b>${t.SKIPPED}</b>scenarios skipped</div>
+${unit ? `<div class="${unit.failed ? 'failed' : ''}"><b>${unit.passed}/${unit.passed + unit.failed}</b>unit tests passed</div>` : ''}
 </div>
 ${summary.failed.length ? `<h2 class="failed">Failed</h2><ul>${summary.failed.map((f) => `<li>${esc(f.name)} <small>(${esc(f.uri)}, ${esc(f.status.toLowerCase())})</small></li>`).join('')}</ul>` : ''}
 <div class="cards">${PAGES.map((p) => `<a href="${p.href}"><b>${esc(p.title)}</b><br>${esc(p.text)}</a>`).join('\n')}</div>

@@ -7,7 +7,7 @@
 //   reports/site/bench.html          the benchmark table of `npm run bench`
 // History kept between runs lives in reports/history/ (CI restores it from the
 // published site first); the site carries a copy under history/.
-import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { summarizeRun } from './run-summary.mjs';
@@ -56,6 +56,7 @@ try {
   step('Allure report', 'scripts/report/allure.mjs',
     [...results.flatMap((d) => ['--results', d]), '--out', path.join(site, 'allure'), '--history', path.join(history, 'allure-history.jsonl')]);
   const summary = summarizeRun(merged);
+  const unit = unitTotals(shards.map((s) => path.join(s.dir, 'unit.tap')).filter((f) => existsSync(f)));
   const extras = shards.flatMap((s) => ['junit.xml', 'usage.txt', '@rerun.txt', 'unit.tap']
     .filter((f) => existsSync(path.join(s.dir, f)))
     .map((f) => ({ shard: s.name, file: f, from: path.join(s.dir, f) })));
@@ -65,7 +66,7 @@ try {
     cpSync(e.from, to);
   }
   writeFileSync(path.join(site, 'index.html'), frontPage({
-    summary, commit: process.env.GITHUB_SHA ?? gitHead(), runUrl: runUrl(),
+    summary, unit, commit: process.env.GITHUB_SHA ?? gitHead(), runUrl: runUrl(),
     files: extras.map((e) => ({ label: `${e.shard}: ${e.file}`, href: `files/${e.shard}/${e.file}` })),
   }));
   cpSync(history, path.join(site, 'history'), { recursive: true });
@@ -73,6 +74,19 @@ try {
 } catch (e) {
   console.error(`report: ${e.message}`);
   process.exit(1);
+}
+
+/** The unit tests' totals from node:test's TAP summary lines, when a shard ran them. */
+function unitTotals(files) {
+  if (files.length === 0) return undefined;
+  const totals = { passed: 0, failed: 0 };
+  for (const f of files) {
+    const tap = readFileSync(f, 'utf8');
+    const count = (key) => Number(new RegExp(`^# ${key} (\\d+)$`, 'm').exec(tap)?.[1] ?? 0);
+    totals.passed += count('pass');
+    totals.failed += count('fail') + count('cancelled');
+  }
+  return totals;
 }
 
 function gitHead() {

@@ -4,15 +4,15 @@
 //   index.html       the Cucumber HTML report of the merged messages (needs JS, like cucumber's own)
 //   cucumber.ndjson  the merged messages, for whatever reads one run's messages
 //   tags.html        every tag, its scenarios and their status (no JS)
-import { createWriteStream, mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { fileURLToPath } from 'node:url';
 import { CucumberHtmlStream } from '@cucumber/html-formatter';
 import { mergeMessages } from './messages-merge.mjs';
 import { tagIndexPage } from './messages-tag-index.mjs';
+import { isCommand } from './is-command.mjs';
 
 export { mergeMessages } from './messages-merge.mjs';
 export { streamProblems } from './messages-check.mjs';
@@ -89,16 +89,8 @@ export async function main(argv) {
   console.log(`living documentation: ${shards.length} shard(s), ${cases} scenarios run -> ${path.join(out, 'index.html')}, tags.html`);
 }
 
-/** Run as a command (not imported): argv[1] is this file, perhaps through a symlink. */
-function isMain() {
-  try {
-    return Boolean(process.argv[1]) && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-}
 
-if (isMain()) {
+if (isCommand(import.meta.url)) {
   main(process.argv.slice(2)).catch((err) => {
     console.error(`living-doc: ${err.message}`);
     process.exit(1);

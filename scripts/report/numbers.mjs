@@ -5,12 +5,12 @@
 //
 //   node scripts/report/numbers.mjs --messages reports/cucumber.ndjson [--bench reports/bench.json]
 //        --history reports/history/numbers.jsonl --out reports/site/numbers.html
-import { existsSync, mkdirSync, readFileSync, realpathSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import { barChart, COLORS, esc, fmtMs, htmlPage, lineChart } from './svg-chart.mjs';
+import { isCommand } from './is-command.mjs';
 
 export const TIMINGS_MEDIA_TYPE = 'application/vnd.vman.timings+json';
 export const KINDS = ['boot', 'hotplug', 'unplug', 'stop', 'restart'];
@@ -337,15 +337,8 @@ export async function buildNumbers({ messagesFile, benchFile, historyFile, outFi
   return { run, record, history };
 }
 
-function isMain() {
-  try {
-    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-}
 
-if (isMain()) {
+if (isCommand(import.meta.url)) {
   const { values } = parseArgs({
     options: { messages: { type: 'string' }, bench: { type: 'string' }, history: { type: 'string' }, out: { type: 'string' } },
   });
