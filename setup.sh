@@ -34,7 +34,7 @@ user_steps() {
   local lock_sum
   lock_sum=$(sha256sum package-lock.json | cut -c1-16)
   if [ "$(cat node_modules/.vman-lock 2>/dev/null)" != "$lock_sum" ]; then
-    log "npm ci (native modules build from source when no prebuilt binary fits: about two minutes)"
+    log "npm ci (native modules build from source when no prebuilt binary fits: about four minutes on 2 cores)"
     npm ci --no-audit --no-fund --loglevel=error
     echo "$lock_sum" > node_modules/.vman-lock
   else
