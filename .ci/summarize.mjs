@@ -1,23 +1,22 @@
 // Prints the closing line CI reads: "N passed, N failed[, N skipped]", counting
 // unit tests (TAP from node:test) and scenarios (Cucumber messages).
 import { existsSync, readFileSync } from 'node:fs';
+import { tapTotals, worseStatus } from '../scripts/report/statuses.mjs';
 
 const totals = { passed: 0, failed: 0, skipped: 0 };
 
 if (existsSync('reports/unit.tap')) {
-  const tap = readFileSync('reports/unit.tap', 'utf8');
-  const count = (key) => Number(new RegExp(`^# ${key} (\\d+)$`, 'm').exec(tap)?.[1] ?? 0);
-  totals.passed += count('pass');
-  totals.failed += count('fail') + count('cancelled');
-  totals.skipped += count('skipped') + count('todo');
-  console.log(`unit tests: ${count('pass')} passed, ${count('fail') + count('cancelled')} failed, ${count('skipped') + count('todo')} skipped`);
+  const unit = tapTotals(readFileSync('reports/unit.tap', 'utf8'));
+  totals.passed += unit.passed;
+  totals.failed += unit.failed;
+  totals.skipped += unit.skipped;
+  console.log(`unit tests: ${unit.passed} passed, ${unit.failed} failed, ${unit.skipped} skipped`);
 } else {
   console.log('unit tests: no reports/unit.tap (did they run?)');
   totals.failed += 1;
 }
 
 if (existsSync('reports/cucumber.ndjson')) {
-  const rank = { UNKNOWN: 0, PASSED: 1, SKIPPED: 2, PENDING: 3, UNDEFINED: 4, AMBIGUOUS: 5, FAILED: 6 };
   const caseOfStarted = new Map();
   const pickleOfCase = new Map();
   const pickles = new Map();
@@ -36,7 +35,7 @@ if (existsSync('reports/cucumber.ndjson')) {
     if (m.testStepFinished) {
       const id = m.testStepFinished.testCaseStartedId;
       const s = m.testStepFinished.testStepResult.status;
-      if ((rank[s] ?? 0) > (rank[worst.get(id)] ?? 0)) worst.set(id, s);
+      worst.set(id, worseStatus(worst.get(id) ?? 'UNKNOWN', s));
     }
     if (m.testCaseFinished && !m.testCaseFinished.willBeRetried) {
       const s = worst.get(m.testCaseFinished.testCaseStartedId) ?? 'UNKNOWN';

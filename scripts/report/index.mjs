@@ -12,6 +12,7 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { summarizeRun } from './run-summary.mjs';
 import { frontPage } from './front-page.mjs';
+import { tapTotals } from './statuses.mjs';
 
 const reports = 'reports';
 const site = path.join(reports, 'site');
@@ -81,10 +82,9 @@ function unitTotals(files) {
   if (files.length === 0) return undefined;
   const totals = { passed: 0, failed: 0 };
   for (const f of files) {
-    const tap = readFileSync(f, 'utf8');
-    const count = (key) => Number(new RegExp(`^# ${key} (\\d+)$`, 'm').exec(tap)?.[1] ?? 0);
-    totals.passed += count('pass');
-    totals.failed += count('fail') + count('cancelled');
+    const t = tapTotals(readFileSync(f, 'utf8'));
+    totals.passed += t.passed;
+    totals.failed += t.failed;
   }
   return totals;
 }

@@ -2,8 +2,8 @@
 // they went in this run. A plain page (inline CSS, no script) so it opens from
 // a file and reads well printed; the Cucumber page is one click away, filtered
 // by the tag.
+import { worseStatus } from './statuses.mjs';
 
-const RANK = { UNKNOWN: 0, PASSED: 1, SKIPPED: 2, PENDING: 3, UNDEFINED: 4, AMBIGUOUS: 5, FAILED: 6 };
 const COLUMNS = [
   ['passed', (s) => s === 'PASSED'], ['failed', (s) => s === 'FAILED'], ['skipped', (s) => s === 'SKIPPED'],
   ['undefined', (s) => s === 'UNDEFINED'], ['pending, ambiguous or unknown', (s) => ['PENDING', 'AMBIGUOUS', 'UNKNOWN', 'NOT FINISHED'].includes(s)],
@@ -34,7 +34,7 @@ export function scenarioRows(messages) {
     } else if (m.testStepFinished) {
       const a = byStarted.get(m.testStepFinished.testCaseStartedId);
       const s = m.testStepFinished.testStepResult.status;
-      if (a && (RANK[s] ?? 0) > RANK[a.worst]) a.worst = s;
+      if (a) a.worst = worseStatus(a.worst, s);
     } else if (m.testCaseFinished) {
       const a = byStarted.get(m.testCaseFinished.testCaseStartedId);
       if (a) a.finished = m.testCaseFinished;

@@ -2,8 +2,7 @@
 // by final status (the last attempt of each), the run's span and its shards.
 // The site's front page and the history lines are built from this.
 import { readFileSync } from 'node:fs';
-
-const RANK = { UNKNOWN: 0, PASSED: 1, SKIPPED: 2, PENDING: 3, UNDEFINED: 4, AMBIGUOUS: 5, FAILED: 6 };
+import { worseStatus } from './statuses.mjs';
 
 /** @param {string} file merged cucumber.ndjson */
 export function summarizeRun(file) {
@@ -29,7 +28,7 @@ export function summarizeRun(file) {
     } else if (m.testStepFinished) {
       const id = m.testStepFinished.testCaseStartedId;
       const s = m.testStepFinished.testStepResult.status;
-      if ((RANK[s] ?? 0) > (RANK[worst.get(id)] ?? 0)) worst.set(id, s);
+      worst.set(id, worseStatus(worst.get(id) ?? 'UNKNOWN', s));
     } else if (m.testCaseFinished && !m.testCaseFinished.willBeRetried) {
       const id = m.testCaseFinished.testCaseStartedId;
       const s = worst.get(id) ?? 'UNKNOWN';
