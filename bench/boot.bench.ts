@@ -99,8 +99,8 @@ export const bootBench: BenchModule = {
           ctx.log(`  vman #${i}: greeting ${fmtMs(greeting)}, start returned ${fmtMs(started.ms)}, marker ${fmtMs(markerMs)}, stop ${fmtMs(stopped.ms)}${keep ? '' : ' (warm-up)'}`);
         } finally {
           stopMarker.abort();
-          // Deleting stops the VM first if a failure left it running.
-          await v.http.request('DELETE', `api/v1/vms/${id}`).catch(() => undefined);
+          // A forced delete stops the VM first if a failure left it running.
+          await v.http.request('DELETE', `api/v1/vms/${id}?force=true`).catch(() => undefined);
         }
       };
 

@@ -79,7 +79,7 @@ export const debianBench: BenchModule = {
           api.methods.push(stopped.body.stop_method ?? 'none');
           ctx.log(`  vman #${i}: start → running ${fmtMs(started.ms)}, stop ${fmtMs(stopped.ms)} (${stopped.body.stop_method})`);
         } finally {
-          await v.http.request('DELETE', `api/v1/vms/${created.body.id}`).catch(() => undefined);
+          await v.http.request('DELETE', `api/v1/vms/${created.body.id}?force=true`).catch(() => undefined);
         }
       }
     } finally {

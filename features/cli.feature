@@ -23,6 +23,10 @@ Feature: The vman command
       And QMP lists the disk "data" on "web"
       And the guest of "web" sees "data" as a disk of 1 GB
       And "vman vm console web" shows the ready marker line of the test guest
+      When the operator tries "vman vm rm web"
+      Then the command exits with code 1
+      And its error output says "vman vm rm --force web"
+      And QEMU runs the VM "web" and QMP says it is running
       When the operator runs "vman vm stop web"
       Then the VM "web" is recorded as stopped
       And no QEMU process of "web" is left

@@ -61,11 +61,15 @@ Feature: Disks
 
   Rule: Deleting a disk removes its file and its record
 
-    Scenario: Delete a disk after its VM stopped
+    Scenario: A disk attached to a stopped VM is not deleted; once detached, it is
       Given a running VM "db" from the small template
       And a 1 GB disk "data" attached to "db"
       When the VM "db" is stopped
-      And the disk "data" is detached
+      And the operator tries to delete the disk "data"
+      Then the request is refused with status 409
+      And the answer is a problem whose detail says "attached"
+      And the database, the storage folder and the QEMU processes are as they were before
+      When the disk "data" is detached
       And the disk "data" is deleted
       Then the file of the disk "data" is gone
       And the database has no record of the disk "data"
@@ -93,7 +97,7 @@ Feature: Disks
     Scenario Outline: A disk of <size> GB is refused: <why>
       When the operator tries to create a disk "data" of <size> GB
       Then the request is refused with status 400
-      And the database and the disk files are as they were before
+      And the database, the storage folder and the QEMU processes are as they were before
 
       Examples:
         | size  | why                                                |
@@ -106,7 +110,7 @@ Feature: Disks
     Scenario Outline: A disk named <name> is refused: <why>
       When the operator tries to create a disk <name> of 1 GB
       Then the request is refused with status 400
-      And the database and the disk files are as they were before
+      And the database, the storage folder and the QEMU processes are as they were before
 
       Examples:
         | name              | why                                         |
@@ -122,7 +126,7 @@ Feature: Disks
       And a VM "departed" that has since been deleted
       When the operator tries to <request>
       Then the request is refused with status 404
-      And the database and the disk files are as they were before
+      And the database, the storage folder and the QEMU processes are as they were before
 
       Examples:
         | request                              |
@@ -138,14 +142,14 @@ Feature: Disks
       Given a 1 GB disk "data"
       When the operator tries to create a disk "data" of 1 GB
       Then the request is refused with status 409
-      And the database and the disk files are as they were before
+      And the database, the storage folder and the QEMU processes are as they were before
 
     Scenario Outline: An attached disk cannot be <refused>
       Given a running VM "db" from the small template
       And a 1 GB disk "data" attached to "db"
       When the operator tries to <request>
       Then the request is refused with status 409
-      And the database and the disk files are as they were before
+      And the database, the storage folder and the QEMU processes are as they were before
       And QMP lists the disk "data" on "db"
 
       Examples:
@@ -158,7 +162,7 @@ Feature: Disks
       And a 1 GB disk "data"
       When the operator tries to <request>
       Then the request is refused with status 409
-      And the database and the disk files are as they were before
+      And the database, the storage folder and the QEMU processes are as they were before
 
       Examples:
         | refused                                 | request                        |

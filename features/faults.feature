@@ -63,7 +63,7 @@ Feature: Faults end in a clear state, and recovery works
       Given vman is running with its disk folder on a filesystem with only 64 KB free
       When the operator tries to create a disk "big" of 1 GB
       Then the request is refused with status 507
-      And the database and the disk files are as they were before
+      And the database, the storage folder and the QEMU processes are as they were before, but for the counter of the journal
       And the observer finds nothing wrong
       When the disk folder gets room again
       And a 1 GB disk "big" is created

@@ -104,6 +104,7 @@ Feature: Network addresses and bridge mode
       Then the guest of "db" reports the address 192.168.77.10 through its agent
       And dnsmasq has reserved and leased that address to the MAC of "db"
 
+    @unjudged:disagreement-on-purpose
     Scenario: A tap device and a DHCP reservation that no VM holds are reported
       Given vman runs in bridge mode in a network namespace of its own
       When a tap device named like a VM's is put on the bridge by hand

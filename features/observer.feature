@@ -10,18 +10,21 @@ Feature: The observer finds where records and reality disagree
 
   Rule: Every kind of disagreement is reported
 
+    @unjudged:disagreement-on-purpose
     Scenario: A VM recorded as running without a QEMU process
       Given vman is running on this host
       And a VM "ghost" recorded as running although its QEMU was never started
       When the observer checks
       Then the report says "ghost" is recorded running but has no QEMU process
 
+    @unjudged:disagreement-on-purpose
     Scenario: A QEMU started by hand under vman's storage is an orphan
       Given vman is running on this host
       And a QEMU process started by hand under vman's storage
       When the observer checks
       Then the report names the hand-started QEMU as an orphan, with its pid
 
+    @unjudged:disagreement-on-purpose
     Scenario: A disk whose file was deleted by hand
       Given vman is running on this host
       And a 1 GB disk "data"
@@ -29,6 +32,7 @@ Feature: The observer finds where records and reality disagree
       And the observer checks
       Then the report says disk "data" has no file
 
+    @unjudged:disagreement-on-purpose
     Scenario: A disk file that no disk record owns
       Given vman is running on this host
       And a disk file made by hand with qemu-img in vman's disk folder
@@ -45,6 +49,40 @@ Feature: The observer finds where records and reality disagree
       And the VM "web" is recorded as error with a reason mentioning "gone"
       And "web" holds no address
 
+    @unjudged:disagreement-on-purpose
+    Scenario: A VM recorded at rest while its QEMU runs, and a check that changes nothing
+      Given vman is running on this host
+      And a running VM "web" from the small template
+      And a VM "web" recorded as stopped although its QEMU still runs
+      And what vman holds is noted
+      When the observer checks
+      Then the report says "web" is recorded at rest while its QEMU runs
+      And the database, the storage folder and the QEMU processes are as they were before
+
+    @unjudged:disagreement-on-purpose
+    Scenario: An address recorded for a VM that never started
+      Given vman is running on this host
+      And a VM "idle" created from the small template
+      And an address recorded for the VM "idle", which was never started
+      When the observer checks
+      Then the report says the address of "idle" is held by a VM that does not run
+
+    @unjudged:disagreement-on-purpose
+    Scenario: A disk recorded attached whose device was taken out of QEMU behind vman's back
+      Given vman is running on this host
+      And a running VM "db" from the small template
+      And a 1 GB disk "data" attached to "db"
+      And the device of the disk "data" taken out of the QEMU of "db" behind vman's back
+      When the observer checks
+      Then the report says disk "data" is recorded attached to "db" but its QEMU has no such device
+
+    @unjudged:disagreement-on-purpose
+    Scenario: A VM folder that no VM record owns
+      Given vman is running on this host
+      And a VM folder made by hand in vman's storage
+      When the observer checks
+      Then the report names the hand-made VM folder as an orphan
+
   Rule: A healthy system reports nothing
 
     Scenario: A coherent system
@@ -58,6 +96,7 @@ Feature: The observer finds where records and reality disagree
 
   Rule: Checks also run on their own
 
+    @unjudged:disagreement-on-purpose
     Scenario: A disagreement made after start-up shows up without asking
       Given vman is running with the observer checking every second
       And a 1 GB disk "data"
@@ -66,6 +105,7 @@ Feature: The observer finds where records and reality disagree
 
   Rule: Repairs happen only when asked, and never kill or delete
 
+    @unjudged:disagreement-on-purpose
     Scenario: Repair marks a dead VM as failed and leaves orphans alone
       Given vman is running on this host
       And a VM "ghost" recorded as running although its QEMU was never started

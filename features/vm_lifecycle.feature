@@ -48,17 +48,33 @@ Feature: VM lifecycle
 
     Scenario: Restart a running VM
       Given a running VM "web" from the small template
+      And the suite listens to vman's event stream
       When the VM "web" is restarted
       Then "web" runs in a new QEMU process
+      And exactly one QEMU process runs "web"
       And the VM "web" is recorded as running
-      And the guest agent of "web" answers
+      And the event stream delivered the VM states "stopping, stopped, starting, running" for "web", and nothing else
+      And the guest of "web" has the address vman recorded for it
+      And the database, QEMU, the guests and the files agree
 
-    Scenario: Delete a running VM
+    Scenario: A running VM is not deleted without force, and nothing changes
       Given a running VM "web" from the small template
-      When the VM "web" is deleted
+      When the operator tries to delete the VM "web" without force
+      Then the request is refused with status 409
+      And the answer is a problem whose detail says "?force=true"
+      And the database, the storage folder and the QEMU processes are as they were before
+      And "web" still runs in the same QEMU process
+
+    Scenario: Delete a running VM with force: it is stopped, and its disk stays with what was written to it
+      Given a running VM "web" from the small template
+      And a 1 GB disk "data" attached to "web"
+      And the guest of "web" writes a marker to the disk "data"
+      When the VM "web" is deleted with force
       Then no QEMU process of "web" is left
       And the database has no record of "web"
       And the storage folder of "web" is gone
+      And the disk "data" is recorded as available, attached to nothing
+      And the file of the disk "data" holds the marker its guest wrote
 
   Rule: A guest is ready by the rule its template names, and boots the way its image does
 
@@ -91,6 +107,7 @@ Feature: VM lifecycle
       When the guest of "web" powers itself off
       Then the VM "web" is recorded as stopped
       And no QEMU process of "web" is left
+      And "web" holds no address
 
     Scenario: A VM whose QEMU is killed is recorded as failed
       Given a running VM "web" from the small template

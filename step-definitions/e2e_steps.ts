@@ -11,6 +11,10 @@ import { createVm, expectStatus, vmAction, type VmJson } from '../support/vm-tas
 import { guestIpv4, recordedVm, remembered, rememberVm, waitForNoQemu } from '../support/vm-facts.ts';
 import { checkNow, findingAbout } from '../support/observer-tasks.ts';
 import type { Row } from '../support/db-reader.ts';
+import { changesSinceLastRequest, noteHoldings } from '../support/validation-state.ts';
+import { createWhileKilled, describeCreates, incompleteCreates, type InFlightCreate } from '../support/inflight-tasks.ts';
+
+const IN_FLIGHT = 'creates in flight when vman was killed';
 import type { BuiltInTemplate } from '../support/closed-sets.ts';
 
 const names = (list: string): string[] => list.split(/,\s*|\s+and\s+/).map((n) => n.trim().replace(/^"|"$/g, ''));
@@ -89,17 +93,19 @@ Then('the observer reports {string} as failed', async function (this: VmanWorld,
 });
 
 Given('what vman has recorded is noted', async function (this: VmanWorld) {
+  await noteHoldings(this);
   this.remembered.set('records', await this.db().dump());
   for (const row of await this.db().all('SELECT name FROM vms')) await rememberVm(this, String(row.name));
 });
 
+// Every table, the intents among them, every file and folder, the QEMU
+// processes and their block nodes. Only updated_at may move (adoption touches
+// running VMs), so the database's own files may be written, and the new vman
+// takes the storage's lock.
 Then('every record is still there, unchanged', async function (this: VmanWorld) {
-  const before = remembered<Record<string, Row[]>>(this, 'records');
-  const now = await this.db().dump();
-  // Only updated_at may move (adoption touches running VMs); everything else must be as it was.
-  const strip = (t: Record<string, Row[]>) =>
-    Object.fromEntries(Object.entries(t).map(([k, rows]) => [k, rows.map(({ updated_at: _u, ...r }) => r)]));
-  expect(strip(now)).to.deep.equal(strip(before));
+  // The lock and owner files say which vman holds the storage: the new one does.
+  const leeway = { columns: ['updated_at'], files: ['vman.db', 'vman.db-wal', 'vman.lock', 'vman.owner'] };
+  expect(await changesSinceLastRequest(this, leeway), 'what changed in the database, the storage folder, the QEMU processes and their block nodes').to.deep.equal([]);
 });
 
 Then('{string} kept its address', async function (this: VmanWorld, name: string) {
@@ -113,16 +119,7 @@ Then('{string} kept its address', async function (this: VmanWorld, name: string)
 
 When('{int} disks and {int} VMs are being created when vman is killed with SIGKILL', async function (this: VmanWorld, disks: number, vms: number) {
   if (!this.child) throw new Error('vman is not running as a separate process in this scenario');
-  const http = this.api().http;
-  const requests = [
-    ...Array.from({ length: disks }, (_, i) => http.post('api/v1/disks', { json: { name: `inflight-disk-${i}`, size_gb: 1 } })),
-    ...Array.from({ length: vms }, (_, i) => http.post('api/v1/vms', { json: { name: `inflight-vm-${i}`, template: 'small' } })),
-  ];
-  // Kill as soon as the first answer arrives: the rest are in flight.
-  await Promise.race(requests);
-  await this.child.kill('SIGKILL');
-  const settled = await Promise.allSettled(requests);
-  this.remembered.set('inflight-answered', settled.filter((s) => s.status === 'fulfilled').length);
+  this.remembered.set(IN_FLIGHT, await createWhileKilled(this, this.child, disks, vms));
 });
 
 Then('every disk and VM vman has recorded is complete, and nothing half-made is left', async function (this: VmanWorld) {
@@ -132,5 +129,16 @@ Then('every disk and VM vman has recorded is complete, and nothing half-made is 
   expect(diskFiles.sort(), 'files in the disk folder').to.deep.equal(disks.map((d) => path.basename(String(d.path))).sort());
   const vms = await this.db().all('SELECT id FROM vms');
   expect((await readdir(path.join(storage, 'vms'))).sort(), 'VM folders').to.deep.equal(vms.map((v) => String(v.id)).sort());
-  this.attach(`${disks.length} disk(s) and ${vms.length} VM(s) were completed before vman died; ${remembered<number>(this, 'inflight-answered')} request(s) were answered`, 'text/plain');
+  this.attach(`${disks.length} disk(s) and ${vms.length} VM(s) were completed before vman died; ${describeCreates(remembered<InFlightCreate[]>(this, IN_FLIGHT))}`, 'text/plain');
+});
+
+// Durability: an answer of 201 is a promise that outlives vman.
+Then('every create answered 201 before vman died is there, complete', async function (this: VmanWorld) {
+  const answered = remembered<InFlightCreate[]>(this, IN_FLIGHT).filter((c) => c.status === 201);
+  expect(await incompleteCreates(this, answered), `what became of the ${answered.length} create(s) answered 201`).to.deep.equal([]);
+});
+
+Then('at least one create was cut off without an answer', function (this: VmanWorld) {
+  const creates = remembered<InFlightCreate[]>(this, IN_FLIGHT);
+  expect(creates.filter((c) => c.status === undefined).length, `creates left unanswered when vman died (else nothing was in flight, and the scenario tested nothing): ${describeCreates(creates)}`).to.be.above(0);
 });

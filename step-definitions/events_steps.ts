@@ -6,7 +6,7 @@ import type { VmanWorld } from '../world/vman-world.ts';
 import { GUEST_STEP } from '../support/timeouts.ts';
 import { earlyAnswer, eventReader, listenToEvents, startWithoutWaiting, transcript, waitForEventsAbout } from '../support/event-tasks.ts';
 import { recordedVm } from '../support/vm-facts.ts';
-import type { DiskState, VmState } from '../support/closed-sets.ts';
+import { VM_STATES, type DiskState, type VmState } from '../support/closed-sets.ts';
 
 /** A boot of the test guest takes seconds; the stream must carry its end well within this. */
 const STREAM_WAIT_MS = 60_000;
@@ -40,6 +40,24 @@ Then('the event stream delivered the VM states {vm-state} then {vm-state} for {s
   expect(events.map((e) => (e.data as { state: string }).state), `vm.state events of ${name} since the suite subscribed`).to.deep.equal([first, second]);
   expect((events[1]!.data as { previous: string }).previous, `the second event's previous state`).to.equal(first);
   expect(Number(events[1]!.id), `ids in delivery order (${events.map((e) => e.id).join(', ')})`).to.be.greaterThan(Number(events[0]!.id));
+});
+
+// A longer sequence, as a reader writes it: "stopping, stopped, starting, running".
+Then('the event stream delivered the VM states {string} for {string}, and nothing else', GUEST_STEP, async function (this: VmanWorld, sequence: string, name: string) {
+  const states = sequence.split(',').map((s) => s.trim());
+  const unknown = states.filter((s) => !(VM_STATES as readonly string[]).includes(s));
+  if (unknown.length > 0 || states.length < 2) throw new Error(`"${sequence}" must list two or more of ${VM_STATES.join(', ')}; not states: ${unknown.join(', ')}`);
+  const reader = eventReader(this);
+  const vm = await recordedVm(this, name);
+  const last = states[states.length - 1]!;
+  const events = await waitForEventsAbout(reader, 'vm.state', vm.id, sequence,
+    (es) => es.length >= states.length || es.some((e) => (e.data as { state: string }).state === 'error'), STREAM_WAIT_MS)
+    .finally(() => this.attach(`event stream:\n${transcript(reader)}`, 'text/plain'));
+  expect(events.map((e) => (e.data as { state: string }).state), `vm.state events of ${name} since the suite subscribed`).to.deep.equal(states);
+  expect(events.slice(1).map((e) => (e.data as { previous: string }).previous), 'each event\'s previous state').to.deep.equal(states.slice(0, -1));
+  const ids = events.map((e) => Number(e.id));
+  expect(ids, `ids in delivery order`).to.deep.equal([...ids].sort((a, b) => a - b));
+  expect((await recordedVm(this, name)).state, `the database file's state of ${name} after ${last}`).to.equal(last);
 });
 
 Then('the event stream delivered the disk state attached for {string} on {string}', async function (this: VmanWorld, disk: string, vmName: string) {

@@ -7,8 +7,8 @@ import { tamperWithDatabase } from '../support/db-reader.ts';
 import { createVm } from '../support/vm-tasks.ts';
 import { rememberVm, remembered } from '../support/vm-facts.ts';
 import {
-  askForRepair, checkNow, findingAbout, lastReport, latestReport, makeDiskFileByHand, plugDiskBehindVmansBack, putTapOnBridgeByHand, reserveByHand,
-  startQemuByHand, waitForPeriodicFinding,
+  askForRepair, checkNow, findingAbout, lastReport, latestReport, makeDiskFileByHand, makeVmFolderByHand, plugDiskBehindVmansBack, putTapOnBridgeByHand,
+  reserveByHand, startQemuByHand, unplugDeviceBehindVmansBack, waitForPeriodicFinding,
 } from '../support/observer-tasks.ts';
 import { recordedDisk, waitForGuestDisk } from '../support/disk-facts.ts';
 import { recordedVm } from '../support/vm-facts.ts';
@@ -17,6 +17,8 @@ import { blockNamesOf } from '../support/coherence.ts';
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { isAlive } from '../support/proc-reader.ts';
+import { noteHoldings } from '../support/validation-state.ts';
+import { GUEST_STEP } from '../support/timeouts.ts';
 
 Given('vman is running with the observer checking every second', async function (this: VmanWorld) {
   await this.startVman({ env: { VMAN_OBSERVER_INTERVAL: '1' } });
@@ -40,6 +42,29 @@ Given("a disk file made by hand with qemu-img in vman's disk folder", async func
 When('the file of disk {string} is deleted by hand', async function (this: VmanWorld, name: string) {
   const row = await this.db().one('SELECT path FROM disks WHERE id = ?', [this.idOf(name)]);
   await rm(String(row?.path));
+});
+
+Given('a VM {string} recorded as stopped although its QEMU still runs', async function (this: VmanWorld, name: string) {
+  const changed = await tamperWithDatabase(this.api().dbPath, "UPDATE vms SET state = 'stopped' WHERE id = ?", [this.idOf(name)]);
+  expect(changed, 'rows changed behind vman').to.equal(1);
+});
+
+Given('an address recorded for the VM {string}, which was never started', async function (this: VmanWorld, name: string) {
+  const changed = await tamperWithDatabase(this.api().dbPath,
+    "INSERT INTO address_allocations (address, vm_id, allocated_at) VALUES ('10.0.2.99', ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))", [this.idOf(name)]);
+  expect(changed, 'rows changed behind vman').to.equal(1);
+});
+
+Given('the device of the disk {string} taken out of the QEMU of {string} behind vman\'s back', GUEST_STEP, async function (this: VmanWorld, disk: string, vm: string) {
+  await unplugDeviceBehindVmansBack((await recordedVm(this, vm)).dir, this.idOf(disk));
+});
+
+Given('a VM folder made by hand in vman\'s storage', async function (this: VmanWorld) {
+  this.remembered.set('hand-folder', await makeVmFolderByHand(this));
+});
+
+Given('what vman holds is noted', async function (this: VmanWorld) {
+  await noteHoldings(this);
 });
 
 When('the observer checks', async function (this: VmanWorld) {
@@ -75,6 +100,27 @@ Then('the report says disk {string} has no file', function (this: VmanWorld, nam
 Then('the report names the hand-made file as an orphan disk file', function (this: VmanWorld) {
   const file = remembered<string>(this, 'hand-disk-file');
   findingAbout(lastReport(this), 'orphan-disk-file', file);
+});
+
+Then('the report says {string} is recorded at rest while its QEMU runs', async function (this: VmanWorld, name: string) {
+  const f = findingAbout(lastReport(this), 'vm-process-unexpected', this.idOf(name));
+  const vm = await recordedVm(this, name);
+  expect(f.observed, 'what the observer saw').to.include(`QEMU process ${vm.pid} is alive`);
+});
+
+Then('the report says the address of {string} is held by a VM that does not run', function (this: VmanWorld, name: string) {
+  const f = findingAbout(lastReport(this), 'address-without-running-vm', '10.0.2.99');
+  expect(f.recorded, 'what the observer found recorded').to.include(this.idOf(name));
+});
+
+Then('the report says disk {string} is recorded attached to {string} but its QEMU has no such device', function (this: VmanWorld, disk: string, vm: string) {
+  const f = findingAbout(lastReport(this), 'disk-device-missing', this.idOf(disk));
+  expect(f.observed, 'what the observer saw').to.include(`QEMU of VM ${this.idOf(vm)} has no device`);
+});
+
+Then('the report names the hand-made VM folder as an orphan', function (this: VmanWorld) {
+  const folder = this.remembered.get('hand-folder') as string;
+  findingAbout(lastReport(this), 'orphan-vm-folder', folder);
 });
 
 Then('the report has no findings', function (this: VmanWorld) {

@@ -54,6 +54,11 @@ Given('a template {string} for the test guest without its agent, ready when its 
   await createTemplate(this, name, { cpus: 1, memoryMb: 512, cmdline: `${this.host.guest.cmdline} vman.noagent`, readiness: 'serial', readyPattern: line });
 });
 
+// As a Debian guest without D-Bus behaves: its shutdown command fails (the agent answers with an error) and the power button does nothing.
+Given('a template {string} for the test guest whose shutdown command fails and which ignores the ACPI power button', async function (this: VmanWorld, name: string) {
+  await createTemplate(this, name, { cpus: 1, memoryMb: 512, cmdline: `${this.host.guest.cmdline} vman.shutdown=fail vman.powerbutton=ignore` });
+});
+
 Given('a template {string} for the test guest that is ready as soon as QEMU runs', async function (this: VmanWorld, name: string) {
   await createTemplate(this, name, { cpus: 1, memoryMb: 512, readiness: 'none' });
 });

@@ -1,11 +1,11 @@
 // Steps about VMs managed through vman's API, checked through the database
 // file, /proc, QMP and the guest agent.
-import { Given, Then, When } from '@cucumber/cucumber';
+import { Given, Then, When, type DataTable } from '@cucumber/cucumber';
 import { expect } from 'chai';
 import { access, readFile } from 'node:fs/promises';
 import { GUEST_STEP } from '../support/timeouts.ts';
 import type { VmanWorld } from '../world/vman-world.ts';
-import { createVm, deleteVm, expectStatus, getVm, readConsole, startNotingRecords, startRunningVm, stopWatchingQemu, vmAction } from '../support/vm-tasks.ts';
+import { createVm, deleteVm, expectStatus, getVm, readConsole, startNotingRecords, startRunningVm, stopRungsLogged, stopWatchingQemu, vmAction, watchQemu } from '../support/vm-tasks.ts';
 import {
   guestIpv4, recordedVm, rememberVm, runtimeFilesPresent, waitForNoQemu, waitForRecordedState, withGuestAgent,
 } from '../support/vm-facts.ts';
@@ -16,6 +16,10 @@ import { operatorKeyPair } from '../support/real-guest.ts';
 import { qemuBlockView, qemuSize, type QmpEvent } from '../support/qmp-reader.ts';
 import { guestSize } from '../support/guest-view.ts';
 import type { StopMethod, VmState } from '../support/closed-sets.ts';
+import { noteHoldings } from '../support/validation-state.ts';
+
+/** vman's default wait for a guest asked through its agent (VMAN_STOP_AGENT_TIMEOUT), which the stop scenarios leave as it is. */
+const AGENT_DEADLINE_MS = 30_000;
 
 // The kernel keeps some memory for itself: MemTotal is below the machine's
 // size, by far less than this on these guests (about 30 MB at 512 MB).
@@ -40,12 +44,33 @@ When('the VM {string} is stopped', GUEST_STEP, async function (this: VmanWorld, 
   expectStatus(await stopWatchingQemu(this, name), 200, `stop ${name}`);
 });
 
+When('the VM {string} is stopped with force', async function (this: VmanWorld, name: string) {
+  await rememberVm(this, name);
+  expectStatus(await stopWatchingQemu(this, name, { force: true }), 200, `stop ${name} with force`);
+});
+
+Given('the suite listens on the second monitor of {string}', async function (this: VmanWorld, name: string) {
+  const vm = await rememberVm(this, name);
+  const watch = await watchQemu(vm.dir);
+  this.vmNoted(name).qemuWatch = watch;
+  this.cleanups.push(async () => watch.close());
+});
+
 When('the VM {string} is restarted', async function (this: VmanWorld, name: string) {
   expectStatus(await vmAction(this, name, 'restart'), 200, `restart ${name}`);
 });
 
 When('the VM {string} is deleted', async function (this: VmanWorld, name: string) {
   expectStatus(await deleteVm(this, name), 204, `delete ${name}`);
+});
+
+When('the VM {string} is deleted with force', async function (this: VmanWorld, name: string) {
+  expectStatus(await deleteVm(this, name, { force: true }), 204, `delete ${name} with ?force=true`);
+});
+
+When('the operator tries to delete the VM {string} without force', async function (this: VmanWorld, name: string) {
+  await noteHoldings(this);
+  await deleteVm(this, name);
 });
 
 When('the guest of {string} powers itself off', async function (this: VmanWorld, name: string) {
@@ -173,6 +198,27 @@ Then('the VM {string} was stopped {stop-method}', async function (this: VmanWorl
   if (!events) throw new Error(`the suite did not watch QEMU while ${name} stopped`);
   expect(stopAsQemuSaw(events), `how ${name} went down, as QEMU told the suite's monitor (events: ${events.map((e) => e.event).join(', ') || 'none'})`).to.equal(method);
   expect((await this.db().vmByName(name))?.stop_method, `how ${name} was stopped, in the database`).to.equal(method);
+});
+
+Then('QEMU of {string} saw its power button pressed {int} time(s) before it went down', function (this: VmanWorld, name: string, times: number) {
+  const events = this.vmNoted(name).stopEvents;
+  if (!events) throw new Error(`the suite did not watch QEMU while ${name} stopped`);
+  expect(events.filter((e) => e.event === 'POWERDOWN').length, `POWERDOWN events on the suite's monitor (events: ${events.map((e) => e.event).join(', ') || 'none'})`).to.equal(times);
+});
+
+// vman's own account of a stop, read from its log: each rung it tried, whether
+// QEMU exited on it and what it saw. A rung that was refused must have handed
+// over before its deadline, not waited it out.
+Then('vman\'s log tells how the stop of {string} went, rung by rung:', function (this: VmanWorld, name: string, table: DataTable) {
+  const rungs = stopRungsLogged(this, this.vmNoted(name).id);
+  const expected = table.hashes();
+  expect(rungs.map((r) => r.rung), `the rungs vman's log names for the stop of ${name}: ${JSON.stringify(rungs)}`).to.deep.equal(expected.map((e) => e.rung));
+  expected.forEach((e, i) => {
+    const got = rungs[i]!;
+    expect(got.exited ? 'yes' : 'no', `whether QEMU exited on the ${e.rung} rung (${got.saw})`).to.equal(e['QEMU exited']);
+    expect(got.saw, `what the ${e.rung} rung saw`).to.include(e.saw);
+    if (e.saw!.includes('refused')) expect(got.ms, `ms the refused ${e.rung} rung took, against its deadline`).to.be.below(AGENT_DEADLINE_MS);
+  });
 });
 
 Then('the console of {string} shows {string}, and a second read from where the first ended shows only what came since', async function (this: VmanWorld, name: string, line: string) {

@@ -9,6 +9,11 @@ Given('vman is running on this host', async function (this: VmanWorld) {
   await this.startVman();
 });
 
+// A short wait after the power button, so that a guest that ignores it costs seconds, not the default twenty.
+Given('vman is running on this host, giving a guest {int} seconds after the ACPI power button', async function (this: VmanWorld, seconds: number) {
+  await this.startVman({ env: { VMAN_STOP_ACPI_TIMEOUT: String(seconds) } });
+});
+
 Given('vman runs as a separate process', async function (this: VmanWorld) {
   await this.vman?.stop();
   await this.startVman({ child: true });

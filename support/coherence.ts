@@ -27,8 +27,11 @@ function ownDiskIdsOf(vmId: string): string[] {
 /** Every disagreement found, in words; empty when everything agrees. */
 export async function disagreements(world: VmanWorld): Promise<string[]> {
   const db = world.db();
-  const storage = world.api().storagePath;
-  const vms = await db.all('SELECT v.id, v.name, v.state, v.pid, v.storage_dir, v.mac, t.cpus, t.memory_mb FROM vms v JOIN templates t ON t.id = v.template_id');
+  const vman = world.api();
+  const storage = vman.storagePath;
+  // A VM may be between states only while the scenario waits for an answer.
+  const requestInFlight = vman.inFlight() > 0;
+  const vms = await db.all('SELECT v.id, v.name, v.state, v.pid, v.storage_dir, v.mac, t.cpus, t.memory_mb, t.readiness FROM vms v JOIN templates t ON t.id = v.template_id');
   const disks = await db.all('SELECT id, name, path, state, vm_id, mount_point FROM disks');
   const addresses = await db.all('SELECT address, vm_id FROM address_allocations');
   const intents = await db.all('SELECT id, op, vm_id, disk_id FROM intents');
@@ -44,13 +47,16 @@ export async function disagreements(world: VmanWorld): Promise<string[]> {
     const proc = await qemuOfVm(id, dir);
     if (proc) owned.add(proc.pid);
     const holds = addresses.filter((a) => a.vm_id === id);
+    const between = vm.state === 'starting' || vm.state === 'stopping';
+    if (between && !requestInFlight) out.push(`VM ${vm.name} is ${vm.state} with no request in flight`);
     if (vm.state === 'running') {
       if (!proc) { out.push(`VM ${vm.name} is recorded running but no QEMU runs it`); continue; }
       if (proc.pid !== vm.pid) out.push(`VM ${vm.name} is recorded with pid ${vm.pid} but QEMU runs as ${proc.pid}`);
       const status = await qemuRunState(dir).catch((e: Error) => `unreachable (${e.message})`);
       if (status !== 'running') out.push(`VM ${vm.name} is recorded running but QMP says ${status}`);
       if (holds.length !== 1) out.push(`VM ${vm.name} is running with ${holds.length} addresses`);
-      else {
+      else if (vm.readiness === 'agent') {
+        // vman took the guest's word for its address through the agent; a guest judged by another rule may have none.
         const seen = await guestIpv4(dir);
         if (seen.length !== 1 || seen[0] !== holds[0]!.address) out.push(`VM ${vm.name} is recorded at ${holds[0]!.address} but the guest reports ${seen.join(', ') || 'no address'}`);
       }
@@ -59,10 +65,10 @@ export async function disagreements(world: VmanWorld): Promise<string[]> {
         out.push(`VM ${vm.name}'s template says ${vm.cpus} CPU(s) and ${vm.memory_mb} MB, but QEMU runs ${size.cpus} and ${size.memoryBytes / 2 ** 20} MB`);
       }
       out.push(...(await blockDisagreements(vm, disks)));
-    } else if (proc && vm.state !== 'starting' && vm.state !== 'stopping') {
+    } else if (proc && !between) {
       out.push(`VM ${vm.name} is recorded ${vm.state} but QEMU ${proc.pid} runs it`);
     }
-    if (vm.state !== 'running' && vm.state !== 'starting' && vm.state !== 'stopping' && holds.length > 0) {
+    if (vm.state !== 'running' && !between && holds.length > 0) {
       out.push(`VM ${vm.name} is ${vm.state} but holds ${holds.map((a) => a.address).join(', ')}`);
     }
   }
@@ -92,14 +98,20 @@ export async function disagreements(world: VmanWorld): Promise<string[]> {
     }
   }
   for (const leftover of files) out.push(`the disk file ${leftover} belongs to no disk row`);
-  out.push(...(await reservationDisagreements(storage, vms, addresses)));
+  out.push(...(await reservationDisagreements(storage, vman.networkMode, vms, addresses)));
   return out;
 }
 
-/** Bridge mode: dnsmasq's reservations are exactly the allocations, each for the MAC of its VM (both ways). */
-async function reservationDisagreements(storage: string, vms: Array<Record<string, unknown>>, addresses: Array<Record<string, unknown>>): Promise<string[]> {
-  const text = await readFile(path.join(storage, 'network', 'dhcp-hosts'), 'utf8').catch(() => undefined);
-  if (text === undefined) return []; // user mode: QEMU hands out the address itself
+/**
+ * Bridge mode (as vman was configured): dnsmasq's reservations are exactly the
+ * allocations, each for the MAC of its VM (both ways). User mode: QEMU hands
+ * out addresses itself, and no reservation file may exist.
+ */
+async function reservationDisagreements(storage: string, mode: 'user' | 'bridge', vms: Array<Record<string, unknown>>, addresses: Array<Record<string, unknown>>): Promise<string[]> {
+  const file = path.join(storage, 'network', 'dhcp-hosts');
+  const text = await readFile(file, 'utf8').catch(() => undefined);
+  if (mode === 'user') return text === undefined ? [] : [`vman runs in user mode but dnsmasq's hosts file ${file} exists`];
+  if (text === undefined) return [`vman runs in bridge mode but dnsmasq's hosts file ${file} is missing`];
   const reserved = new Set(text.split('\n').map((l) => l.trim().toLowerCase()).filter(Boolean));
   const macOf = new Map(vms.map((v) => [String(v.id), String(v.mac).toLowerCase()]));
   const expected = new Set(addresses.map((a) => `${macOf.get(String(a.vm_id))},${String(a.address)}`));

@@ -71,25 +71,6 @@ export async function diskFiles(world: VmanWorld): Promise<StoredFile[]> {
   return files;
 }
 
-export interface StoredState { database: Record<string, Row[]>; diskFiles: StoredFile[] }
-
-export async function storedState(world: VmanWorld): Promise<StoredState> {
-  return { database: await world.db().dump(), diskFiles: await diskFiles(world) };
-}
-
-const STORED_BEFORE = 'stored state before the last disk request';
-
-/** Notes the database and the disk files, to compare after a request that should change nothing. */
-export async function noteStoredState(world: VmanWorld): Promise<void> {
-  world.remembered.set(STORED_BEFORE, await storedState(world));
-}
-
-export function storedStateBeforeLastRequest(world: VmanWorld): StoredState {
-  const before = world.remembered.get(STORED_BEFORE) as StoredState | undefined;
-  if (!before) throw new Error('no disk request was made in this scenario, so there is nothing to compare with');
-  return before;
-}
-
 // --- the guest -------------------------------------------------------------
 
 /** The guest's vd* device whose serial is the disk id; throws naming what the guest does see. */

@@ -6,10 +6,12 @@
 // changed nothing; and it notes when it was sent and answered, so the watch of
 // a running VM can tell which samples fell before, during and after it.
 import { randomBytes } from 'node:crypto';
+import { execa } from 'execa';
 import type { Response } from 'got';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { expectStatus } from './vm-tasks.ts';
-import { noteStoredState, requireGuestDisk } from './disk-facts.ts';
+import { requireGuestDisk } from './disk-facts.ts';
+import { noteHoldings } from './validation-state.ts';
 import { withGuestAgent } from './vm-facts.ts';
 
 export interface DiskJson {
@@ -54,7 +56,7 @@ export function lastDiskRequest(world: VmanWorld, action: DiskAction, disk?: str
 }
 
 async function send(world: VmanWorld, action: DiskAction, disk: string, request: () => Promise<Response<unknown>>): Promise<Response<unknown>> {
-  await noteStoredState(world);
+  await noteHoldings(world);
   const sentAt = Date.now();
   const res = await request();
   diskRequestTimings(world).push({ action, disk, sentAt, answeredAt: Date.now(), status: res.statusCode, body: res.body });
@@ -117,6 +119,22 @@ export async function guestWritesMarker(dir: string, diskId: string): Promise<st
     if (r.exitCode !== 0) throw new Error(`the guest could not write to ${device.path} (exit ${r.exitCode}): ${r.stdout}${r.stderr}`);
   });
   return marker;
+}
+
+/**
+ * What the image file holds where the guest writes its marker, read on the
+ * host with qemu-io (-U: a QEMU may hold the image), no guest involved: the
+ * proof that what a guest wrote reached the file.
+ */
+export async function imageReadsMarker(file: string, length: number): Promise<string> {
+  const r = await execa('qemu-io', ['-f', 'qcow2', '-r', '-U', '-c', `read -v ${MARKER_OFFSET_BLOCKS * BLOCK} ${length}`, file], { reject: false });
+  if (r.exitCode !== 0) throw new Error(`qemu-io could not read ${file} (exit ${r.exitCode}): ${r.stderr || r.stdout}`);
+  // Lines of `read -v`: "00100000:  76 6d 61 6e ...  vman...".
+  const bytes = r.stdout.split('\n').flatMap((line) => {
+    const m = /^[0-9a-f]{8}:\s+((?:[0-9a-f]{2} ?)+)/.exec(line);
+    return m ? m[1]!.trim().split(/\s+/).map((h) => Number.parseInt(h, 16)) : [];
+  });
+  return Buffer.from(bytes.slice(0, length)).toString('latin1');
 }
 
 /** What the guest reads back from the marker's place on the disk with this serial (bypassing its page cache). */

@@ -17,6 +17,7 @@ import { qemuRunState } from './qmp-reader.ts';
 import { withGuestAgent } from './guest-agent.ts';
 import { guestDisksOver } from './guest-view.ts';
 import { REAL_GUEST_VMAN_ENV, STEP_TIMEOUT_MS } from './timeouts.ts';
+import { judgeSystem, UNJUDGED_REASONS, unjudgedReason } from './judgement.ts';
 
 // Boots under TCG take seconds; a step that takes a minute is broken
 // (support/timeouts.ts: the longer bound of steps that wait on a Debian guest).
@@ -84,6 +85,24 @@ After({ name: 'evidence and teardown' }, async function (this: VmanWorld, { resu
     await attachGuestStates(this);
   }
   await this.destroyAll();
+});
+
+// The whole system judged, on every @integration scenario, before the
+// teardown above (cucumber runs After hooks last-defined first). A scenario
+// that already failed is not judged again: its own failure is the story, and
+// what the judge would see is attached as evidence.
+After({ name: 'the whole system judged', tags: '@integration' }, async function (this: VmanWorld, { pickle, result }) {
+  const reason = unjudgedReason(pickle.tags);
+  if (reason) {
+    this.attach(`Not judged after the scenario (@unjudged:${reason}): ${UNJUDGED_REASONS[reason]}`, { mediaType: 'text/plain', fileName: 'not judged' });
+    return;
+  }
+  const found = await judgeSystem(this).catch((e: Error) => [`the judge could not read the system: ${e.message}`]);
+  if (found === undefined) return;
+  this.attach(found.length === 0 ? 'The database, QEMU, the guests and the files agree.' : found.join('\n'), { mediaType: 'text/plain', fileName: 'the whole system, judged after the scenario' });
+  if (found.length > 0 && result?.status === Status.PASSED) {
+    throw new Error(`after the scenario, the database, QEMU, the guests and the files disagree:\n  ${found.join('\n  ')}`);
+  }
 });
 
 // The leak guard: nothing this run made may outlive it. What carries the run's

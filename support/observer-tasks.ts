@@ -107,6 +107,26 @@ export async function plugDiskBehindVmansBack(vmDir: string, disk: { id: string;
   });
 }
 
+/**
+ * Takes a disk's device out of a VM's QEMU over its second monitor, without
+ * telling vman (what a person at the monitor, or a guest that ejected it,
+ * does): waits for QEMU's DEVICE_DELETED, the guest having let go.
+ */
+export async function unplugDeviceBehindVmansBack(vmDir: string, diskId: string): Promise<void> {
+  const { device } = blockNamesOf(diskId);
+  await withQmp(vmDir, async (qmp) => {
+    await qmp.execute('device_del', { id: device });
+    await qmp.event('DEVICE_DELETED', (data) => data.device === device, 20_000);
+  });
+}
+
+/** A folder under <storage>/vms named as vman names a VM's, that no VM record owns. */
+export async function makeVmFolderByHand(world: VmanWorld): Promise<string> {
+  const folder = path.join(world.api().storagePath, 'vms', 'vm-0000feedface');
+  await mkdir(folder, { recursive: true });
+  return folder;
+}
+
 /** A tap device named as vman names a VM's, on the bridge of the scenario's namespace, that no VM holds. */
 export async function putTapOnBridgeByHand(world: VmanWorld): Promise<string> {
   const ns = scenarioNetns(world);

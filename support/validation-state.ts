@@ -11,6 +11,7 @@ import path from 'node:path';
 import type { VmanWorld } from '../world/vman-world.ts';
 import type { Row } from './db-reader.ts';
 import { qemusUnder } from './proc-reader.ts';
+import { auxSocketOf, qemuBlockView } from './qmp-reader.ts';
 
 /** The tables vman's schema has (migrations 1 and 2 and their bookkeeping): each must be there to be compared. */
 export const VMAN_TABLES = ['templates', 'vms', 'disks', 'address_allocations', 'intents', 'schema_migrations'] as const;
@@ -32,6 +33,16 @@ export interface Holdings {
   tables: Record<string, Row[]>;
   storage: StorageEntry[];
   qemus: Array<{ pid: number; argv: string[] }>;
+  /** What each running QEMU holds, asked over its second monitor: devices and block nodes, by VM folder. */
+  blocks: Record<string, { devices: string[]; nodes: string[] } | string>;
+}
+
+/** What a comparison leaves out on purpose, each said where it is used (a restart of vman touches updated_at and writes its database). */
+export interface Leeway {
+  columns?: readonly string[];
+  files?: readonly string[];
+  /** Whole tables left out: sqlite_sequence, where an operation that began (its intent written, then removed) leaves its number. */
+  tables?: readonly string[];
 }
 
 /** Files whose content changes without vman changing anything, by name, with the reason. */
@@ -108,7 +119,19 @@ export async function holdings(world: VmanWorld): Promise<Holdings> {
     treeOf(world.api().storagePath),
     qemusUnder(world.storage),
   ]);
-  return { tables, storage, qemus: qemus.map((p) => ({ pid: p.pid, argv: p.argv })).sort((a, b) => a.pid - b.pid) };
+  return { tables, storage, qemus: qemus.map((p) => ({ pid: p.pid, argv: p.argv })).sort((a, b) => a.pid - b.pid), blocks: await blocksOf(world) };
+}
+
+/** The block devices and nodes of every VM folder whose QEMU answers on its second monitor. */
+async function blocksOf(world: VmanWorld): Promise<Holdings['blocks']> {
+  const vmsDir = path.join(world.api().storagePath, 'vms');
+  const out: Holdings['blocks'] = {};
+  for (const folder of (await readdir(vmsDir).catch(() => [] as string[])).sort()) {
+    const dir = path.join(vmsDir, folder);
+    if (!(await lstat(auxSocketOf(dir)).then(() => true, () => false))) continue;
+    out[folder] = await qemuBlockView(dir).then(({ devices, nodes }) => ({ devices, nodes }), (e: Error) => `unreadable: ${e.message}`);
+  }
+  return out;
 }
 
 /**
@@ -116,12 +139,14 @@ export async function holdings(world: VmanWorld): Promise<Holdings> {
  * VM's serial log may have grown while its QEMU ran throughout, as long as what
  * it held before is still its beginning.
  */
-export async function differences(world: VmanWorld, before: Holdings, after: Holdings): Promise<string[]> {
+export async function differences(world: VmanWorld, before: Holdings, after: Holdings, leeway: Leeway = {}): Promise<string[]> {
   const out: string[] = [];
-  const tableNames = [...new Set([...Object.keys(before.tables), ...Object.keys(after.tables)])].sort();
+  const tableNames = [...new Set([...Object.keys(before.tables), ...Object.keys(after.tables)])].filter((t) => !leeway.tables?.includes(t)).sort();
+  const loose = (rows: Row[] | undefined): Row[] | undefined =>
+    rows?.map((r) => Object.fromEntries(Object.entries(r).filter(([k]) => !leeway.columns?.includes(k))));
   for (const t of tableNames) {
-    const b = before.tables[t];
-    const a = after.tables[t];
+    const b = loose(before.tables[t]);
+    const a = loose(after.tables[t]);
     if (!b) { out.push(`table ${t} appeared`); continue; }
     if (!a) { out.push(`table ${t} is gone`); continue; }
     const bs = new Set(b.map((r) => JSON.stringify(r)));
@@ -138,6 +163,12 @@ export async function differences(world: VmanWorld, before: Holdings, after: Hol
   for (const [pid, argv] of qa) if (!qb.has(pid)) out.push(`QEMU ${pid} is new: ${argv.slice(0, 200)}`);
   const ranThroughout = (vmFolder: string): boolean => [...qb.entries()].some(([pid, argv]) => qa.get(pid) === argv && argv.includes(`${vmFolder}/`));
 
+  for (const folder of [...new Set([...Object.keys(before.blocks), ...Object.keys(after.blocks)])].sort()) {
+    const b = JSON.stringify(before.blocks[folder] ?? 'no QEMU');
+    const a = JSON.stringify(after.blocks[folder] ?? 'no QEMU');
+    if (a !== b) out.push(`QEMU of ${folder} held ${b}, now ${a}`);
+  }
+
   const root = world.api().storagePath;
   const sb = new Map(before.storage.map((e) => [e.path, e]));
   const sa = new Map(after.storage.map((e) => [e.path, e]));
@@ -145,6 +176,7 @@ export async function differences(world: VmanWorld, before: Holdings, after: Hol
     const now = sa.get(p);
     if (!now) { out.push(`storage: ${p} (${e.kind}) is gone`); continue; }
     if (JSON.stringify(e) === JSON.stringify(now)) continue;
+    if (leeway.files?.includes(p)) continue;
     if (path.basename(p) === APPEND_ONLY && e.kind === 'file' && now.kind === 'file' && e.bytes !== undefined && now.bytes !== undefined
       && now.bytes >= e.bytes && ranThroughout(path.join(root, path.dirname(p)))) {
       const prefix = await sha256Of(path.join(root, p), e.bytes).catch(() => 'unreadable');
@@ -167,14 +199,16 @@ export async function noteHoldings(world: VmanWorld): Promise<void> {
 }
 
 /** The differences since the last note; throws when nothing was noted. */
-export async function changesSinceLastRequest(world: VmanWorld): Promise<string[]> {
+export async function changesSinceLastRequest(world: VmanWorld, leeway: Leeway = {}): Promise<string[]> {
   const before = world.remembered.get(HELD_BEFORE) as Holdings | undefined;
   if (!before) throw new Error('no request was sent in this scenario, so there is nothing to compare with');
   const after = await holdings(world);
-  const found = await differences(world, before, after);
+  const found = await differences(world, before, after, leeway);
   world.attach(
     `Compared: ${Object.keys(after.tables).length} tables (${Object.keys(after.tables).join(', ')}), ` +
-      `${after.storage.length} entries under ${world.api().storagePath}, ${after.qemus.length} QEMU processes.\n` +
+      `${after.storage.length} entries under ${world.api().storagePath}, ${after.qemus.length} QEMU processes ` +
+      `and the devices and block nodes of ${Object.keys(after.blocks).length}.\n` +
+      `Left out on purpose: ${[...(leeway.tables ?? []).map((t) => `the table ${t}`), ...(leeway.columns ?? []).map((c) => `the column ${c}`), ...(leeway.files ?? [])].join(', ') || 'nothing'}\n` +
       `Not compared byte for byte:\n${after.storage.filter((e) => e.notCompared).map((e) => `  ${e.path}: ${e.notCompared}`).join('\n') || '  nothing'}\n` +
       `Differences:\n${found.map((d) => `  ${d}`).join('\n') || '  none'}`,
     { mediaType: 'text/plain', fileName: 'what vman held before and after' },

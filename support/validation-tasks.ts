@@ -379,12 +379,12 @@ export function startTwiceAtOnce(world: VmanWorld, vm: string): Promise<RaceEntr
   return atTheSameMoment(world, [{ what: 'start', label: 'first', send: start }, { what: 'start', label: 'second', send: start }]);
 }
 
-/** A start and a delete of one VM, sent in the order named ("started", "deleted"). */
+/** A start and a forced delete of one VM (it may be running by the time the delete is served), sent in the order named ("started", "deleted"). */
 export function startAndDeleteAtOnce(world: VmanWorld, vm: string, order: [string, string]): Promise<RaceEntry[]> {
   const id = world.idOf(vm);
   const requests = {
     started: { what: 'start', label: vm, send: () => world.api().http.post(`api/v1/vms/${id}/start`) },
-    deleted: { what: 'delete', label: vm, send: () => world.api().http.delete(`api/v1/vms/${id}`) },
+    deleted: { what: 'delete', label: vm, send: () => world.api().http.delete(`api/v1/vms/${id}`, { searchParams: { force: 'true' } }) },
   } as const;
   const pick = (word: string) => {
     if (word !== 'started' && word !== 'deleted') throw new Error(`a VM is started or deleted here, not ${word}`);

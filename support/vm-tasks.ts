@@ -47,8 +47,8 @@ export async function vmAction(world: VmanWorld, name: string, action: 'start' |
   return res;
 }
 
-export async function deleteVm(world: VmanWorld, name: string): Promise<Response<unknown>> {
-  const res = await world.api().http.delete(`api/v1/vms/${world.idOf(name)}`);
+export async function deleteVm(world: VmanWorld, name: string, opts: { force?: boolean } = {}): Promise<Response<unknown>> {
+  const res = await world.api().http.delete(`api/v1/vms/${world.idOf(name)}`, opts.force ? { searchParams: { force: 'true' } } : {});
   world.lastResponse = res;
   return res;
 }
@@ -66,26 +66,58 @@ export async function startNotingRecords(world: VmanWorld, name: string): Promis
   return vmAction(world, name, 'start');
 }
 
+/** The suite's own monitor on a VM's QEMU, listening until QEMU exits. */
+export interface QemuWatch {
+  events: Promise<QmpEvent[]>;
+  close(): void;
+}
+
+/** Opens the suite's monitor on a running VM's QEMU (before a fault that would keep it from greeting: a frozen QEMU). */
+export async function watchQemu(dir: string): Promise<QemuWatch> {
+  const qmp = await QmpReader.open(auxSocketOf(dir));
+  return { events: qmp.eventsUntilClosed(10 * 60_000), close: () => qmp.close() };
+}
+
 /**
  * Stops a VM while the suite listens on QEMU's second monitor: the events
  * QEMU sent every monitor until it exited (a POWERDOWN when the power button
- * was pressed; the SHUTDOWN and its reason) are kept in the VM's notes, the
- * evidence of how the guest went down that does not come from vman.
+ * was pressed; the SHUTDOWN and its reason; none when it was killed) are kept
+ * in the VM's notes, the evidence of how the guest went down that does not
+ * come from vman. A watch opened earlier (the VM's notes) is used when there is one.
  */
-export async function stopWatchingQemu(world: VmanWorld, name: string): Promise<Response<unknown>> {
+export async function stopWatchingQemu(world: VmanWorld, name: string, opts: { force?: boolean } = {}): Promise<Response<unknown>> {
   const row = await world.db().vmByName(name);
   const dir = row?.state === 'running' ? String(row.storage_dir) : undefined;
-  const qmp = dir ? await QmpReader.open(auxSocketOf(dir)).catch(() => undefined) : undefined;
+  const notes = world.vmNotes.get(name);
+  const watch = notes?.qemuWatch ?? (dir ? await watchQemu(dir).catch(() => undefined) : undefined);
   try {
-    const events = qmp?.eventsUntilClosed(10 * 60_000);
-    const res = await vmAction(world, name, 'stop');
-    if (qmp && events && res.statusCode === 200) {
-      const seen: QmpEvent[] = await events;
+    const res = await vmAction(world, name, 'stop', opts.force ? { force: true } : undefined);
+    if (watch && res.statusCode === 200) {
+      const seen: QmpEvent[] = await watch.events;
       world.vmNoted(name).stopEvents = seen;
-      world.attach(`QMP events while ${name} stopped (the suite's own monitor):\n${seen.map((e) => `${e.event} ${JSON.stringify(e.data)}`).join('\n')}`, 'text/plain');
+      world.attach(`QMP events while ${name} stopped (the suite's own monitor):\n${seen.map((e) => `${e.event} ${JSON.stringify(e.data)}`).join('\n') || '(none: the monitor closed without a SHUTDOWN)'}`, 'text/plain');
     }
     return res;
   } finally {
-    qmp?.close();
+    watch?.close();
   }
+}
+
+/** One rung of a stop as vman logged it (the stop_rungs field of its "stopped" line). */
+export interface LoggedRung { rung: string; ms: number; exited: boolean; saw: string }
+
+/** The rungs of the last stop of a VM, from vman's log lines (JSON, one a line). */
+export function stopRungsLogged(world: VmanWorld, vmId: string): LoggedRung[] {
+  const lines = world.api().log().split('\n').flatMap((l) => {
+    try {
+      return [JSON.parse(l) as { msg?: string; vm_id?: string; stop_rungs?: string }];
+    } catch {
+      return [];
+    }
+  });
+  const stopped = lines.filter((l) => l.vm_id === vmId && typeof l.stop_rungs === 'string');
+  const last = stopped[stopped.length - 1];
+  if (!last) throw new Error(`vman logged no stop of ${vmId}; its log has ${lines.length} lines`);
+  world.attach(`vman's log of the stop: ${last.msg}`, 'text/plain');
+  return JSON.parse(last.stop_rungs!) as LoggedRung[];
 }

@@ -279,11 +279,24 @@ describe('VMs API: transitions', () => {
     assertProblem(await v.api('DELETE', `/api/v1/vms/${vm.id}`), 404);
   });
 
-  it('delete of a running VM → 204; the row, its folder and its address are gone', async (t) => {
+  it('delete of a running VM without force → 409 naming ?force=true; the VM still runs, nothing changed', async (t) => {
+    const v = await dryVman(t);
+    const vm = await startedVm(v);
+    const before = { vms: vmsTable(v), allocations: allocations(v) };
+    for (const query of ['', '?force=false']) {
+      assertProblem(await v.api('DELETE', `/api/v1/vms/${vm.id}${query}`), 409, /\?force=true/);
+    }
+    assert.deepEqual({ vms: vmsTable(v), allocations: allocations(v) }, before);
+    assert.equal(v.operator.vms.get(vm.id)?.alive, true, 'the simulated process still runs');
+    assert.ok(fs.existsSync(vm.storage_dir));
+    assertProblem(await v.api('DELETE', `/api/v1/vms/${vm.id}?force=yes`), 400, /force/);
+  });
+
+  it('delete of a running VM with ?force=true → 204; the row, its folder and its address are gone', async (t) => {
     const v = await dryVman(t);
     const vm = await startedVm(v);
     assert.ok(fs.existsSync(vm.storage_dir));
-    const res = await v.api('DELETE', `/api/v1/vms/${vm.id}`);
+    const res = await v.api('DELETE', `/api/v1/vms/${vm.id}?force=true`);
     assert.equal(res.status, 204);
     assert.equal(vmRow(v, vm.id), undefined);
     assert.equal(fs.existsSync(vm.storage_dir), false);
@@ -400,7 +413,7 @@ describe('VMs API: concurrency', () => {
     const vm = await createVm(v);
     const [start, del] = await Promise.all([
       v.api('POST', `/api/v1/vms/${vm.id}/start`),
-      v.api('DELETE', `/api/v1/vms/${vm.id}`),
+      v.api('DELETE', `/api/v1/vms/${vm.id}?force=true`),
     ]);
     assert.equal(del.status, 204, del.raw);
     assert.ok(start.status === 200 || start.status === 404, `start answered ${start.status}: ${start.raw}`);
@@ -422,8 +435,8 @@ describe('VMs API: concurrency', () => {
     const vms = [];
     for (let i = 0; i < 4; i++) vms.push(await createVm(v, `c${i}`));
     await Promise.all(vms.flatMap((vm, i) => (i % 2 === 0
-      ? [v.api('POST', `/api/v1/vms/${vm.id}/start`), v.api('DELETE', `/api/v1/vms/${vm.id}`)]
-      : [v.api('DELETE', `/api/v1/vms/${vm.id}`), v.api('POST', `/api/v1/vms/${vm.id}/start`)])));
+      ? [v.api('POST', `/api/v1/vms/${vm.id}/start`), v.api('DELETE', `/api/v1/vms/${vm.id}?force=true`)]
+      : [v.api('DELETE', `/api/v1/vms/${vm.id}?force=true`), v.api('POST', `/api/v1/vms/${vm.id}/start`)])));
     assert.deepEqual(vmsTable(v), []);
     assert.deepEqual(allocations(v), []);
     for (const sim of v.operator.vms.values()) assert.equal(sim.alive, false);

@@ -105,6 +105,19 @@ describe('vman command: VMs, disks, templates', () => {
     assert.equal((await vman(url, ['template', 'rm', 'tiny'])).exitCode, 0);
     assert.deepEqual(v.rows("SELECT * FROM templates WHERE name = 'tiny'"), []);
   });
+
+  it('vm rm refuses a running VM and says --force; vm rm --force stops it, and its disk stays', async () => {
+    const before = v.rows('SELECT * FROM vms ORDER BY id');
+    const refused = await vman(url, ['vm', 'rm', 'web']);
+    assert.equal(refused.exitCode, 1);
+    assert.match(refused.stderr, /vman vm rm --force web/);
+    assert.match(refused.stderr, /HTTP 409/);
+    assert.deepEqual(v.rows('SELECT * FROM vms ORDER BY id'), before);
+    const forced = await vman(url, ['vm', 'rm', '--force', 'web']);
+    assert.equal(forced.exitCode, 0, forced.stderr);
+    assert.deepEqual(v.rows("SELECT * FROM vms WHERE name = 'web'"), []);
+    assert.deepEqual(v.rows("SELECT state, vm_id, mount_point FROM disks WHERE name = 'data'"), [{ state: 'available', vm_id: null, mount_point: null }]);
+  });
 });
 
 describe('vman command: usage, help, version, reachability', () => {

@@ -7,6 +7,7 @@ import got, { type Got } from 'got';
 import { loadConfig } from '../src/config.ts';
 import { probeHost, type HostInfo } from '../src/host/probe.ts';
 import type { AccelRequest } from '../src/host/accel-probe.ts';
+import type { NetworkMode } from '../src/network/config.ts';
 import { runContext } from '../support/run-context.ts';
 import type { ProtocolLogEntry } from '../src/operator/qmp-client.ts';
 import { createVman, type Vman } from '../src/server.ts';
@@ -18,8 +19,12 @@ const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export interface VmanEndpoint {
   baseUrl: string;
   http: Got;
+  /** How many requests sent through `http` have not been answered yet (or failed): the after-scenario judge lets a VM be starting or stopping only while one is. */
+  inFlight(): number;
   storagePath: string;
   dbPath: string;
+  /** The network mode vman was configured with (its own settings, not a file it may have left). */
+  networkMode: NetworkMode;
   /** Lines vman logged, for the report when a scenario fails. */
   log(): string;
   stop(): Promise<void>;
@@ -38,14 +43,27 @@ export interface VmanSettings {
   netns?: { name: string; listenHost: string; listenPort: number };
 }
 
-function client(baseUrl: string): Got {
-  return got.extend({
+/** A client for one vman that counts its unanswered requests (streams, e.g. the event stream, are not operations and are not counted). */
+function client(baseUrl: string): { http: Got; inFlight: () => number } {
+  let pending = 0;
+  const http = got.extend({
     prefixUrl: baseUrl,
     throwHttpErrors: false,
     responseType: 'json',
     retry: { limit: 0 },
     timeout: { request: 120_000 },
+    handlers: [
+      (options, next) => {
+        if (options.isStream) return next(options);
+        pending += 1;
+        const answer = next(options);
+        const done = (): void => { pending -= 1; };
+        void Promise.resolve(answer).then(done, done);
+        return answer;
+      },
+    ],
   });
+  return { http, inFlight: () => pending };
 }
 
 function baseEnv(s: VmanSettings): Record<string, string> {
@@ -81,7 +99,7 @@ export async function startInProcessVman(s: VmanSettings): Promise<VmanEndpoint 
   });
   const baseUrl = `${await vman.listen()}/`;
   return {
-    vman, baseUrl, http: client(baseUrl), storagePath: config.storagePath, dbPath: config.dbPath,
+    vman, baseUrl, ...client(baseUrl), storagePath: config.storagePath, dbPath: config.dbPath, networkMode: config.network.mode,
     log: () => lines.join('\n'),
     stop: () => vman.close(),
   };
@@ -109,7 +127,7 @@ export async function startChildVman(s: VmanSettings, port?: number): Promise<Ch
     cleanup: true,
   });
   child.all?.on('data', (d: Buffer) => lines.push(d.toString().trimEnd()));
-  const http = client(baseUrl);
+  const { http, inFlight } = client(baseUrl);
   await pollUntil(
     `vman serve to answer on ${baseUrl}`,
     async () => {
@@ -125,7 +143,7 @@ export async function startChildVman(s: VmanSettings, port?: number): Promise<Ch
     () => ({ code: child.exitCode, signal: child.signalCode }),
   );
   return {
-    baseUrl, http, storagePath: config.storagePath, dbPath: config.dbPath, pid: child.pid!, exited,
+    baseUrl, http, inFlight, storagePath: config.storagePath, dbPath: config.dbPath, networkMode: config.network.mode, pid: child.pid!, exited,
     log: () => lines.join('\n'),
     async kill(signal) {
       child.kill(signal);

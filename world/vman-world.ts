@@ -10,6 +10,7 @@ import type { Row } from '../support/db-reader.ts';
 import type { GuestDisk } from '../support/guest-view.ts';
 import type { VmWatch } from '../support/disk-facts.ts';
 import type { QmpEvent } from '../support/qmp-reader.ts';
+import type { QemuWatch } from '../support/vm-tasks.ts';
 
 /** What a scenario learnt about a VM it names, so later steps can check it after its row is gone. */
 export interface VmNotes {
@@ -26,6 +27,8 @@ export interface VmNotes {
   watch?: VmWatch;
   /** What QEMU told the suite's own monitor while the VM stopped, up to its exit. */
   stopEvents?: QmpEvent[];
+  /** The suite's monitor on its QEMU, opened ahead of a fault that would keep QEMU from greeting a new one. */
+  qemuWatch?: QemuWatch;
 }
 
 /** What a scenario noted about a disk it names. */

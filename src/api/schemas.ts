@@ -125,6 +125,12 @@ const wait = Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false
 }));
 export const ActionQuery = Type.Object({ wait }, { additionalProperties: false });
 export const StopQuery = Type.Object({ force: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')])), wait }, { additionalProperties: false });
+/** `?force=true`: delete a VM that runs (stopped first, its disks detached and kept); without it such a delete is a 409. */
+export const DeleteVmQuery = Type.Object({
+  force: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')], {
+    description: 'true: a VM that runs is stopped, its disks detached (they keep their data) and it is deleted; otherwise deleting a VM that runs is refused (409)',
+  })),
+}, { additionalProperties: false });
 
 
 /** Where to read the console from: a byte offset (next_offset of the last read), in decimal. */

@@ -27,12 +27,18 @@ export async function resolveRef<T extends Named>(client: ApiClient, kind: 'vms'
 }
 
 /** `vman <noun> rm <ref>`: the one removal the VM, disk and template commands share. */
-export function removeCommand(parent: Command, kind: 'vms' | 'disks' | 'templates', description: string, argument: string): void {
-  parent.command('rm').description(description).argument(`<${argument}>`, 'name or id')
-    .action(async (ref: string, _o, cmd: Command) => {
+export function removeCommand(parent: Command, kind: 'vms' | 'disks' | 'templates', description: string, argument: string): Command {
+  return parent.command('rm').description(description).argument(`<${argument}>`, 'name or id')
+    .action(async (ref: string, o: { force?: boolean }, cmd: Command) => {
       const { client, json } = ctxOf(cmd);
       const target = await resolveRef<Named>(client, kind, ref);
-      await client.delete(`/${kind}/${target.id}`);
+      await client.delete(`/${kind}/${target.id}${o.force ? '?force=true' : ''}`).catch((err: unknown) => {
+        // The API names its query; a person at the command line wants the flag.
+        if (err instanceof ApiError && kind === 'vms' && err.status === 409 && err.detail.includes('?force=true')) {
+          throw new ApiError(err.status, err.title, `${err.detail} (here: vman vm rm --force ${ref})`, err.body);
+        }
+        throw err;
+      });
       if (!json) process.stdout.write(`removed ${NOUN[kind]} ${target.name} (${target.id})\n`);
     });
 }

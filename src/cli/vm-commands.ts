@@ -105,7 +105,8 @@ export function vmCommands(program: Command): void {
     .action((ref: string, o: { force?: boolean }, cmd: Command) => run(cmd, ref, 'stop', o.force ? { force: true } : {}));
   action('restart', 'stop, then start a VM').action((ref: string, _o, cmd: Command) => run(cmd, ref, 'restart', {}));
 
-  removeCommand(vm, 'vms', 'delete a VM (stopping it first if it runs)', 'vm');
+  removeCommand(vm, 'vms', 'delete a VM that is not running (--force: stop it first and detach its disks, which stay)', 'vm')
+    .option('-f, --force', 'delete a running VM: stop it, detach its disks (they keep their data), then delete it');
 
   vm.command('console').description('print the serial console').argument('<vm>', 'name or id')
     .option('-f, --follow', 'keep printing what is new until Ctrl-C')

@@ -4,7 +4,7 @@
 // then SIGKILL, each with a deadline of its own.
 import { connect } from 'node:net';
 import { readFile } from 'node:fs/promises';
-import { GuestAgentClient, type GuestNetworkInterface } from './guest-agent-client.ts';
+import { GuestAgentClient, GuestAgentError, type GuestNetworkInterface } from './guest-agent-client.ts';
 import { QmpClient, type ProtocolLogEntry, type QmpEvent } from './qmp-client.ts';
 import type { ExitInfo, VmHandle } from './operator.ts';
 import { launchQemu, removeRuntimeFiles } from './qemu-launcher.ts';
@@ -25,6 +25,19 @@ export interface StopOptions {
   /** How long a guest has after the ACPI power button. */
   powerdownTimeoutMs?: number;
   quitTimeoutMs?: number;
+  /** Told each rung the stop tried, as it ends: what it waited and what it saw. */
+  onRung?: (rung: StopRung) => void;
+}
+
+/** One rung of the stop ladder, as it went. */
+export interface StopRung {
+  rung: 'agent' | 'acpi' | 'quit' | 'kill';
+  /** How long this rung took, asking and waiting. */
+  ms: number;
+  /** Whether QEMU exited on this rung. */
+  exited: boolean;
+  /** What was seen, in words: the agent's error, no exit within the deadline. */
+  saw: string;
 }
 
 /** How a guest shows it is ready (its template says which). */
@@ -161,21 +174,44 @@ export class QemuVm implements VmHandle {
     return { guestAddress, ms: Date.now() - started };
   }
 
+  /**
+   * Down the ladder: the guest agent, the ACPI power button, QMP `quit`,
+   * SIGKILL. A rung that cannot work (no agent, the agent refused, QMP gone)
+   * hands over at once; one that was taken waits its deadline for QEMU to exit.
+   */
   async stop(opts: StopOptions = {}): Promise<StopMethod> {
     const { force = false, agentTimeoutMs = 30_000, powerdownTimeoutMs = 20_000, quitTimeoutMs = 5_000 } = opts;
+    const report = (rung: StopRung['rung'], started: number, exited: boolean, saw: string): boolean => {
+      opts.onRung?.({ rung, ms: Date.now() - started, exited, saw });
+      return exited;
+    };
+    const waitOn = async (rung: StopRung['rung'], started: number, deadlineMs: number, asked: string): Promise<boolean> => {
+      const exited = await waitForExit(this.pid, deadlineMs, 5);
+      return report(rung, started, exited, exited ? `${asked}; QEMU exited` : `${asked}; QEMU still ran after ${deadlineMs} ms`);
+    };
     this.stopping = true;
     try {
       if (!(await isAlive(this.pid))) return 'already-stopped';
-      if (!force && (await this.askAgentToPowerOff()) && (await waitForExit(this.pid, agentTimeoutMs, 5))) return 'agent';
+      if (!force) {
+        const started = Date.now();
+        const refusal = await this.askAgentToPowerOff();
+        if (refusal === undefined ? await waitOn('agent', started, agentTimeoutMs, 'the agent took guest-shutdown') : report('agent', started, false, refusal)) return 'agent';
+      }
       if (!force && !this.qmp.isClosed) {
-        const powerdown = await this.qmp.execute('system_powerdown').then(() => true, () => false);
-        if (powerdown && (await waitForExit(this.pid, powerdownTimeoutMs, 5))) return 'acpi';
+        const started = Date.now();
+        // A live QEMU answers at once; one that does not is no use waiting for.
+        const refused = await this.qmp.execute('system_powerdown', undefined, { timeoutMs: 2_000 }).then(() => undefined, (e: unknown) => errorText(e));
+        if (refused === undefined ? await waitOn('acpi', started, powerdownTimeoutMs, 'the power button was pressed') : report('acpi', started, false, `system_powerdown failed: ${refused}`)) return 'acpi';
       }
       if (!this.qmp.isClosed) {
-        await this.qmp.execute('quit', undefined, { timeoutMs: quitTimeoutMs }).catch(() => undefined);
-        if (await waitForExit(this.pid, quitTimeoutMs, 5)) return 'quit';
+        const started = Date.now();
+        const failed = await this.qmp.execute('quit', undefined, { timeoutMs: quitTimeoutMs }).then(() => undefined, (e: unknown) => errorText(e));
+        // No answer to quit: QEMU closed the monitor as it went, or it is stuck; a moment tells which.
+        if (await waitOn('quit', started, failed === undefined ? quitTimeoutMs : 500, failed === undefined ? 'QEMU took quit' : `quit got no answer (${failed})`)) return 'quit';
       }
+      const started = Date.now();
       await this.kill();
+      report('kill', started, true, 'SIGKILL sent; QEMU exited');
       return 'kill';
     } finally {
       await this.cleanup();
@@ -184,15 +220,20 @@ export class QemuVm implements VmHandle {
 
   /**
    * The clean way, as libvirt and Proxmox take it: the guest agent shuts the
-   * guest down (guest-shutdown has no reply: the guest goes). False when no
-   * agent answers within a second.
+   * guest down. guest-shutdown has no reply when it works (the guest goes), so
+   * its own timeout is no failure. Undefined when the agent took it; else why
+   * not, in words: no agent answered within a second, or it answered with an
+   * error (a guest whose shutdown command fails, e.g. systemd without D-Bus).
    */
-  private async askAgentToPowerOff(): Promise<boolean> {
+  private async askAgentToPowerOff(): Promise<string | undefined> {
     return this.withGuestAgent(async (ga) => {
       await ga.ping(1_000);
-      await ga.execute('guest-shutdown', { mode: 'powerdown' }, { timeoutMs: 1_000 }).catch(() => undefined);
-      return true;
-    }, 1_000).catch(() => false);
+      return ga.execute('guest-shutdown', { mode: 'powerdown' }, { timeoutMs: 1_000 }).then(
+        () => undefined,
+        // Only an error reply is a refusal; a timeout or a closed channel is the guest going down.
+        (e: unknown) => (e instanceof GuestAgentError && e.errorClass !== undefined ? `the agent refused guest-shutdown: ${e.message}` : undefined),
+      );
+    }, 1_000).catch((e: unknown) => `no guest agent answered (${errorText(e)})`);
   }
 
   /** SIGKILL and wait; safe to call twice. */
@@ -346,4 +387,8 @@ async function readPidfile(dir: string): Promise<number | undefined> {
 function qmpOptions(vmId: string, opts: VmHandleOptions) {
   const log = opts.protocolLog;
   return log ? { timeoutMs: 5_000, log: (e: ProtocolLogEntry) => log(vmId, e) } : { timeoutMs: 5_000 };
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }

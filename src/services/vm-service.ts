@@ -16,7 +16,7 @@ import { assertName, InvalidNameError } from '../names.ts';
 import type { AddressPool } from '../network/address-pool.ts';
 import type { Accelerator, QemuVmSpec } from '../operator/qemu-command.ts';
 import type { VmHandle } from '../operator/operator.ts';
-import type { ReadinessRule } from '../operator/qemu-vm.ts';
+import type { ReadinessRule, StopRung } from '../operator/qemu-vm.ts';
 import { createServer } from 'node:net';
 import { createOverlay } from '../operator/qemu-img.ts';
 import { writeSeed, type SeedContent } from '../operator/cloud-init-seed.ts';
@@ -163,11 +163,19 @@ export class VmService {
     });
   }
 
-  delete(ref: string): Promise<void> {
+  /**
+   * Deletes a VM at rest. A VM in life is deleted only when forced, as docker
+   * and incus ask: it is stopped first (its guest asked to power off, so its
+   * disks are flushed), its disks are detached and stay, with their data.
+   */
+  delete(ref: string, opts: { force?: boolean } = {}): Promise<void> {
     const id = this.idOf(ref);
     return this.runtime.locks.run(id, async () => {
       const vm = this.record(id);
       assertActionAllowed('delete', id, vm.state);
+      if (!isAtRest(vm.state) && !opts.force) {
+        throw conflict('vm-running', `VM ${id} is ${vm.state}: stop it first, or delete it with ?force=true, which stops it and detaches its disks (they stay, with their data)`);
+      }
       await this.o.journal.run({ op: 'vm.delete', vmId: id, dir: vm.storageDir }, async () => {
         if (vm.state === 'running') await this.stopLocked(vm, false);
         crashPoint('vm.delete.before-record');
@@ -309,7 +317,10 @@ export class VmService {
       accepted?.();
       crashPoint('vm.stop.after-stopping');
       const handle = this.runtime.untrack(vm.id);
-      const method = handle ? await handle.stop({ force, agentTimeoutMs: this.o.stopTimeouts.agentMs, powerdownTimeoutMs: this.o.stopTimeouts.acpiMs }) : 'already-stopped';
+      const rungs: StopRung[] = [];
+      const method = handle
+        ? await handle.stop({ force, agentTimeoutMs: this.o.stopTimeouts.agentMs, powerdownTimeoutMs: this.o.stopTimeouts.acpiMs, onRung: (r) => rungs.push(r) })
+        : 'already-stopped';
       crashPoint('vm.stop.after-exit');
       await this.runtime.settle(vm.id, { state: 'stopped', reason: null }, {
         beforeRecord: () => crashPoint('vm.stop.before-record'),
@@ -318,7 +329,9 @@ export class VmService {
           this.o.journal.clear(intent);
         },
       });
-      this.log(`vm ${vm.id} stopped (${method})`, { vm_id: vm.id, vm_name: vm.name });
+      // Each rung tried, how long it took and what it saw: a stop that fell to quit says why.
+      const ladder = rungs.map((r) => `${r.rung} ${r.ms} ms: ${r.saw}`).join('; ');
+      this.log(`vm ${vm.id} stopped (${method})${force ? ', forced' : ''}${ladder ? ` after ${ladder}` : ''}`, { vm_id: vm.id, vm_name: vm.name, stop_method: method, stop_rungs: JSON.stringify(rungs) });
     });
   }
 

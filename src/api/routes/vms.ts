@@ -4,7 +4,7 @@ import { Type } from '@fastify/type-provider-typebox';
 import type { FastifyBaseLogger, FastifyReply } from 'fastify';
 import type { ActionOptions, VmService, VmView } from '../../services/vm-service.ts';
 import {
-  ActionQuery, Console, ConsoleQuery, IdParams, NoOptionsBody, problemResponses, StopBody, StopQuery, Vm, VmCreate, VmListQuery,
+  ActionQuery, Console, DeleteVmQuery, ConsoleQuery, IdParams, NoOptionsBody, problemResponses, StopBody, StopQuery, Vm, VmCreate, VmListQuery,
 } from '../schemas.ts';
 
 export function vmJson(v: VmView) {
@@ -73,11 +73,11 @@ export const vmRoutes = (vms: VmService): FastifyPluginAsyncTypebox => async (ap
 
   app.delete('/vms/:id', {
     schema: {
-      tags: ['vms'], summary: 'Delete a VM (stopping it first if it runs)', operationId: 'deleteVm',
-      params: IdParams, response: { 204: Type.Null(), ...problemResponses(404, 409) },
+      tags: ['vms'], summary: 'Delete a VM at rest (one that runs only with ?force=true, which stops it and detaches its disks)', operationId: 'deleteVm',
+      params: IdParams, querystring: DeleteVmQuery, response: { 204: Type.Null(), ...problemResponses(400, 404, 409) },
     },
   }, async (req, reply) => {
-    await vms.delete(req.params.id);
+    await vms.delete(req.params.id, { force: req.query.force === 'true' });
     return reply.code(204).send(null);
   });
 
