@@ -2,6 +2,7 @@
 // unit tests (TAP from node:test) and scenarios (Cucumber messages).
 import { existsSync, readFileSync } from 'node:fs';
 import { tapTotals, worseStatus } from '../scripts/report/statuses.mjs';
+import { skipsNotAllowed } from './skips.mjs';
 
 const totals = { passed: 0, failed: 0, skipped: 0 };
 
@@ -44,17 +45,20 @@ if (existsSync('reports/cucumber.ndjson')) {
         scenarios.skipped++;
         const started = m.testCaseFinished.testCaseStartedId;
         const name = pickles.get(pickleOfCase.get(caseOfStarted.get(started))) ?? started;
-        skippedNames.push(`${name} (${reasons.get(started) ?? 'no reason given'})`);
+        skippedNames.push({ name, reason: reasons.get(started) ?? 'no reason given' });
       } else scenarios.failed++;
     }
     if (m.testRunHookFinished && m.testRunHookFinished.result?.status === 'FAILED') runHookFailures++;
   }
   console.log(`scenarios: ${scenarios.passed} passed, ${scenarios.failed} failed, ${scenarios.skipped} skipped` +
     (runHookFailures ? ` (+${runHookFailures} failed BeforeAll/AfterAll hook, e.g. the leak guard)` : ''));
-  // A skip is never silent: each one is named, with its reason.
-  for (const name of skippedNames) console.log(`skipped: ${name}`);
+  // A skip is never silent: each one is named, with its reason; one that is
+  // not on the allow-list (.ci/allowed-skips.json) fails the run.
+  for (const s of skippedNames) console.log(`skipped: ${s.name} (${s.reason})`);
+  const notAllowed = skipsNotAllowed(skippedNames);
+  for (const s of notAllowed) console.log(`skipped but not on .ci/allowed-skips.json, so failed: ${s.name}`);
   totals.passed += scenarios.passed;
-  totals.failed += scenarios.failed + runHookFailures;
+  totals.failed += scenarios.failed + runHookFailures + notAllowed.length;
   totals.skipped += scenarios.skipped;
 } else {
   console.log('scenarios: no reports/cucumber.ndjson (the acceptance suite did not run)');
