@@ -11,7 +11,9 @@ Feature: vman killed in the middle of an operation comes back telling the truth
 
   Each example makes vman die at one named crash point (VMAN_CRASH_AT), not at
   a moment guessed by timing. Then the database, QEMU (over its second
-  monitor), the guest and the files are read by the suite itself.
+  monitor), the guest and the files are read by the suite itself: first at
+  that moment, before vman is started again, to see that it died where the
+  words say (the column "seen"), and then after it settled what it found.
 
   Rule: What an operation had begun to add is taken back, and it can be asked for again
 
@@ -19,6 +21,7 @@ Feature: vman killed in the middle of an operation comes back telling the truth
       Given everything is ready to <operation>, with vman set to die at "<point>"
       When the operator asks to <operation>
       Then vman dies at "<point>" without answering
+      And what it left at that moment shows <seen>
       When vman is started again
       Then the observer's start-up report named the operation vman did not finish
       And the database, QEMU, the guests and the files agree
@@ -30,34 +33,34 @@ Feature: vman killed in the middle of an operation comes back telling the truth
       And the database, QEMU, the guests and the files agree
 
       Examples: Making a VM
-        | operation   | point                   | moment                                                  |
-        | create a VM | vm.create.before-record | after its folder was made, before the VM was recorded |
+        | operation   | point                   | moment                                                | seen                            |
+        | create a VM | vm.create.before-record | after its folder was made, before the VM was recorded | a VM folder that no row records |
 
       Examples: Starting a VM
-        | operation    | point                  | moment                                                                              |
-        | start the VM | vm.start.after-address | after it was marked starting and given an address, before its network was set up |
-        | start the VM | vm.start.after-network | after its network was set up, before QEMU was launched                            |
-        | start the VM | vm.start.after-launch  | after QEMU was launched, before vman connected to it                              |
-        | start the VM | vm.start.after-connect | after vman connected to QEMU, before the guest was ready                          |
-        | start the VM | vm.start.before-record | after the guest was ready, before the VM was recorded running                     |
+        | operation    | point                  | moment                                                                           | seen                                                                    |
+        | start the VM | vm.start.after-address | after it was marked starting and given an address, before its network was set up | the VM recorded starting with an address, and no QEMU                   |
+        | start the VM | vm.start.after-network | after its network was set up, before QEMU was launched                           | the VM recorded starting with an address, and no QEMU                   |
+        | start the VM | vm.start.after-launch  | after QEMU was launched, before vman connected to it                             | QEMU running the VM, and no pid recorded                                |
+        | start the VM | vm.start.after-connect | after vman connected to QEMU, before the guest was ready                         | QEMU running the VM under the pid recorded, its guest not answering yet |
+        | start the VM | vm.start.before-record | after the guest was ready, before the VM was recorded running                    | the VM recorded starting, its guest answering                           |
 
       Examples: Making a disk
-        | operation     | point                    | moment                                                                              |
-        | create a disk | disk.create.after-image  | after qemu-img made the image under a temporary name, before it was moved into place |
-        | create a disk | disk.create.after-rename | after the image was moved into place, before the disk was recorded                |
+        | operation     | point                    | moment                                                                               | seen                                                     |
+        | create a disk | disk.create.after-image  | after qemu-img made the image under a temporary name, before it was moved into place | the image under its temporary name only, and no disk row |
+        | create a disk | disk.create.after-rename | after the image was moved into place, before the disk was recorded                   | the image in place, and no disk row                      |
 
       Examples: Attaching a disk
-        | operation                         | point                         | moment                                                      |
-        | attach the disk to the running VM | disk.attach.after-file-node   | after QEMU opened the disk file, before it read the format |
-        | attach the disk to the running VM | disk.attach.after-format-node | after QEMU read the format, before the device was added    |
-        | attach the disk to the running VM | disk.attach.after-device-add  | after QEMU took the disk, before the guest saw it          |
-        | attach the disk to the running VM | disk.attach.before-record     | after the disk was in place, before it was recorded attached |
-        | attach the disk to the stopped VM | disk.attach.before-record     | after the disk was in place, before it was recorded attached |
+        | operation                         | point                         | moment                                                       | seen                                                                          |
+        | attach the disk to the running VM | disk.attach.after-file-node   | after QEMU opened the disk file, before it read the format   | QEMU holding the disk file only, the disk recorded available                  |
+        | attach the disk to the running VM | disk.attach.after-format-node | after QEMU read the format, before the device was added      | QEMU holding the disk file and format, no device, the disk recorded available |
+        | attach the disk to the running VM | disk.attach.after-device-add  | after QEMU took the disk, before the guest saw it            | QEMU holding the disk as a device, the disk recorded available                |
+        | attach the disk to the running VM | disk.attach.before-record     | after the disk was in place, before it was recorded attached | QEMU holding the disk as a device, the disk recorded available                |
+        | attach the disk to the stopped VM | disk.attach.before-record     | after the disk was in place, before it was recorded attached | no QEMU, the disk recorded available                                          |
 
       @privileged
       Examples: Starting a VM on a bridge
-        | operation                  | point                   | moment                                                    |
-        | start the VM on the bridge | network.setup.after-tap | after the tap device was made, before DHCP knew the address |
+        | operation                  | point                   | moment                                                      | seen                                                 |
+        | start the VM on the bridge | network.setup.after-tap | after the tap device was made, before DHCP knew the address | the tap device on the bridge, and no reservation yet |
 
   Rule: What an operation had begun to take away is finished
 
@@ -65,6 +68,7 @@ Feature: vman killed in the middle of an operation comes back telling the truth
       Given everything is ready to <operation>, with vman set to die at "<point>"
       When the operator asks to <operation>
       Then vman dies at "<point>" without answering
+      And what it left at that moment shows <seen>
       When vman is started again
       Then the observer's start-up report named the operation vman did not finish
       And <outcome>
@@ -76,36 +80,36 @@ Feature: vman killed in the middle of an operation comes back telling the truth
       And the database, QEMU, the guests and the files agree
 
       Examples: Stopping a VM
-        | operation   | point                  | moment                                                           | outcome           | next         |
-        | stop the VM | vm.stop.after-stopping | after it was marked stopping, before QEMU was asked to stop    | the VM is stopped | start the VM |
-        | stop the VM | vm.stop.after-exit     | after QEMU exited, before the network was released             | the VM is stopped | start the VM |
-        | stop the VM | vm.stop.before-record  | after the network was released, before the VM was recorded stopped | the VM is stopped | start the VM |
+        | operation   | point                  | moment                                                             | seen                                                   | outcome           | next         |
+        | stop the VM | vm.stop.after-stopping | after it was marked stopping, before QEMU was asked to stop        | the VM recorded stopping, its QEMU still running       | the VM is stopped | start the VM |
+        | stop the VM | vm.stop.after-exit     | after QEMU exited, before the network was released                 | the VM recorded stopping with its address, and no QEMU | the VM is stopped | start the VM |
+        | stop the VM | vm.stop.before-record  | after the network was released, before the VM was recorded stopped | the VM recorded stopping with its address, and no QEMU | the VM is stopped | start the VM |
 
       Examples: Restarting a VM: the stop is finished, the start taken back
-        | operation      | point                  | moment                                                   | outcome           | next         |
-        | restart the VM | vm.start.after-connect | after vman connected to QEMU, before the guest was ready | the VM is stopped | start the VM |
+        | operation      | point                  | moment                                                   | seen                                                                    | outcome           | next         |
+        | restart the VM | vm.start.after-connect | after vman connected to QEMU, before the guest was ready | QEMU running the VM under the pid recorded, its guest not answering yet | the VM is stopped | start the VM |
 
       Examples: Deleting a VM
-        | operation     | point                   | moment                                                 | outcome        | next        |
-        | delete the VM | vm.delete.before-record | after its QEMU was gone, before its record was removed | the VM is gone | create a VM |
-        | delete the VM | vm.delete.after-record  | after its record was removed, before its folder was removed | the VM is gone | create a VM |
+        | operation     | point                   | moment                                                      | seen                                  | outcome        | next        |
+        | delete the VM | vm.delete.before-record | after its QEMU was gone, before its record was removed      | no QEMU, and the VM still recorded    | the VM is gone | create a VM |
+        | delete the VM | vm.delete.after-record  | after its record was removed, before its folder was removed | no VM row, and its folder still there | the VM is gone | create a VM |
 
       Examples: Detaching a disk
-        | operation                           | point                             | moment                                                       | outcome              | next                              |
-        | detach the disk from the running VM | disk.detach.after-device-del      | after the guest was asked to let go of the disk, before it did | the disk is detached | attach the disk to the running VM |
-        | detach the disk from the running VM | disk.detach.after-device-deleted  | after the guest let go of the disk, before QEMU closed it    | the disk is detached | attach the disk to the running VM |
-        | detach the disk from the running VM | disk.detach.after-format-node-del | after QEMU dropped the format, before it closed the file     | the disk is detached | attach the disk to the running VM |
-        | detach the disk from the running VM | disk.detach.before-record         | after QEMU closed the disk, before it was recorded available | the disk is detached | attach the disk to the running VM |
+        | operation                           | point                             | moment                                                         | seen                                                                            | outcome              | next                              |
+        | detach the disk from the running VM | disk.detach.after-device-del      | after the guest was asked to let go of the disk, before it did | QEMU holding the disk file and format, the disk recorded attached               | the disk is detached | attach the disk to the running VM |
+        | detach the disk from the running VM | disk.detach.after-device-deleted  | after the guest let go of the disk, before QEMU closed it      | QEMU holding the disk file and format but no device, the disk recorded attached | the disk is detached | attach the disk to the running VM |
+        | detach the disk from the running VM | disk.detach.after-format-node-del | after QEMU dropped the format, before it closed the file       | QEMU holding the disk file only, the disk recorded attached                     | the disk is detached | attach the disk to the running VM |
+        | detach the disk from the running VM | disk.detach.before-record         | after QEMU closed the disk, before it was recorded available   | QEMU holding nothing of the disk, the disk recorded attached                    | the disk is detached | attach the disk to the running VM |
 
       Examples: Deleting a disk
-        | operation       | point                    | moment                                                         | outcome           | next          |
-        | delete the disk | disk.delete.after-move   | after the file was moved aside, before the record was removed | the disk is gone  | create a disk |
-        | delete the disk | disk.delete.after-record | after the record was removed, before the file was removed     | the disk is gone  | create a disk |
+        | operation       | point                    | moment                                                        | seen                                           | outcome          | next          |
+        | delete the disk | disk.delete.after-move   | after the file was moved aside, before the record was removed | the image moved aside, the disk still recorded | the disk is gone | create a disk |
+        | delete the disk | disk.delete.after-record | after the record was removed, before the file was removed     | the image moved aside, and no disk row         | the disk is gone | create a disk |
 
       @privileged
       Examples: Stopping a VM on a bridge
-        | operation                 | point                     | moment                                                      | outcome           | next         |
-        | stop the VM on the bridge | network.release.after-tap | after the tap device was removed, before DHCP forgot the address | the VM is stopped | start the VM on the bridge |
+        | operation                 | point                     | moment                                                           | seen                                           | outcome           | next                       |
+        | stop the VM on the bridge | network.release.after-tap | after the tap device was removed, before DHCP forgot the address | no tap device, and the reservation still there | the VM is stopped | start the VM on the bridge |
 
   Rule: The observer looks from QEMU back to the database, and a repair takes out what no record accounts for
 

@@ -8,6 +8,7 @@ import {
   damagedMarkers, OPERATIONS, OUTCOMES, picture, prepare, type OperationName, type OutcomeName, type Picture,
 } from '../support/crash-tasks.ts';
 import type { CrashPoint } from '../support/closed-sets.ts';
+import { momentFlaws } from '../support/crash-moments.ts';
 
 const BEFORE = 'picture before the operation';
 
@@ -47,6 +48,15 @@ Then('vman dies at "{crash-point}" without answering', async function (this: Vma
 
 // The operation a crash point belongs to, as vman's intent journal names it (network steps belong to a start or a stop).
 const INTENT_OF: Record<string, string> = { 'network.setup': 'vm.start', 'network.release': 'vm.stop' };
+
+// Before any recovery: the picture the moment's words promise, read by the suite.
+Then('what it left at that moment shows {crash-moment}', async function (this: VmanWorld, moment: string) {
+  const point = this.remembered.get('crash:point') as CrashPoint;
+  const prefix = point.split('.').slice(0, 2).join('.');
+  const { flaws, seen } = await momentFlaws(this, moment, INTENT_OF[prefix] ?? prefix);
+  this.attach(`At ${point}, before vman was started again: ${seen}`, 'text/plain');
+  expect(flaws, `what is not so at ${point} (seen: ${seen})`).to.deep.equal([]);
+});
 
 Then("the observer's start-up report named the operation vman did not finish", async function (this: VmanWorld) {
   const point = this.remembered.get('crash:point') as CrashPoint;

@@ -8,6 +8,7 @@
 import { defineParameterType } from '@cucumber/cucumber';
 import { CLOSED_SET_TYPES } from './closed-sets.ts';
 import { operationPattern, outcomePattern, type OperationName, type OutcomeName } from './crash-tasks.ts';
+import { momentPattern } from './crash-moments.ts';
 
 const OTHER_TYPES = [
   { name: 'ip', regexp: /\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}/, transformer: (s: string) => s },
@@ -15,6 +16,8 @@ const OTHER_TYPES = [
   { name: 'operation', regexp: operationPattern, transformer: (s: string) => s as OperationName },
   /** What a stop, delete or detach cut short has become. */
   { name: 'outcome', regexp: outcomePattern, transformer: (s: string) => s as OutcomeName },
+  /** What vman left at the moment a crash point names, seen before it is started again. */
+  { name: 'crash-moment', regexp: momentPattern, transformer: (s: string) => s },
 ];
 
 for (const { name, regexp, transformer } of OTHER_TYPES) defineParameterType({ name, regexp, transformer });
