@@ -9,7 +9,7 @@ Feature: The test guest boots on this host
   Scenario: What this run runs on, as vman says and as the tools say
     Given vman is running on this host
     Then vman reports the QEMU and qemu-img that the tools themselves report
-    And vman names the accelerator it uses and why, TCG where KVM cannot be opened
+    And vman names the accelerator it uses and why, and a VM it starts runs on that accelerator, as QEMU says
     And vman names the host kernel and the guest image this run built
 
   Scenario: A VM boots from the built guest image, answers and stops cleanly

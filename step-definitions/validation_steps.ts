@@ -7,7 +7,7 @@ import type { VmanWorld } from '../world/vman-world.ts';
 import {
   attachToBothAtOnce, createOneAfterAnother, createOwnTemplate, createTwiceAtOnce, creating, describeRace, headUnlikeGet,
   lastAnswer, oneWonFlaws, raceEntries, raceWinner, sendBody, sendLongUrl, sendTo, sendToId, sendWellFormed,
-  sendWellFormedAs, sendWithBaseImage, sendWithField, sendWithKey, sendWithKeyTwice, startAndDeleteAtOnce, startAndDeleteFlaws, startTwiceAtOnce, stopWithQuery,
+  sendWellFormedAs, sendWithBaseImage, sendWithField, sendWithKey, sendWithKeyTwice, startTwiceAtOnce, stopWithQuery,
   tableBody, tableId, tableValue, tryCreateTemplate, tryCreateVm, tryDeleteTemplate, tryVmAction, type IdAction, type Target,
 } from '../support/validation-tasks.ts';
 import { changesSinceLastRequest, prototypeChangesSinceLastRequest } from '../support/validation-state.ts';
@@ -20,7 +20,9 @@ import {
   templateIdOfVm,
 } from '../support/validation-facts.ts';
 import { recordedDisk } from '../support/disk-facts.ts';
-import type { HttpMethod, Kind, PoisonKey, RaceRequest, StartAndDelete, VmAction } from '../support/closed-sets.ts';
+import type { HttpMethod, Kind, PoisonKey, RaceRequest, VmAction } from '../support/closed-sets.ts';
+import { answersInOrder, overlapStartAndDelete } from '../support/start-delete-race.ts';
+import { rememberVm } from '../support/vm-facts.ts';
 
 // --- Given ------------------------------------------------------------------------
 
@@ -155,9 +157,14 @@ When('the VM {string} is started twice at the same moment', async function (this
   await startTwiceAtOnce(this, vm);
 });
 
-// Sent in the order named: the first one sent usually reaches the VM's lock first.
-When('the VM {string} is {start-and-delete} at the same moment', async function (this: VmanWorld, vm: string, order: StartAndDelete) {
-  await startAndDeleteAtOnce(this, vm, [...order]);
+When('the VM {string} is started, and deleted with force while it is starting', async function (this: VmanWorld, vm: string) {
+  await rememberVm(this, vm);
+  await overlapStartAndDelete(this, vm, 'start', 'starting');
+});
+
+When('the VM {string} is deleted with force, and started while it is stopping', async function (this: VmanWorld, vm: string) {
+  await rememberVm(this, vm);
+  await overlapStartAndDelete(this, vm, 'delete', 'stopping');
 });
 
 When('the disk {string} is attached to {string} and to {string} at the same moment', async function (this: VmanWorld, disk: string, a: string, b: string) {
@@ -272,8 +279,8 @@ Then('one {race-request} succeeded and the other was refused with status {int}',
   expect(oneWonFlaws(this, what, status), describeRace(raceEntries(this))).to.deep.equal([]);
 });
 
-Then('the delete succeeded, and the start succeeded if it came first and was refused with status 404 if it came after', function (this: VmanWorld) {
-  expect(startAndDeleteFlaws(this, 'web'), describeRace(raceEntries(this))).to.deep.equal([]);
+Then('the answers came in the order {string}', function (this: VmanWorld, order: string) {
+  expect(answersInOrder(this), 'what the start and the delete answered, in the order the answers came').to.equal(order);
 });
 
 Then('the database records one {kind} named {string}, the one whose create succeeded', async function (this: VmanWorld, kind: Kind, name: string) {

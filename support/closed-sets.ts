@@ -74,8 +74,6 @@ export const RACE_REQUESTS = ['start', 'delete', 'attach', 'create'] as const;
 export type RaceRequest = (typeof RACE_REQUESTS)[number];
 
 /** A start and a delete of one VM, in the order they are sent. */
-export const START_AND_DELETE = ['started and deleted', 'deleted and started'] as const;
-export type StartAndDelete = readonly ['started', 'deleted'] | readonly ['deleted', 'started'];
 
 /** The requests the @validation tables name, with the names of what they are about. */
 export const REQUEST_SAMPLES = [
@@ -164,10 +162,4 @@ export const CLOSED_SET_TYPES: readonly ClosedSetType[] = [
   },
   oneOf('poison-key', POISON_KEYS),
   oneOf('race-request', RACE_REQUESTS),
-  {
-    name: 'start-and-delete',
-    regexp: new RegExp(alternatives(START_AND_DELETE)),
-    transformer: (text): StartAndDelete => text.split(' and ') as unknown as StartAndDelete,
-    members: START_AND_DELETE,
-  },
 ];

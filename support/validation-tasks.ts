@@ -379,20 +379,6 @@ export function startTwiceAtOnce(world: VmanWorld, vm: string): Promise<RaceEntr
   return atTheSameMoment(world, [{ what: 'start', label: 'first', send: start }, { what: 'start', label: 'second', send: start }]);
 }
 
-/** A start and a forced delete of one VM (it may be running by the time the delete is served), sent in the order named ("started", "deleted"). */
-export function startAndDeleteAtOnce(world: VmanWorld, vm: string, order: [string, string]): Promise<RaceEntry[]> {
-  const id = world.idOf(vm);
-  const requests = {
-    started: { what: 'start', label: vm, send: () => world.api().http.post(`api/v1/vms/${id}/start`) },
-    deleted: { what: 'delete', label: vm, send: () => world.api().http.delete(`api/v1/vms/${id}`, { searchParams: { force: 'true' } }) },
-  } as const;
-  const pick = (word: string) => {
-    if (word !== 'started' && word !== 'deleted') throw new Error(`a VM is started or deleted here, not ${word}`);
-    return requests[word];
-  };
-  return atTheSameMoment(world, order.map(pick));
-}
-
 export function attachToBothAtOnce(world: VmanWorld, disk: string, a: string, b: string): Promise<RaceEntry[]> {
   const attach = (vm: string) => () => world.api().http.post(`api/v1/disks/${world.idOf(disk)}/attach`, { json: { vm_id: world.idOf(vm) } });
   return atTheSameMoment(world, [{ what: 'attach', label: a, send: attach(a) }, { what: 'attach', label: b, send: attach(b) }]);
@@ -438,20 +424,3 @@ export function oneWonFlaws(world: VmanWorld, what: string, status: number): str
  * either came first (200, the VM running) or came after the delete and found
  * no VM (404 quoting its id).
  */
-export function startAndDeleteFlaws(world: VmanWorld, vm: string): string[] {
-  const entries = raceEntries(world);
-  const del = entries.find((e) => e.what === 'delete');
-  const start = entries.find((e) => e.what === 'start');
-  if (!del || !start) return [`a start and a delete were not both sent: ${describeRace(entries)}`];
-  const flaws: string[] = [];
-  if (del.statusCode !== 204) flaws.push(`the delete got ${del.statusCode}, not 204: ${describeRace(entries)}`);
-  if (start.statusCode === 200) {
-    const state = (start.body as { state?: string } | undefined)?.state;
-    if (state !== 'running') flaws.push(`the start that came first answered 200 with the VM ${state}, not running`);
-  } else if (start.statusCode === 404) {
-    flaws.push(...quotesFlaws(start, world.idOf(vm)));
-  } else {
-    flaws.push(`the start got ${start.statusCode}: neither 200 (it came first) nor 404 (it came after the delete): ${describeRace(entries)}`);
-  }
-  return flaws;
-}

@@ -7,6 +7,7 @@ import type { VmanWorld } from '../world/vman-world.ts';
 import { rawRequest, type Answer } from './request-raw.ts';
 import { noteHoldings } from './validation-state.ts';
 import { problemFlaws } from './validation-problem.ts';
+import { API_ROUTES, routeListDifferences } from './api-routes.ts';
 
 const TOKEN = 'the API token vman requires';
 const SENT = 'every request vman serves, and what it answered';
@@ -68,17 +69,17 @@ function bodyFor(world: VmanWorld, method: string, template: string): string | u
 }
 
 /**
- * Every request vman serves: each method of each path of its OpenAPI document,
+ * Every request vman serves: each method of each route of the suite's own
+ * list (support/api-routes.ts, which must agree with vman's OpenAPI document),
  * HEAD where GET is served, OPTIONS on every path, the document itself (which
  * it does not list), a method a path does not take and a path it does not serve.
  */
 export async function everyRequest(world: VmanWorld): Promise<Array<{ method: string; path: string; body?: string; route: string }>> {
   const doc = await openApiDocument(world);
-  const routes = Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).filter((m) => HTTP_METHODS.includes(m)).map((m) => ({ method: m.toUpperCase(), route: p })));
-  const tags = ['/api/v1/templates', '/api/v1/vms', '/api/v1/disks', '/api/v1/network', '/api/v1/observer', '/api/v1/host', '/health'];
-  const missing = tags.filter((t) => !routes.some((r) => r.route.startsWith(t)));
-  if (missing.length > 0) throw new Error(`the OpenAPI document lists nothing under ${missing.join(', ')}: it is not the list of what vman serves`);
-  const all = [...routes, { method: 'GET', route: '/api/v1/openapi.json' }];
+  const documented = Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).filter((m) => HTTP_METHODS.includes(m)).map((m) => ({ method: m.toUpperCase(), route: p })));
+  const differences = routeListDifferences(documented);
+  if (differences.length > 0) throw new Error(`the routes vman serves are not the ones the suite knows: ${differences.join('; ')}`);
+  const all: Array<{ method: string; route: string }> = [...API_ROUTES];
   const withHead = all.flatMap((r) => (r.method === 'GET' ? [r, { method: 'HEAD', route: r.route }] : [r]));
   const options = [...new Set(all.map((r) => r.route))].map((route) => ({ method: 'OPTIONS', route }));
   const extra = [{ method: 'PUT', route: '/api/v1/vms' }, { method: 'GET', route: '/api/v1/volumes' }];
