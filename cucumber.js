@@ -15,6 +15,9 @@ const reports = [
 
 // No 'paths' here: cucumber's default (features/) applies, and paths given on
 // the command line replace it instead of being added to it.
+// @nemesis-long (a dozen rounds of vman killed under a random workload) runs
+// only when asked for: CI on the main branch, or --profile nemesis. Tags given
+// on the command line are added to this with "and".
 const common = {
   import: ['support/register-tsx.mjs', 'support/**/*.ts', 'world/**/*.ts', 'step-definitions/**/*.ts'],
   formatOptions: { snippetInterface: 'async-await', junit: { suiteName: 'vman acceptance' }, ...allureFormatOptions() },
@@ -24,11 +27,19 @@ const common = {
 // failures in full at the end.
 export default {
   ...common,
+  tags: 'not @nemesis-long',
   format: [process.env.CI ? 'progress' : 'pretty', ...reports],
 };
 
 export const ci = {
   ...common,
+  tags: 'not @nemesis-long',
   format: ['progress', ...reports],
   strict: true,
+};
+
+export const nemesis = {
+  ...common,
+  tags: '@nemesis-long',
+  format: ['progress', ...reports],
 };
