@@ -1,7 +1,7 @@
 // Steps about disks managed through vman's API, checked through the database
 // file, the disk files and qemu-img, QMP on the VM's second monitor, and the
 // guest's own view through its agent.
-import { After, Given, Then, When } from '@cucumber/cucumber';
+import { Given, Then, When } from '@cucumber/cucumber';
 import { expect } from 'chai';
 import { access } from 'node:fs/promises';
 import { GUEST_STEP } from '../support/timeouts.ts';
@@ -14,12 +14,11 @@ import {
 } from '../support/disk-tasks.ts';
 import {
   describeGuestDisks, diskFiles, diskNodeNames, expectedDiskFile, GIB, guestDisks, imageFacts, interruptions, recordedDisk,
-  recordedDiskOrNone, waitForSamplesAfter, watchVm, type VmSample, type VmWatch,
+  recordedDiskOrNone, waitForSamplesAfter, watchVm, type VmSample,
 } from '../support/disk-facts.ts';
 import { createVm, deleteVm, expectStatus } from '../support/vm-tasks.ts';
-import { recordedVm, remembered } from '../support/vm-facts.ts';
+import { recordedVm } from '../support/vm-facts.ts';
 
-const WATCHES = 'VM watches';
 
 // --- Given -------------------------------------------------------------------
 
@@ -43,7 +42,8 @@ Given('a VM {string} that has since been deleted', async function (this: VmanWor
 Given('the VM {string} is being watched through its guest agent and QMP', async function (this: VmanWorld, name: string) {
   const watch = watchVm((await recordedVm(this, name)).dir);
   this.vmNoted(name).watch = watch;
-  watchesOf(this).push(watch);
+  // Stopped by the first After hook if a step fails before the Then that stops it (support/hooks.ts).
+  this.watches.push(watch);
   await waitForSamplesAfter(watch, 0, 2);
 });
 
@@ -234,21 +234,6 @@ Then('the database has no record of the disk {string}', async function (this: Vm
   expect(await recordedDiskOrNone(this, disk), 'the disk row by name').to.equal(undefined);
   expect(await this.db().one('SELECT id FROM disks WHERE id = ?', [this.idOf(disk)]), 'the disk row by id').to.equal(undefined);
 });
-
-// --- teardown ----------------------------------------------------------------------
-
-// A watch still running when a scenario ends (a step failed before the Then
-// that stops it) is stopped here, before the VMs are torn down.
-After({ name: 'stop disk watches' }, async function (this: VmanWorld) {
-  const watches = this.remembered.get(WATCHES) as VmWatch[] | undefined;
-  await Promise.all((watches ?? []).map((w) => w.stop()));
-});
-
-function watchesOf(world: VmanWorld): VmWatch[] {
-  let list = world.remembered.get(WATCHES) as VmWatch[] | undefined;
-  if (!list) world.remembered.set(WATCHES, (list = []));
-  return list;
-}
 
 /** A size as the Examples table writes it: 0, -1, 1.5, "ten"; anything else is sent as text. */
 function jsonValue(text: string): unknown {

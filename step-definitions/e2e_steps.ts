@@ -7,7 +7,7 @@ import path from 'node:path';
 import { GUEST_STEP } from '../support/timeouts.ts';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { disagreements } from '../support/coherence.ts';
-import { createVm, expectStatus, vmAction, type VmJson } from '../support/vm-tasks.ts';
+import { createVm, expectStatus, vmAction } from '../support/vm-tasks.ts';
 import { guestIpv4, recordedVm, remembered, rememberVm, waitForNoQemu } from '../support/vm-facts.ts';
 import { checkNow, findingAbout } from '../support/observer-tasks.ts';
 import type { Row } from '../support/db-reader.ts';

@@ -11,7 +11,9 @@ import type { VmanWorld } from '../world/vman-world.ts';
 import { expectStatus, getVm, startNotingRecords, startRunningVm, vmAction } from '../support/vm-tasks.ts';
 import { guestIpv4, recordedVm, remembered, rememberVm } from '../support/vm-facts.ts';
 import { qemuProcessOf } from '../support/qemu-facts.ts';
-import { BRIDGE_NET, dnsmasqProcessesUnder, kernelVlanSupport, netnsId, scenarioNetns, serveInNetns, startVmanInNetns } from '../support/netns.ts';
+import { BRIDGE_NET, dnsmasqProcessesUnder, netnsId } from '../support/netns.ts';
+import { scenarioNetns, serveInNetns, startVmanInNetns } from '../support/bridge-vman.ts';
+import { kernelVlanSupport } from '../support/vlan-probe.ts';
 import {
   allocationsInDb, bridgePorts, dnsmasqOf, leasesOfDnsmasq, macOf, networkDir, networkFromApi, pingAcrossBridge,
   qemuPidOf, reservationsInDnsmasq, tapsHeldBy, vlansOfPort, waitForLease,

@@ -13,7 +13,7 @@ import {
 import { recordedDisk, waitForGuestDisk } from '../support/disk-facts.ts';
 import { recordedVm } from '../support/vm-facts.ts';
 import { qemuBlockView } from '../support/qmp-reader.ts';
-import { blockNamesOf } from '../support/coherence.ts';
+import { blockNamesOf } from '../support/block-names.ts';
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { isAlive } from '../support/proc-reader.ts';

@@ -5,11 +5,12 @@ import { Given, Then, When } from '@cucumber/cucumber';
 import { expect } from 'chai';
 import type { VmanWorld } from '../world/vman-world.ts';
 import {
-  attachToBothAtOnce, createOneAfterAnother, createOwnTemplate, createTwiceAtOnce, creating, describeRace, headUnlikeGet,
-  lastAnswer, oneWonFlaws, raceEntries, raceWinner, sendBody, sendLongUrl, sendTo, sendToId, sendWellFormed,
-  sendWellFormedAs, sendWithBaseImage, sendWithField, sendWithKey, sendWithKeyTwice, startTwiceAtOnce, stopWithQuery,
-  tableBody, tableId, tableValue, tryCreateTemplate, tryCreateVm, tryDeleteTemplate, tryVmAction, type IdAction, type Target,
-} from '../support/validation-tasks.ts';
+  createOwnTemplate, headUnlikeGet, lastAnswer, sendBody, sendLongUrl, sendTo, sendToId, sendWellFormed, sendWellFormedAs, sendWithBaseImage,
+  sendWithField, sendWithKey, sendWithKeyTwice, stopWithQuery, tryCreateTemplate, tryCreateVm, tryDeleteTemplate, tryVmAction, type IdAction,
+} from '../support/validation-requests.ts';
+import { creating, tableBody, tableId, tableValue, type Target } from '../support/validation-tables.ts';
+import { createOneAfterAnother } from '../support/validation-names.ts';
+import { attachToBothAtOnce, createTwiceAtOnce, describeRace, oneWonFlaws, raceEntries, raceWinner, startTwiceAtOnce } from '../support/race-tasks.ts';
 import { changesSinceLastRequest, prototypeChangesSinceLastRequest } from '../support/validation-state.ts';
 import { allowed, fieldFlaws, methodsFlaws, quotesFlaws, saysFlaws } from '../support/validation-problem.ts';
 import { disturbedPlaces, preparePlaces } from '../support/validation-places.ts';

@@ -9,7 +9,8 @@
 // declares them to the editor, and test/parameter-types.test.ts holds the
 // lists equal to vman's own and the settings equal to what Cucumber registers.
 // The suite keeps its own lists: it must not import vman's code at run time.
-import type { IdAction, Target } from './validation-tasks.ts';
+import type { IdAction } from './validation-requests.ts';
+import type { Target } from './validation-tables.ts';
 
 /** created → starting → running → stopping → stopped; error from any failing step. */
 export const VM_STATES = ['created', 'starting', 'running', 'stopping', 'stopped', 'error'] as const;

@@ -10,13 +10,10 @@ import path from 'node:path';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { qemuOfVm, qemusUnder } from './proc-reader.ts';
 import { qemuBlockView, qemuRunState, qemuSize } from './qmp-reader.ts';
-import { guestDisks } from './disk-facts.ts';
+import { guestDisks } from './guest-view.ts';
+import { blockNamesOf } from './block-names.ts';
 import { guestIpv4 } from './vm-facts.ts';
 
-/** The names vman's contract gives a disk in QEMU: the device `disk-<id>`, the nodes `drive-<id>` and `file-<id>`. */
-export function blockNamesOf(diskId: string): { device: string; nodes: string[] } {
-  return { device: `disk-${diskId}`, nodes: [`drive-${diskId}`, `file-${diskId}`] };
-}
 
 /** A VM's own disks are named after it: its root disk (the overlay of a base image) root-<hex of its id>, its cloud-init seed seed-<hex>. */
 function ownDiskIdsOf(vmId: string): string[] {

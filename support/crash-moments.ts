@@ -11,10 +11,11 @@ import type { VmanWorld } from '../world/vman-world.ts';
 import type { Row } from './db-reader.ts';
 import { qemuOfVm } from './proc-reader.ts';
 import { qemuBlockView, qemuRunState } from './qmp-reader.ts';
-import { blockNamesOf } from './coherence.ts';
+import { blockNamesOf } from './block-names.ts';
 import { withGuestAgent } from './guest-agent.ts';
 import { bridgePorts, reservationsInDnsmasq } from './network-facts.ts';
-import { BRIDGE_NET, scenarioNetns } from './netns.ts';
+import { BRIDGE_NET } from './netns.ts';
+import { scenarioNetns } from './bridge-vman.ts';
 import { DISK, VM } from './crash-tasks.ts';
 
 /** Everything a moment is judged on, read once. */

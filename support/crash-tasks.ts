@@ -13,7 +13,7 @@ import { createVm, deleteVm, expectStatus, vmAction } from './vm-tasks.ts';
 import { attachDisk, createDisk, deleteDisk, detachDisk } from './disk-tasks.ts';
 import { qemuOfVm, qemusUnder } from './proc-reader.ts';
 import { qemuBlockView } from './qmp-reader.ts';
-import { serveInNetns, startVmanInNetns } from './netns.ts';
+import { serveInNetns, startVmanInNetns } from './bridge-vman.ts';
 import type { Row } from './db-reader.ts';
 
 /** The VM and the disk every crash scenario is about. */

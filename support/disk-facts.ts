@@ -6,7 +6,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { GuestAgent } from './guest-agent.ts';
 import { describeGuestDisks, guestDisks, guestDisksOver, type GuestDisk as GuestBlockDevice } from './guest-view.ts';
-import { blockNamesOf } from './coherence.ts';
+import { blockNamesOf } from './block-names.ts';
 import { pollUntil } from './poll.ts';
 import { execa } from 'execa';
 import type { VmanWorld } from '../world/vman-world.ts';

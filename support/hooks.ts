@@ -1,9 +1,13 @@
-// Lifecycle of a run and of each scenario: storage per scenario, teardown even
-// when a step failed, a leak guard at the end, and cleanup on Ctrl-C/SIGTERM.
+// Every hook of the suite, in the order they run: a run's start (leftovers of
+// crashed runs reaped, the host noted), each scenario's Before hooks (QEMU,
+// privileges, storage, patient timeouts) and After hooks (watches stopped, the
+// whole system judged, evidence and teardown), the leak guard at the end, and
+// cleanup on Ctrl-C/SIGTERM. Steps register their undo actions with the
+// World's cleanups, never hooks of their own.
 import { existsSync, rmSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { After, AfterAll, Before, BeforeAll, Status, setDefaultTimeout, setParallelCanAssign } from '@cucumber/cucumber';
+import { After, AfterAll, Before, BeforeAll, Status, setDefaultTimeout, setParallelCanAssign, type ITestCaseHookParameter } from '@cucumber/cucumber';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { hostStatus, qemuRequired } from './host.ts';
 import { killProcesses, qemuProcessesUnder, reapCrashedRuns, runContext } from './run-context.ts';
@@ -11,6 +15,7 @@ import { formatProtocolLog } from './report.ts';
 import { attachTimingsJson } from './timings-attachment.ts';
 import { diskRequestTimings } from './disk-tasks.ts';
 import { reapCrashedNamespaces, sweepRunNetwork } from './netns.ts';
+import { privilegeMissing } from './privileges.ts';
 import { stopSqliteProcess } from './db-reader.ts';
 import { hostView, lastingLeaks, type HostView } from './leak-guard.ts';
 import { qemuRunState } from './qmp-reader.ts';
@@ -46,6 +51,16 @@ Before({ name: 'QEMU on this host', tags: '@integration' }, async function (this
   return undefined;
 });
 
+// Where a proof is required (VMAN_REQUIRE_PRIVILEGED=1, as .ci/run sets it), a
+// privileged scenario that cannot run fails with the reason instead of skipping.
+Before({ name: 'root and namespaces', tags: '@privileged' }, async function (this: VmanWorld) {
+  const reason = await privilegeMissing();
+  if (!reason) return undefined;
+  if (process.env.VMAN_REQUIRE_PRIVILEGED === '1') throw new Error(`this @privileged scenario cannot run (VMAN_REQUIRE_PRIVILEGED=1): ${reason}`);
+  this.attach(`Skipped: ${reason}`, 'text/plain');
+  return 'skipped';
+});
+
 Before({ name: 'storage for the scenario' }, async function (this: VmanWorld) {
   await this.prepareStorage();
 });
@@ -64,7 +79,41 @@ function isRealGuest(p: { tags: readonly { name: string }[] }): boolean {
   return p.tags.some((t) => t.name === '@real-guest');
 }
 
-After({ name: 'evidence and teardown' }, async function (this: VmanWorld, { result }) {
+// After each scenario, in this order. Cucumber runs After hooks last-defined
+// first, so they are registered from the end of this list.
+//  1. The suite's own watches of running guests stop (they hold the agent the
+//     judge needs).
+//  2. The whole system is judged (@integration): the suite's coherence check.
+//     A scenario that already failed is not judged again (its own failure is
+//     the story); what the judge saw is attached as evidence.
+//  3. Evidence is attached and everything is torn down: the World's cleanups
+//     (a network namespace, mounts) newest first, then guests, vman, storage.
+const AFTER_IN_RUN_ORDER: Array<{ name: string; tags?: string; fn: (this: VmanWorld, p: ITestCaseHookParameter) => Promise<void> }> = [
+  { name: "stop the suite's watches", fn: stopWatches },
+  { name: 'the whole system judged', tags: '@integration', fn: judgeTheSystem },
+  { name: 'evidence and teardown', fn: evidenceAndTeardown },
+];
+for (const h of [...AFTER_IN_RUN_ORDER].reverse()) After({ name: h.name, ...(h.tags ? { tags: h.tags } : {}) }, h.fn);
+
+async function stopWatches(this: VmanWorld): Promise<void> {
+  await Promise.all(this.watches.splice(0).map((w) => w.stop()));
+}
+
+async function judgeTheSystem(this: VmanWorld, { pickle, result }: ITestCaseHookParameter): Promise<void> {
+  const reason = unjudgedReason(pickle.tags);
+  if (reason) {
+    this.attach(`Not judged after the scenario (@unjudged:${reason}): ${UNJUDGED_REASONS[reason]}`, { mediaType: 'text/plain', fileName: 'not judged' });
+    return;
+  }
+  const found = await judgeSystem(this).catch((e: Error) => [`the judge could not read the system: ${e.message}`]);
+  if (found === undefined) return;
+  this.attach(found.length === 0 ? 'The database, QEMU, the guests and the files agree.' : found.join('\n'), { mediaType: 'text/plain', fileName: 'the whole system, judged after the scenario' });
+  if (found.length > 0 && result?.status === Status.PASSED) {
+    throw new Error(`after the scenario, the database, QEMU, the guests and the files disagree:\n  ${found.join('\n  ')}`);
+  }
+}
+
+async function evidenceAndTeardown(this: VmanWorld, { result }: ITestCaseHookParameter): Promise<void> {
   for (const vm of this.vms.values()) {
     const console = await readFile(vm.files.serialLog, 'utf8').catch(() => '');
     this.attach(console || '(no console output)', { mediaType: 'text/plain', fileName: `serial console of ${vm.name}` });
@@ -85,25 +134,7 @@ After({ name: 'evidence and teardown' }, async function (this: VmanWorld, { resu
     await attachGuestStates(this);
   }
   await this.destroyAll();
-});
-
-// The whole system judged, on every @integration scenario, before the
-// teardown above (cucumber runs After hooks last-defined first). A scenario
-// that already failed is not judged again: its own failure is the story, and
-// what the judge would see is attached as evidence.
-After({ name: 'the whole system judged', tags: '@integration' }, async function (this: VmanWorld, { pickle, result }) {
-  const reason = unjudgedReason(pickle.tags);
-  if (reason) {
-    this.attach(`Not judged after the scenario (@unjudged:${reason}): ${UNJUDGED_REASONS[reason]}`, { mediaType: 'text/plain', fileName: 'not judged' });
-    return;
-  }
-  const found = await judgeSystem(this).catch((e: Error) => [`the judge could not read the system: ${e.message}`]);
-  if (found === undefined) return;
-  this.attach(found.length === 0 ? 'The database, QEMU, the guests and the files agree.' : found.join('\n'), { mediaType: 'text/plain', fileName: 'the whole system, judged after the scenario' });
-  if (found.length > 0 && result?.status === Status.PASSED) {
-    throw new Error(`after the scenario, the database, QEMU, the guests and the files disagree:\n  ${found.join('\n  ')}`);
-  }
-});
+}
 
 // The leak guard: nothing this run made may outlive it. What carries the run's
 // names is swept first (and reported); then the host is compared with how it

@@ -4,19 +4,14 @@
 // that runs inside. Every namespace is named after the run
 // (`vman-<run id>-n<k>`): teardown, the leak guard, Ctrl-C and the next run
 // find what a run left by that name alone.
-import { readFile, readlink } from 'node:fs/promises';
-import os from 'node:os';
+import { readlink } from 'node:fs/promises';
 import path from 'node:path';
-import { After, Before } from '@cucumber/cucumber';
 import { execa } from 'execa';
 import { hostProcesses, signal, waitForExit, type HostProcess } from './proc-reader.ts';
 import { formatIpv4, parseIpv4 } from './ipv4.ts';
-import type { VmanWorld } from '../world/vman-world.ts';
-import { startChildVman } from '../world/vman-service.ts';
-import { DbReader } from './db-reader.ts';
-import { killProcesses, qemuProcessesUnder, runContext } from './run-context.ts';
+import { killProcesses, runContext } from './run-context.ts';
 
-const NETNS_PREFIX = 'vman-';
+export const NETNS_PREFIX = 'vman-';
 /** `vman-<pid>-w<worker>-<what>`: the pid of the run that made it comes first. */
 const RUN_NETNS = /^vman-(\d+)-w[0-9A-Za-z]+-[0-9A-Za-z-]+$/;
 
@@ -28,7 +23,6 @@ export const BRIDGE_NET = {
   prefix: 24,
   range: '192.168.77.10-192.168.77.20',
 } as const;
-const VMAN_PORT = 8600;
 
 export interface ScenarioNetns {
   name: string;
@@ -40,7 +34,7 @@ export interface ScenarioNetns {
 
 let counter = 0;
 
-async function ip(...args: string[]): Promise<string> {
+export async function ip(...args: string[]): Promise<string> {
   const r = await execa('ip', args, { reject: false, all: true });
   if (r.exitCode !== 0) throw new Error(`ip ${args.join(' ')} failed (exit code ${r.exitCode}): ${r.all?.trim() || 'no output'}`);
   return r.stdout;
@@ -169,109 +163,4 @@ export async function netnsOfProcess(pid: number): Promise<string | undefined> {
 export async function netnsId(name: string): Promise<string> {
   const r = await execa('ip', ['netns', 'exec', name, 'readlink', '/proc/self/ns/net']);
   return r.stdout.trim();
-}
-
-// ---- the scenario's namespace and the vman inside it ----------------------
-
-export function scenarioNetns(world: VmanWorld): ScenarioNetns {
-  const ns = world.remembered.get('netns') as ScenarioNetns | undefined;
-  if (!ns) throw new Error('this scenario made no network namespace');
-  return ns;
-}
-
-/** vman in bridge mode as `vman serve` inside a new namespace of the scenario. */
-export async function startVmanInNetns(world: VmanWorld, opts: { vlan?: number; crashAt?: string } = {}): Promise<ScenarioNetns> {
-  const ns = await createScenarioNetns();
-  world.remembered.set('netns', ns);
-  world.remembered.set('netns-env', {
-    VMAN_NETWORK_MODE: 'bridge',
-    VMAN_BRIDGE: BRIDGE_NET.bridge,
-    VMAN_SUBNET: BRIDGE_NET.subnet,
-    VMAN_GATEWAY: BRIDGE_NET.gateway,
-    VMAN_RANGE: BRIDGE_NET.range,
-    ...(opts.vlan !== undefined ? { VMAN_VLAN: String(opts.vlan) } : {}),
-  });
-  await world.vman?.stop();
-  await serveInNetns(world, opts.crashAt ? { VMAN_CRASH_AT: opts.crashAt } : {});
-  return ns;
-}
-
-/** (Re)starts the scenario's vman in its namespace with the settings it was first given (and any extra). */
-export async function serveInNetns(world: VmanWorld, extraEnv: Record<string, string> = {}): Promise<void> {
-  const ns = scenarioNetns(world);
-  world.child = await startChildVman({
-    storagePath: path.join(world.storage, 'vman'),
-    imageDirs: world.imageDirs(),
-    env: { ...(world.remembered.get('netns-env') as Record<string, string>), ...extraEnv },
-    netns: { name: ns.name, listenHost: ns.nsAddress, listenPort: VMAN_PORT },
-  });
-  world.vman = world.child;
-  world.dbReader ??= await DbReader.open(world.vman.dbPath);
-}
-
-export type VlanSupport = { supported: true } | { supported: false; reason: string };
-
-let vlanSupport: Promise<VlanSupport> | undefined;
-
-/** Whether this kernel can filter VLANs on a bridge: asked once per run, in a throwaway namespace. */
-export function kernelVlanSupport(): Promise<VlanSupport> {
-  vlanSupport ??= probeVlans(`${NETNS_PREFIX}${runContext().id}-vlanprobe`);
-  return vlanSupport;
-}
-
-async function probeVlans(name: string): Promise<VlanSupport> {
-  await ip('netns', 'add', name);
-  try {
-    const steps: Array<[string, string, string[]]> = [
-      ['creating a bridge with vlan_filtering 1', 'ip', ['-n', name, 'link', 'add', 'vprobe0', 'type', 'bridge', 'vlan_filtering', '1']],
-      ['adding the bridge to VLAN 2', 'bridge', ['-n', name, 'vlan', 'add', 'dev', 'vprobe0', 'vid', '2', 'pvid', 'untagged', 'self']],
-    ];
-    for (const [what, tool, args] of steps) {
-      const r = await execa(tool, args, { reject: false, all: true });
-      if (r.exitCode !== 0) return { supported: false, reason: `this kernel (${os.release()}) refuses bridge VLAN filtering: ${what}: ${r.all?.trim() || `exit ${r.exitCode}`}` };
-    }
-    return { supported: true };
-  } finally {
-    await ip('netns', 'del', name).catch(() => undefined);
-  }
-}
-
-// ---- hooks -----------------------------------------------------------------
-
-// Where a proof is required (VMAN_REQUIRE_PRIVILEGED=1, as .ci/run sets it), a
-// privileged scenario that cannot run fails with the reason instead of skipping.
-Before({ name: 'root and namespaces', tags: '@privileged' }, async function (this: VmanWorld) {
-  const reason =
-    process.getuid?.() !== 0
-      ? 'needs root (network namespaces, bridges and tap devices); run the suite as root'
-      : await execa('ip', ['netns', 'list'], { reject: false }).then((r) => (r.exitCode === 0 ? undefined : `ip netns does not work here: ${r.stderr.trim()}`));
-  if (!reason) return undefined;
-  if (process.env.VMAN_REQUIRE_PRIVILEGED === '1') throw new Error(`this @privileged scenario cannot run (VMAN_REQUIRE_PRIVILEGED=1): ${reason}`);
-  this.attach(`Skipped: ${reason}`, 'text/plain');
-  return 'skipped';
-});
-
-// Runs before the general teardown (hooks defined later run first): vman and
-// everything in the namespace must be gone before the namespace is removed.
-After({ name: 'network namespace teardown' }, async function (this: VmanWorld) {
-  const ns = this.remembered.get('netns') as ScenarioNetns | undefined;
-  if (!ns) return;
-  await attachDnsmasqFiles(this);
-  const errors: unknown[] = [];
-  await this.vman?.stop().catch((e: unknown) => errors.push(e));
-  // vman's shutdown stops the dnsmasq it started; one still serving this storage is a leak.
-  const dnsmasq = this.storage ? await dnsmasqProcessesUnder(this.storage) : [];
-  if (dnsmasq.length > 0) errors.push(new Error(`dnsmasq ${dnsmasq.map((p) => p.pid).join(', ')} outlived vman's shutdown`));
-  if (this.storage) await killProcesses(await qemuProcessesUnder(this.storage)).catch((e: unknown) => errors.push(e));
-  await destroyNetns(ns.name).catch((e: unknown) => errors.push(e));
-  await killProcesses(dnsmasq).catch(() => undefined);
-  if (errors.length > 0) throw new AggregateError(errors, `teardown of namespace ${ns.name}: ${errors.map(String).join('; ')}`);
-});
-
-async function attachDnsmasqFiles(world: VmanWorld): Promise<void> {
-  const dir = path.join(world.storage, 'vman', 'network');
-  for (const [file, title] of [['dnsmasq.log', 'dnsmasq log'], ['dhcp-hosts', 'dnsmasq reservations (dhcp-hosts)'], ['leases', 'dnsmasq leases']] as const) {
-    const text = await readFile(path.join(dir, file), 'utf8').catch(() => undefined);
-    if (text !== undefined) world.attach(text || '(empty)', { mediaType: 'text/plain', fileName: title });
-  }
 }

@@ -6,9 +6,10 @@ import { execa } from 'execa';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { expectStatus } from './vm-tasks.ts';
 import { pollUntil } from './poll.ts';
-import { blockNamesOf } from './coherence.ts';
+import { blockNamesOf } from './block-names.ts';
 import { withQmp } from './qmp-reader.ts';
-import { BRIDGE_NET, scenarioNetns } from './netns.ts';
+import { BRIDGE_NET } from './netns.ts';
+import { scenarioNetns } from './bridge-vman.ts';
 
 export interface FindingJson {
   kind: string;

@@ -2,11 +2,13 @@
 // from the database (sqlite3 reader), /proc and QMP on a VM's second monitor,
 // each returning what is wrong in words (empty when nothing is).
 import type { VmanWorld } from '../world/vman-world.ts';
-import { blockNamesOf } from './coherence.ts';
+import { blockNamesOf } from './block-names.ts';
 import { qemuNameIn, qemusUnder } from './proc-reader.ts';
 import { qemuBlockView } from './qmp-reader.ts';
 import { recordedVm } from './vm-facts.ts';
-import { createdOneAfterAnother, raceEntries, raceWinner, rowsNamed, storageGainedBeyond, type Kind } from './validation-tasks.ts';
+import { createdOneAfterAnother, rowsNamed, storageGainedBeyond } from './validation-names.ts';
+import { raceEntries, raceWinner } from './race-tasks.ts';
+import type { Kind } from './validation-tables.ts';
 
 const idOf = (body: unknown): string | undefined => (body as { id?: string } | undefined)?.id;
 

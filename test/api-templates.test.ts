@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { dryVman, sharedDryVman, type ApiResponse, type DryVman, assertProblem } from './helpers/dry-vman.ts';
+import { dryVman, sharedDryVman, type DryVman, assertProblem } from './helpers/dry-vman.ts';
 
 
 

@@ -76,8 +76,10 @@ export class VmanWorld extends World {
   childEnv: Record<string, string> = {};
   /** Settings every vman of this scenario starts with (a tag hook sets them: @real-guest's longer deadlines). */
   vmanEnv: Record<string, string> = {};
-  /** Undo actions registered by steps (unmount, stop a watcher, ...): run first at teardown, newest first. */
+  /** Undo actions registered by steps (unmount, a network namespace, ...): run first at teardown, newest first. */
   readonly cleanups: Array<() => Promise<void>> = [];
+  /** Watches of running guests (agent and QMP polled in the background): stopped before the system is judged, which needs the agent. */
+  readonly watches: Array<{ stop(): Promise<unknown> }> = [];
 
   constructor(options: IWorldOptions) {
     super(options);

@@ -1,7 +1,7 @@
-// Tasks for the bad-input feature (@validation): a request vman accepts with
-// one thing changed, a body or a path sent exactly as written, a key that
-// could poison objects or a key given twice, and requests sent at the same
-// moment.
+// Requests of the @validation feature: a request vman accepts with one thing
+// changed, a body or a path sent exactly as written, a key that could poison
+// objects or a key given twice, HEAD against GET, and requests about named
+// things for refusals their state causes.
 //
 // Every request first notes everything vman holds (validation-state.ts), so a
 // step can check that a refusal changed nothing. Requests with bad input go out
@@ -13,22 +13,11 @@ import { execa } from 'execa';
 import type { Response } from 'got';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { rawRequest, type Answer, type RawRequest } from './request-raw.ts';
-import { noteHoldings, storageGainedSinceLastRequest } from './validation-state.ts';
-import { problemFlaws, quotesFlaws } from './validation-problem.ts';
+import { noteHoldings } from './validation-state.ts';
 import { expectStatus } from './vm-tasks.ts';
+import { creating, LEFT_OUT, type Kind, type MadeFile, type Target } from './validation-tables.ts';
 
 export type { Answer } from './request-raw.ts';
-
-/** The requests the feature sends bad input to, by the names its steps use. */
-export type Target =
-  | { what: 'create a template' }
-  | { what: 'create a VM' }
-  | { what: 'create a disk' }
-  | { what: 'attach'; disk: string; vm: string }
-  | { what: 'detach'; disk: string }
-  | { what: 'start' | 'stop' | 'restart'; vm: string };
-
-export type Kind = 'template' | 'VM' | 'disk';
 
 interface Endpoint {
   method: string;
@@ -37,62 +26,6 @@ interface Endpoint {
   wellFormed?: Record<string, unknown>;
 }
 
-const RACE = 'requests sent at the same moment';
-
-// --- what the Examples tables write ---------------------------------------------------
-
-/** A field the request leaves out altogether. */
-export const LEFT_OUT = Symbol('left out');
-
-/** A file of the scenario's own, made on demand (`the file "vm,linuz"`): its absolute path is the value. */
-export interface MadeFile { madeFile: string }
-
-/**
- * A value as the Examples tables write it: JSON (`"web"`, `42`, `null`, `[1]`,
- * `"web\u0001"`), `<n> letters` for a long string, `left out`, or
- * `the file "<name>"` for the path of a file of that name that exists.
- */
-export function tableValue(text: string): unknown {
-  const t = text.trim();
-  if (t === 'left out') return LEFT_OUT;
-  const letters = /^(\d+) letters$/.exec(t);
-  if (letters) return 'a'.repeat(Number(letters[1]));
-  const file = /^the file (".*")$/.exec(t);
-  if (file) return { madeFile: parseJson(file[1]!, text) as string } satisfies MadeFile;
-  return parseJson(t, text);
-}
-
-function parseJson(json: string, original: string): unknown {
-  // Gherkin turns \n in a cell into a newline; JSON wants it escaped.
-  const escaped = json.replace(/[\u0000-\u001f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-  try {
-    return JSON.parse(escaped);
-  } catch {
-    throw new Error(`the table value ${JSON.stringify(original)} is neither JSON, nor "<n> letters", nor "left out", nor "the file "<name>""`);
-  }
-}
-
-/** An id as the tables write it: JSON text, or `<n> letters`. */
-export function tableId(text: string): string {
-  const v = tableValue(text);
-  if (typeof v !== 'string') throw new Error(`the id ${text} is not text`);
-  return v;
-}
-
-/** A body as the Examples tables write it: sent as it stands, or `nothing` for no body at all. */
-export function tableBody(text: string): string | undefined {
-  return text.trim() === 'nothing' ? undefined : text;
-}
-
-export function kindNamed(word: string): Kind {
-  const w = word.replace(/s$/, '');
-  if (w === 'template' || w === 'VM' || w === 'disk') return w;
-  throw new Error(`vman has templates, VMs and disks, not ${word}`);
-}
-
-export const creating = (kind: string): Target => ({ what: `create a ${kindNamed(kind)}` as 'create a template' });
-
-// --- sending --------------------------------------------------------------------------
 
 /** Notes what vman holds, sends the request exactly as given, and keeps the answer as the scenario's last response. */
 async function send(world: VmanWorld, r: RawRequest): Promise<Answer> {
@@ -292,7 +225,8 @@ export function tryCreateVm(world: VmanWorld, name: string, template: string): P
 }
 
 /** The body of a create vman accepts, with this name. */
-async function createBody(world: VmanWorld, kind: Kind, name: string): Promise<{ path: string; json: Record<string, unknown> }> {
+/** The path and well-formed body that create a thing of this kind with this name. */
+export async function createBody(world: VmanWorld, kind: Kind, name: string): Promise<{ path: string; json: Record<string, unknown> }> {
   const e = await endpoint(world, creating(kind));
   return { path: e.path.replace(/^\//, ''), json: { ...e.wellFormed, name } };
 }
@@ -304,123 +238,3 @@ export async function createOwnTemplate(world: VmanWorld, name: string): Promise
   world.ids.set(`template:${name}`, t.id);
 }
 
-// --- names that differ only in case ---------------------------------------------------------
-
-const CREATED = 'creates, in the order sent';
-
-/** Creates (well-formed) of one kind with these names, one after the other, after noting what vman holds. */
-export async function createOneAfterAnother(world: VmanWorld, kind: Kind, names: string[]): Promise<void> {
-  await noteHoldings(world);
-  const answers: Array<{ name: string; statusCode: number; body: unknown }> = [];
-  for (const name of names) {
-    const { path: at, json } = await createBody(world, kind, name);
-    const res = await world.api().http.post(at, { json });
-    answers.push({ name, statusCode: res.statusCode, body: res.body });
-  }
-  world.remembered.set(CREATED, answers);
-}
-
-export function createdOneAfterAnother(world: VmanWorld): Array<{ name: string; statusCode: number; body: unknown }> {
-  const answers = world.remembered.get(CREATED) as Array<{ name: string; statusCode: number; body: unknown }> | undefined;
-  if (!answers) throw new Error('nothing was created one after another in this scenario');
-  return answers;
-}
-
-/** The rows of a kind with exactly this name (SQLite compares text byte for byte). */
-export function rowsNamed(world: VmanWorld, kind: Kind, name: string): Promise<Array<Record<string, unknown>>> {
-  const table = { template: 'templates', VM: 'vms', disk: 'disks' }[kind];
-  return world.db().all(`SELECT * FROM ${table} WHERE name = ?`, [name]);
-}
-
-/**
- * What the storage folder gained since the last note that is not what the
- * records with these ids have: a VM has its folder vms/<id> (and what is in
- * it), a disk its file disks/<id>.qcow2, a template nothing. Also names what
- * they should have and do not.
- */
-export async function storageGainedBeyond(world: VmanWorld, kind: Kind, ids: string[]): Promise<string[]> {
-  const gained = await storageGainedSinceLastRequest(world);
-  const own = (p: string): boolean => ids.some((id) => (kind === 'VM' ? p === `vms/${id}` || p.startsWith(`vms/${id}/`) : kind === 'disk' ? p === `disks/${id}.qcow2` : false));
-  const flaws = gained.filter((e) => !own(e.path)).map((e) => `${e.path} (${e.kind}) is new, and belongs to none of ${ids.join(', ')}`);
-  const expected = kind === 'VM' ? ids.map((id) => `vms/${id}`) : kind === 'disk' ? ids.map((id) => `disks/${id}.qcow2`) : [];
-  for (const p of expected) if (!gained.some((e) => e.path === p)) flaws.push(`${p} is not there`);
-  return flaws;
-}
-
-// --- requests sent at the same moment -------------------------------------------------------
-
-export interface RaceEntry {
-  /** start, delete, attach, create, ... */
-  what: string;
-  /** Which of the requests it was: the VM it attached to, "first", ... */
-  label: string;
-  statusCode: number;
-  headers: Answer['headers'];
-  body: unknown;
-}
-
-/** Sends the requests at the same moment (Promise.all over vman's HTTP client) and keeps every answer. */
-export async function atTheSameMoment(
-  world: VmanWorld,
-  requests: Array<{ what: string; label: string; send: () => Promise<Response<unknown>> }>,
-): Promise<RaceEntry[]> {
-  await noteHoldings(world);
-  const answers = await Promise.all(requests.map((r) => r.send()));
-  const entries = answers.map((res, i) => ({
-    what: requests[i]!.what, label: requests[i]!.label, statusCode: res.statusCode, headers: res.headers, body: res.body,
-  }));
-  world.remembered.set(RACE, entries);
-  world.attach(describeRace(entries), { mediaType: 'text/plain', fileName: 'requests sent at the same moment' });
-  return entries;
-}
-
-export function startTwiceAtOnce(world: VmanWorld, vm: string): Promise<RaceEntry[]> {
-  const start = () => world.api().http.post(`api/v1/vms/${world.idOf(vm)}/start`);
-  return atTheSameMoment(world, [{ what: 'start', label: 'first', send: start }, { what: 'start', label: 'second', send: start }]);
-}
-
-export function attachToBothAtOnce(world: VmanWorld, disk: string, a: string, b: string): Promise<RaceEntry[]> {
-  const attach = (vm: string) => () => world.api().http.post(`api/v1/disks/${world.idOf(disk)}/attach`, { json: { vm_id: world.idOf(vm) } });
-  return atTheSameMoment(world, [{ what: 'attach', label: a, send: attach(a) }, { what: 'attach', label: b, send: attach(b) }]);
-}
-
-/** The same well-formed create, with this name, twice at the same moment. */
-export async function createTwiceAtOnce(world: VmanWorld, kind: Kind, name: string): Promise<RaceEntry[]> {
-  const { path: at, json } = await createBody(world, kind, name);
-  const create = () => world.api().http.post(at, { json });
-  return atTheSameMoment(world, [{ what: 'create', label: 'first', send: create }, { what: 'create', label: 'second', send: create }]);
-}
-
-export function raceEntries(world: VmanWorld): RaceEntry[] {
-  const entries = world.remembered.get(RACE) as RaceEntry[] | undefined;
-  if (!entries) throw new Error('no requests were sent at the same moment in this scenario');
-  return entries;
-}
-
-export const describeRace = (entries: readonly RaceEntry[]): string =>
-  entries.map((e) => `${e.what} (${e.label}): HTTP ${e.statusCode} ${JSON.stringify(e.body)}`).join('; ');
-
-/** The one request that succeeded; throws saying what every request got when it is not exactly one. */
-export function raceWinner(world: VmanWorld, what: string): RaceEntry {
-  const entries = raceEntries(world).filter((e) => e.what === what);
-  const won = entries.filter((e) => e.statusCode >= 200 && e.statusCode < 300);
-  if (won.length !== 1) throw new Error(`expected exactly one ${what} to succeed: ${describeRace(entries)}`);
-  return won[0]!;
-}
-
-/** One request succeeded and the other got `status` with a proper problem; what is wrong otherwise. */
-export function oneWonFlaws(world: VmanWorld, what: string, status: number): string[] {
-  const entries = raceEntries(world).filter((e) => e.what === what);
-  if (entries.length !== 2) return [`${entries.length} ${what} requests were sent, not 2`];
-  const winner = raceWinner(world, what);
-  const loser = entries.find((e) => e !== winner)!;
-  const flaws = problemFlaws(loser);
-  if (loser.statusCode !== status) flaws.unshift(`the other ${what} got ${loser.statusCode}, not ${status}: ${describeRace(entries)}`);
-  return flaws;
-}
-
-/**
- * A start and a delete at the same moment: the delete succeeds; the start
- * either came first (200, the VM running) or came after the delete and found
- * no VM (404 quoting its id).
- */
