@@ -15,17 +15,9 @@ import type { VmState } from '../support/closed-sets.ts';
 import type { VmanWorld } from '../world/vman-world.ts';
 
 const DOCS = 'api/v1/docs';
-const OPERATIONS = 'api docs: operations';
-const RENDERED = 'api docs: rendered operations';
-const LISTED = 'api: listed names';
 
 interface OpenApiDocument {
   paths: Record<string, Record<string, unknown>>;
-}
-
-function remember<T>(world: VmanWorld, key: string): T {
-  if (!world.remembered.has(key)) throw new Error(`no earlier step noted ${key}`);
-  return world.remembered.get(key) as T;
 }
 
 // --- vman started with a QEMU it cannot use ----------------------------------------------------
@@ -52,14 +44,14 @@ When('the documentation page is opened in a browser without the token', { timeou
   const doc = expectStatus<OpenApiDocument>(res, 200, 'GET /api/v1/openapi.json without a token');
   const page = await renderPage(`${this.api().baseUrl}${DOCS}`);
   this.attach(page.screenshot, 'image/png');
-  this.remembered.set(OPERATIONS, operationsOf(doc));
-  this.remembered.set(RENDERED, renderedOperations(page.dom));
+  this.notes.documentedOperations = operationsOf(doc);
+  this.notes.renderedOperations = renderedOperations(page.dom);
 });
 
 Then('the page lists every route of the OpenAPI document', function (this: VmanWorld) {
   const key = ([m, p]: [string, string]) => `${m} ${p}`;
-  const documented = remember<Array<[string, string]>>(this, OPERATIONS).map(key).sort();
-  const rendered = remember<Array<[string, string]>>(this, RENDERED).map(key).sort();
+  const documented = this.noted('documentedOperations', 'api docs: operations').map(key).sort();
+  const rendered = this.noted('renderedOperations', 'api docs: rendered operations').map(key).sort();
   expect(documented.length, 'operations in the OpenAPI document').to.be.greaterThan(20);
   expect(rendered, 'operations the rendered page shows (method and path)').to.deep.equal(documented);
 });
@@ -94,7 +86,7 @@ async function listVms(world: VmanWorld, searchParams: Record<string, string>): 
   const res = await world.api().http.get('api/v1/vms', { searchParams });
   world.lastResponse = res;
   const vms = expectStatus<Array<{ name: string }>>(res, 200, `list VMs with ${new URLSearchParams(searchParams).toString()}`);
-  world.remembered.set(LISTED, vms.map((v) => v.name).sort());
+  world.notes.listedVmNames = vms.map((v) => v.name).sort();
 }
 
 When('the operator lists the VMs with state "{vm-state}" and name {string}', async function (this: VmanWorld, state: VmState, name: string) {
@@ -111,7 +103,7 @@ When('the operator lists the VMs with name {string}', async function (this: Vman
 
 Then('the list holds exactly {}', function (this: VmanWorld, names: string) {
   const expected = [...names.matchAll(/"([^"]+)"/g)].map((m) => m[1]!).sort();
-  expect(remember<string[]>(this, LISTED), 'names in the list').to.deep.equal(expected);
+  expect(this.noted('listedVmNames', 'api: listed names'), 'names in the list').to.deep.equal(expected);
 });
 
 Then('of the VMs {}, only {string} has a QEMU process', async function (this: VmanWorld, names: string, running: string) {

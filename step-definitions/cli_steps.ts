@@ -67,10 +67,10 @@ Then('its error output says {string}', function (this: VmanWorld, words: string)
 });
 
 Then('the database holds the same VMs as before the command', async function (this: VmanWorld) {
-  const before = this.remembered.get('vms before the command');
+  const before = this.notes.vmsBeforeCommand;
   expect(await this.db().all('SELECT * FROM vms ORDER BY id'), 'rows of vms').to.deep.equal(before);
 });
 
 Given('the VMs vman holds are noted', async function (this: VmanWorld) {
-  this.remembered.set('vms before the command', await this.db().all('SELECT * FROM vms ORDER BY id'));
+  this.notes.vmsBeforeCommand = await this.db().all('SELECT * FROM vms ORDER BY id');
 });

@@ -5,21 +5,19 @@ import { expect } from 'chai';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { latestReport } from '../support/observer-tasks.ts';
 import {
-  damagedMarkers, OPERATIONS, OUTCOMES, picture, prepare, type OperationName, type OutcomeName, type Picture,
+  damagedMarkers, OPERATIONS, OUTCOMES, picture, prepare, type OperationName, type OutcomeName,
 } from '../support/crash-tasks.ts';
 import type { CrashPoint } from '../support/closed-sets.ts';
 import { momentFlaws } from '../support/crash-moments.ts';
 
-const BEFORE = 'picture before the operation';
-
 Given('everything is ready to {operation}, with vman set to die at "{crash-point}"', async function (this: VmanWorld, op: OperationName, point: CrashPoint) {
-  this.remembered.set('crash:point', point);
+  this.notes.crashPoint = point;
   await prepare(this, op, point);
 });
 
 /** Asks for the operation, noting everything before; an answer that never came is noted as such. */
 async function ask(world: VmanWorld, op: OperationName): Promise<void> {
-  world.remembered.set(BEFORE, await picture(world));
+  world.notes.pictureBefore = await picture(world);
   world.lastResponse = undefined;
   const answer = await OPERATIONS[op].request(world).then(
     (res) => {
@@ -28,7 +26,7 @@ async function ask(world: VmanWorld, op: OperationName): Promise<void> {
     },
     (err: Error & { code?: string }) => `no answer (${err.code ?? err.message})`,
   );
-  world.remembered.set('crash:answer', answer);
+  world.notes.crashAnswer = answer;
 }
 
 When('the operator asks to {operation}', async function (this: VmanWorld, op: OperationName) {
@@ -38,7 +36,7 @@ When('the operator asks to {operation}', async function (this: VmanWorld, op: Op
 Then('vman dies at "{crash-point}" without answering', async function (this: VmanWorld, point: CrashPoint) {
   const child = this.child;
   if (!child) throw new Error('vman is not running as a separate process in this scenario');
-  const answer = this.remembered.get('crash:answer') as string;
+  const answer = this.noted('crashAnswer', 'what the operator got back');
   expect(answer, 'what the operator got back').to.match(/^no answer/);
   const exit = await child.exited;
   expect(exit, 'how vman ended').to.deep.equal({ code: null, signal: 'SIGKILL' });
@@ -51,7 +49,7 @@ const INTENT_OF: Record<string, string> = { 'network.setup': 'vm.start', 'networ
 
 // Before any recovery: the picture the moment's words promise, read by the suite.
 Then('what it left at that moment shows {crash-moment}', async function (this: VmanWorld, moment: string) {
-  const point = this.remembered.get('crash:point') as CrashPoint;
+  const point = this.noted('crashPoint', 'the crash point vman was set to die at');
   const prefix = point.split('.').slice(0, 2).join('.');
   const { flaws, seen } = await momentFlaws(this, moment, INTENT_OF[prefix] ?? prefix);
   this.attach(`At ${point}, before vman was started again: ${seen}`, 'text/plain');
@@ -59,7 +57,7 @@ Then('what it left at that moment shows {crash-moment}', async function (this: V
 });
 
 Then("the observer's start-up report named the operation vman did not finish", async function (this: VmanWorld) {
-  const point = this.remembered.get('crash:point') as CrashPoint;
+  const point = this.noted('crashPoint', 'the crash point vman was set to die at');
   const prefix = point.split('.').slice(0, 2).join('.');
   const op = INTENT_OF[prefix] ?? prefix;
   const report = await latestReport(this);
@@ -69,8 +67,7 @@ Then("the observer's start-up report named the operation vman did not finish", a
 });
 
 Then('everything is as it was before the operator asked', async function (this: VmanWorld) {
-  const before = this.remembered.get(BEFORE) as Picture | undefined;
-  if (!before) throw new Error('no operation was asked for in this scenario');
+  const before = this.noted('pictureBefore', 'an operation asked for in this scenario');
   const now = await picture(this);
   expect(now.database, 'every table of the database (but updated_at)').to.deep.equal(before.database);
   expect(now.qemu, 'each VM\'s QEMU process and what it holds of block storage').to.deep.equal(before.qemu);
@@ -87,7 +84,7 @@ When('the operator asks to {operation} again', async function (this: VmanWorld, 
 
 Then('the request to {operation} succeeded', async function (this: VmanWorld, op: OperationName) {
   const res = this.lastResponse;
-  expect(res?.statusCode, `vman's answer: ${this.remembered.get('crash:answer') as string}`).to.equal(OPERATIONS[op].status);
+  expect(res?.statusCode, `vman's answer: ${String(this.notes.crashAnswer)}`).to.equal(OPERATIONS[op].status);
   await OPERATIONS[op].done(this);
 });
 

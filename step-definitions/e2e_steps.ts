@@ -8,13 +8,10 @@ import { GUEST_STEP } from '../support/timeouts.ts';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { disagreements } from '../support/coherence.ts';
 import { createVm, expectStatus, vmAction } from '../support/vm-tasks.ts';
-import { guestIpv4, recordedVm, remembered, rememberVm, waitForNoQemu } from '../support/vm-facts.ts';
+import { guestIpv4, recordedVm, rememberVm, waitForNoQemu } from '../support/vm-facts.ts';
 import { checkNow, findingAbout } from '../support/observer-tasks.ts';
-import type { Row } from '../support/db-reader.ts';
 import { changesSinceLastRequest, noteHoldings } from '../support/validation-state.ts';
-import { createWhileKilled, describeCreates, incompleteCreates, type InFlightCreate } from '../support/inflight-tasks.ts';
-
-const IN_FLIGHT = 'creates in flight when vman was killed';
+import { createWhileKilled, describeCreates, incompleteCreates } from '../support/inflight-tasks.ts';
 import type { BuiltInTemplate } from '../support/closed-sets.ts';
 
 const names = (list: string): string[] => list.split(/,\s*|\s+and\s+/).map((n) => n.trim().replace(/^"|"$/g, ''));
@@ -42,24 +39,24 @@ Given('VMs {string} created from the {built-in-template} template', async functi
     await createVm(this, name, template);
     await rememberVm(this, name);
   }
-  this.remembered.set('group', names(list));
+  this.notes.group = names(list);
 });
 
 When('they are all started at once', async function (this: VmanWorld) {
-  const group = remembered<string[]>(this, 'group');
+  const group = this.noted('group');
   const answers = await Promise.all(group.map((n) => vmAction(this, n, 'start')));
   answers.forEach((r, i) => expectStatus(r, 200, `start ${group[i]}`));
   for (const n of group) await rememberVm(this, n);
 });
 
 When('they are all stopped at once', async function (this: VmanWorld) {
-  const group = remembered<string[]>(this, 'group');
+  const group = this.noted('group');
   const answers = await Promise.all(group.map((n) => vmAction(this, n, 'stop')));
   answers.forEach((r, i) => expectStatus(r, 200, `stop ${group[i]}`));
 });
 
 Then('all of them are recorded as running with distinct addresses', async function (this: VmanWorld) {
-  const group = remembered<string[]>(this, 'group');
+  const group = this.noted('group');
   const addresses: string[] = [];
   for (const n of group) {
     const vm = await recordedVm(this, n);
@@ -72,14 +69,14 @@ Then('all of them are recorded as running with distinct addresses', async functi
 });
 
 Then('each guest has the address vman recorded for it', async function (this: VmanWorld) {
-  for (const n of remembered<string[]>(this, 'group')) {
+  for (const n of this.noted('group')) {
     const vm = await recordedVm(this, n);
     expect(await guestIpv4(vm.dir), `addresses the guest of ${n} reports`).to.deep.equal([await this.db().addressOf(vm.id)]);
   }
 });
 
 Then('none of them has a QEMU process or an address left', async function (this: VmanWorld) {
-  for (const n of remembered<string[]>(this, 'group')) {
+  for (const n of this.noted('group')) {
     const vm = await recordedVm(this, n);
     await waitForNoQemu(vm.id, vm.dir);
     expect(vm.state, `state of ${n}`).to.equal('stopped');
@@ -94,7 +91,7 @@ Then('the observer reports {string} as failed', async function (this: VmanWorld,
 
 Given('what vman has recorded is noted', async function (this: VmanWorld) {
   await noteHoldings(this);
-  this.remembered.set('records', await this.db().dump());
+  this.notes.recordsBefore = await this.db().dump();
   for (const row of await this.db().all('SELECT name FROM vms')) await rememberVm(this, String(row.name));
 });
 
@@ -109,7 +106,7 @@ Then('every record is still there, unchanged', async function (this: VmanWorld) 
 });
 
 Then('{string} kept its address', async function (this: VmanWorld, name: string) {
-  const before = remembered<Record<string, Row[]>>(this, 'records');
+  const before = this.noted('recordsBefore', 'what vman had recorded');
   const id = this.idOf(name);
   const was = before.address_allocations?.find((a) => a.vm_id === id)?.address;
   expect(was, `address ${name} held before`).to.be.a('string');
@@ -119,7 +116,7 @@ Then('{string} kept its address', async function (this: VmanWorld, name: string)
 
 When('{int} disks and {int} VMs are being created when vman is killed with SIGKILL', async function (this: VmanWorld, disks: number, vms: number) {
   if (!this.child) throw new Error('vman is not running as a separate process in this scenario');
-  this.remembered.set(IN_FLIGHT, await createWhileKilled(this, this.child, disks, vms));
+  this.notes.inFlightCreates = await createWhileKilled(this, this.child, disks, vms);
 });
 
 Then('every disk and VM vman has recorded is complete, and nothing half-made is left', async function (this: VmanWorld) {
@@ -129,16 +126,16 @@ Then('every disk and VM vman has recorded is complete, and nothing half-made is 
   expect(diskFiles.sort(), 'files in the disk folder').to.deep.equal(disks.map((d) => path.basename(String(d.path))).sort());
   const vms = await this.db().all('SELECT id FROM vms');
   expect((await readdir(path.join(storage, 'vms'))).sort(), 'VM folders').to.deep.equal(vms.map((v) => String(v.id)).sort());
-  this.attach(`${disks.length} disk(s) and ${vms.length} VM(s) were completed before vman died; ${describeCreates(remembered<InFlightCreate[]>(this, IN_FLIGHT))}`, 'text/plain');
+  this.attach(`${disks.length} disk(s) and ${vms.length} VM(s) were completed before vman died; ${describeCreates(this.noted('inFlightCreates'))}`, 'text/plain');
 });
 
 // Durability: an answer of 201 is a promise that outlives vman.
 Then('every create answered 201 before vman died is there, complete', async function (this: VmanWorld) {
-  const answered = remembered<InFlightCreate[]>(this, IN_FLIGHT).filter((c) => c.status === 201);
+  const answered = this.noted('inFlightCreates').filter((c) => c.status === 201);
   expect(await incompleteCreates(this, answered), `what became of the ${answered.length} create(s) answered 201`).to.deep.equal([]);
 });
 
 Then('at least one create was cut off without an answer', function (this: VmanWorld) {
-  const creates = remembered<InFlightCreate[]>(this, IN_FLIGHT);
+  const creates = this.noted('inFlightCreates');
   expect(creates.filter((c) => c.status === undefined).length, `creates left unanswered when vman died (else nothing was in flight, and the scenario tested nothing): ${describeCreates(creates)}`).to.be.above(0);
 });

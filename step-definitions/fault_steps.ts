@@ -31,12 +31,12 @@ Given('vman is running with its disk folder on a filesystem with only {int} KB f
   this.cleanups.push(async () => {
     await execa('umount', ['-l', disks]);
   });
-  this.remembered.set('small-fs', disks);
+  this.notes.smallDiskFolder = disks;
   await this.startVman();
 });
 
 When('the disk folder gets room again', async function (this: VmanWorld) {
-  const disks = this.remembered.get('small-fs') as string;
+  const disks = this.noted('smallDiskFolder', 'a disk folder on a small filesystem');
   await execa('mount', ['-o', 'remount,size=65536k', disks]);
 });
 

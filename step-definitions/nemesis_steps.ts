@@ -3,16 +3,11 @@
 import { Then, When } from '@cucumber/cucumber';
 import { expect } from 'chai';
 import type { VmanWorld } from '../world/vman-world.ts';
-import { describeNemesis, nemesisSettings, runNemesis, type Answered, type NemesisSettings, type RoundVerdict } from '../support/nemesis.ts';
+import { describeNemesis, nemesisSettings, runNemesis, type NemesisRun, type NemesisSettings } from '../support/nemesis.ts';
 import { startVmanAgain } from '../support/crash-tasks.ts';
 
-interface NemesisRun { settings: NemesisSettings; verdicts: RoundVerdict[]; answers: Answered[] }
-const RUN = 'the nemesis run';
-
 function run(world: VmanWorld): NemesisRun {
-  const r = world.remembered.get(RUN) as NemesisRun | undefined;
-  if (!r) throw new Error('no nemesis ran in this scenario');
-  return r;
+  return world.noted('nemesisRun', 'a nemesis run in this scenario');
 }
 
 /** Every failure names the seed, so that it can be run again. */
@@ -23,7 +18,7 @@ When('{int} clients run a random workload while vman is killed at random moments
   const settings = nemesisSettings({ clients, rounds });
   this.attach(`nemesis ${seedOfSettings(settings)}`, 'text/plain');
   const { verdicts, answers } = await runNemesis(this, settings, () => startVmanAgain(this));
-  this.remembered.set(RUN, { settings, verdicts, answers } satisfies NemesisRun);
+  this.notes.nemesisRun = { settings, verdicts, answers };
   this.attach(describeNemesis(settings, verdicts, answers), { mediaType: 'text/plain', fileName: 'nemesis: rounds and every answer' });
 });
 

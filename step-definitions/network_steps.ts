@@ -9,7 +9,7 @@ import path from 'node:path';
 import { waitForConsoleLine } from '../support/waiters.ts';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { expectStatus, getVm, startNotingRecords, startRunningVm, vmAction } from '../support/vm-tasks.ts';
-import { guestIpv4, recordedVm, remembered, rememberVm } from '../support/vm-facts.ts';
+import { guestIpv4, recordedVm, rememberVm } from '../support/vm-facts.ts';
 import { qemuProcessOf } from '../support/qemu-facts.ts';
 import { BRIDGE_NET, dnsmasqProcessesUnder, netnsId } from '../support/netns.ts';
 import { scenarioNetns, serveInNetns, startVmanInNetns } from '../support/bridge-vman.ts';
@@ -26,7 +26,7 @@ const SETTING_ENV: Record<string, string> = {
 async function startVmanWith(world: VmanWorld, env: Record<string, string>): Promise<void> {
   await world.vman?.stop();
   await world.startVman({ env });
-  world.remembered.set('range', env.VMAN_RANGE ?? '10.0.2.15-10.0.2.254');
+  world.notes.addressRange = env.VMAN_RANGE ?? '10.0.2.15-10.0.2.254';
 }
 
 async function dbAddress(world: VmanWorld, name: string): Promise<string> {
@@ -85,7 +85,7 @@ When('vman in the namespace is killed with SIGKILL and started again', async fun
   if (!this.child) throw new Error('vman is not running as a separate process in this scenario');
   const before = await dnsmasqOf(this);
   if (!before) throw new Error('no dnsmasq serves the bridge before vman is killed');
-  this.remembered.set('dnsmasq-pid', before.proc.pid);
+  this.notes.dnsmasqPid = before.proc.pid;
   await this.child.kill('SIGKILL');
   await serveInNetns(this);
 });
@@ -128,12 +128,12 @@ Then('the guest of {string} reports the address {ip} through its agent', async f
 });
 
 Then('{string} and {string} hold different addresses of the range, in the database and in their guests', async function (this: VmanWorld, a: string, b: string) {
-  const [first, last] = remembered<string>(this, 'range').split('-').map((x) => parseIpv4(x)!);
+  const [first, last] = this.noted('addressRange', 'the address range vman was started with').split('-').map((x) => parseIpv4(x)!);
   const held: string[] = [];
   for (const name of [a, b]) {
     const address = await dbAddress(this, name);
     const ip = parseIpv4(address)!;
-    expect(ip >= first! && ip <= last!, `${address} of ${name} within ${remembered<string>(this, 'range')}`).to.equal(true);
+    expect(ip >= first! && ip <= last!, `${address} of ${name} within ${this.noted('addressRange', 'the address range vman was started with')}`).to.equal(true);
     expect(await guestIpv4((await recordedVm(this, name)).dir), `addresses the guest agent of ${name} reports`).to.deep.equal([address]);
     held.push(address);
   }
@@ -167,7 +167,7 @@ Then('the VM {string} is unchanged in the database, holds no address and has no 
   const before = this.vmNoted(name).rowBefore;
   if (!before) throw new Error(`the row of ${name} was not noted before the start`);
   expect(await this.db().vmByName(name), `the row of ${name} after the refused start`).to.deep.equal(before);
-  expect(await allocationsInDb(this), 'address_allocations after the refused start').to.deep.equal(remembered(this, 'allocations'));
+  expect(await allocationsInDb(this), 'address_allocations after the refused start').to.deep.equal(this.noted('allocationsBefore', 'the allocations before the start'));
   expect(await qemuProcessOf(String(before.id), String(before.storage_dir)), `a QEMU process of ${name}`).to.equal(undefined);
 });
 
@@ -212,7 +212,7 @@ Then('a dnsmasq started by vman serves DHCP on the bridge inside the namespace',
 });
 
 Then('a new dnsmasq, and only that one, serves the reservation of {string}', async function (this: VmanWorld, name: string) {
-  const old = remembered<number>(this, 'dnsmasq-pid');
+  const old = this.noted('dnsmasqPid', 'the dnsmasq serving the bridge before vman was killed');
   const procs = await dnsmasqProcessesUnder(this.api().storagePath);
   expect(procs.map((p) => p.pid), `dnsmasq processes serving ${networkDir(this)}`).to.have.length(1);
   expect(procs[0]!.pid, 'pid of the dnsmasq serving the bridge').to.not.equal(old);

@@ -5,7 +5,7 @@ import { access, rm } from 'node:fs/promises';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { tamperWithDatabase } from '../support/db-reader.ts';
 import { createVm } from '../support/vm-tasks.ts';
-import { rememberVm, remembered } from '../support/vm-facts.ts';
+import { rememberVm } from '../support/vm-facts.ts';
 import {
   askForRepair, checkNow, findingAbout, lastReport, latestReport, makeDiskFileByHand, makeVmFolderByHand, plugDiskBehindVmansBack, putTapOnBridgeByHand,
   reserveByHand, startQemuByHand, unplugDeviceBehindVmansBack, waitForPeriodicFinding,
@@ -60,7 +60,7 @@ Given('the device of the disk {string} taken out of the QEMU of {string} behind 
 });
 
 Given('a VM folder made by hand in vman\'s storage', async function (this: VmanWorld) {
-  this.remembered.set('hand-folder', await makeVmFolderByHand(this));
+  this.notes.handFolder = await makeVmFolderByHand(this);
 });
 
 Given('what vman holds is noted', async function (this: VmanWorld) {
@@ -88,7 +88,7 @@ Then('the start-up report says {string} was recorded running but had no QEMU pro
 });
 
 Then('the report names the hand-started QEMU as an orphan, with its pid', function (this: VmanWorld) {
-  const pid = remembered<number>(this, 'hand-qemu-pid');
+  const pid = this.noted('handQemuPid', 'a QEMU started by hand');
   const f = findingAbout(lastReport(this), 'orphan-process', String(pid));
   expect(f.pid, 'pid in the finding').to.equal(pid);
 });
@@ -98,7 +98,7 @@ Then('the report says disk {string} has no file', function (this: VmanWorld, nam
 });
 
 Then('the report names the hand-made file as an orphan disk file', function (this: VmanWorld) {
-  const file = remembered<string>(this, 'hand-disk-file');
+  const file = this.noted('handDiskFile', 'a disk file made by hand');
   findingAbout(lastReport(this), 'orphan-disk-file', file);
 });
 
@@ -119,7 +119,7 @@ Then('the report says disk {string} is recorded attached to {string} but its QEM
 });
 
 Then('the report names the hand-made VM folder as an orphan', function (this: VmanWorld) {
-  const folder = this.remembered.get('hand-folder') as string;
+  const folder = this.noted('handFolder', 'a VM folder made by hand');
   findingAbout(lastReport(this), 'orphan-vm-folder', folder);
 });
 
@@ -132,11 +132,11 @@ Then('within {int} seconds the latest periodic report says disk {string} has no 
 });
 
 Then('the hand-started QEMU is still running', async function (this: VmanWorld) {
-  expect(await isAlive(remembered<number>(this, 'hand-qemu-pid')), 'hand-started QEMU alive').to.equal(true);
+  expect(await isAlive(this.noted('handQemuPid', 'a QEMU started by hand')), 'hand-started QEMU alive').to.equal(true);
 });
 
 Then('the hand-made disk file is still there', async function (this: VmanWorld) {
-  await access(remembered<string>(this, 'hand-disk-file'));
+  await access(this.noted('handDiskFile', 'a disk file made by hand'));
 });
 
 const sha256 = async (file: string): Promise<string> => createHash('sha256').update(await readFile(file)).digest('hex');
@@ -165,7 +165,7 @@ Then('the QEMU of {string} holds nothing of the disk {string}', async function (
 });
 
 Then('the repair says it took the device and both nodes of {string} out of the QEMU of {string}', function (this: VmanWorld, disk: string, vm: string) {
-  const repair = remembered<{ removed_from_qemu: Array<{ vm_id: string; devices: string[]; nodes: string[] }> }>(this, 'repair');
+  const repair = this.noted('repairAnswer', 'an answer to a repair');
   const names = blockNamesOf(this.idOf(disk));
   expect(repair.removed_from_qemu, 'what the repair says it removed').to.deep.equal([{ vm_id: this.idOf(vm), devices: [names.device], nodes: names.nodes }]);
 });
@@ -184,13 +184,13 @@ When("a DHCP reservation is written into dnsmasq's hosts file by hand", async fu
 });
 
 Then('the report names the hand-made tap device as an orphan of no VM', function (this: VmanWorld) {
-  const tap = remembered<string>(this, 'hand-tap');
+  const tap = this.noted('handTap', 'a tap device put on the bridge by hand');
   const f = findingAbout(lastReport(this), 'orphan-tap', tap);
   expect(f.recorded, 'what the database says').to.equal(`no VM record with id vm-${tap.slice(2)}`);
 });
 
 Then('the report names the hand-written reservation as an orphan', function (this: VmanWorld) {
-  const r = remembered<string>(this, 'hand-reservation');
+  const r = this.noted('handReservation', 'a DHCP reservation written by hand');
   const f = findingAbout(lastReport(this), 'orphan-reservation', r);
   expect(f.observed, 'what dnsmasq was seen to do').to.equal(`dnsmasq reserves ${r.split(' ')[1]} for ${r.split(' ')[0]}`);
 });

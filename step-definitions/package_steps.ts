@@ -12,25 +12,20 @@ import {
 
 const INSTALL_TIMEOUT_MS = 600_000;
 
-function remembered<T>(world: VmanWorld, key: string, what: string): T {
-  const value = world.remembered.get(key) as T | undefined;
-  if (value === undefined) throw new Error(`no ${what} in this scenario yet`);
-  return value;
-}
-const tarball = (w: VmanWorld): PackedTarball => remembered(w, 'package:tarball', 'packed tarball');
-const installed = (w: VmanWorld): InstalledPackage => remembered(w, 'package:installed', 'installed package');
-const served = (w: VmanWorld): InstalledServe => remembered(w, 'package:serve', 'installed vman serve');
+const tarball = (w: VmanWorld): PackedTarball => w.noted('packedTarball', 'packed tarball');
+const installed = (w: VmanWorld): InstalledPackage => w.noted('installedPackage', 'installed package');
+const served = (w: VmanWorld): InstalledServe => w.noted('installedServe', 'installed vman serve');
 
 Given('vman packed with npm pack', { timeout: 180_000 }, async function (this: VmanWorld) {
   const packed = await packCheckout(path.join(this.storage, 'pack'));
-  this.remembered.set('package:tarball', packed);
+  this.notes.packedTarball = packed;
   this.attach(`${path.basename(packed.file)} sha256 ${packed.sha256}\n\n${packed.output}`, { mediaType: 'text/plain', fileName: 'npm pack' });
 });
 
 When('the tarball is installed with npm install -g into an empty prefix', { timeout: INSTALL_TIMEOUT_MS + 30_000 }, async function (this: VmanWorld) {
   const env = await localPrebuilds(path.join(this.storage, 'prebuilds'));
   const pkg = await installGlobally(tarball(this).file, path.join(this.storage, 'prefix'), env);
-  this.remembered.set('package:installed', pkg);
+  this.notes.installedPackage = pkg;
   this.attach(`npm install -g took ${pkg.installMs} ms; better-sqlite3's addon: ${pkg.addon}\n\n${pkg.output}`, { mediaType: 'text/plain', fileName: 'npm install -g' });
 });
 
@@ -44,7 +39,7 @@ Then('the installed vman --version prints the version of package.json', async fu
 When('the installed vman serves on a free port', async function (this: VmanWorld) {
   const pkg = installed(this);
   const serve = await serveInstalled(pkg, path.join(this.storage, 'vman'));
-  this.remembered.set('package:serve', serve);
+  this.notes.installedServe = serve;
   // Whatever the scenario's end, nothing started from the prefix outlives it.
   this.cleanups.push(async () => {
     for (const p of await processesFrom(pkg.prefix)) {

@@ -43,11 +43,11 @@ async function killVman(world: VmanWorld): Promise<void> {
 }
 
 When('a second vman is started on the same storage', async function (this: VmanWorld) {
-  this.remembered.set('second vman', await runVmanServeToEnd({ storagePath: this.api().storagePath }));
+  this.notes.secondVman = await runVmanServeToEnd({ storagePath: this.api().storagePath });
 });
 
 Then('it refuses to start with status {int}, naming the running vman', async function (this: VmanWorld, status: number) {
-  const second = this.remembered.get('second vman') as Awaited<ReturnType<typeof runVmanServeToEnd>>;
+  const second = this.noted('secondVman', 'a second vman started on the same storage');
   const first = this.child;
   if (!first) throw new Error('the first vman is not a separate process in this scenario');
   this.attach(second.output, { mediaType: 'text/plain', fileName: 'what the second vman said' });

@@ -14,24 +14,22 @@ const VMAN_PORT = 8600;
 
 
 export function scenarioNetns(world: VmanWorld): ScenarioNetns {
-  const ns = world.remembered.get('netns') as ScenarioNetns | undefined;
-  if (!ns) throw new Error('this scenario made no network namespace');
-  return ns;
+  return world.noted('netns', 'a network namespace of this scenario');
 }
 
 /** vman in bridge mode as `vman serve` inside a new namespace of the scenario. */
 export async function startVmanInNetns(world: VmanWorld, opts: { vlan?: number; crashAt?: string } = {}): Promise<ScenarioNetns> {
   const ns = await createScenarioNetns();
-  world.remembered.set('netns', ns);
+  world.notes.netns = ns;
   world.cleanups.push(() => teardownNetns(world, ns));
-  world.remembered.set('netns-env', {
+  world.notes.netnsEnv = {
     VMAN_NETWORK_MODE: 'bridge',
     VMAN_BRIDGE: BRIDGE_NET.bridge,
     VMAN_SUBNET: BRIDGE_NET.subnet,
     VMAN_GATEWAY: BRIDGE_NET.gateway,
     VMAN_RANGE: BRIDGE_NET.range,
     ...(opts.vlan !== undefined ? { VMAN_VLAN: String(opts.vlan) } : {}),
-  });
+  };
   await world.vman?.stop();
   await serveInNetns(world, opts.crashAt ? { VMAN_CRASH_AT: opts.crashAt } : {});
   return ns;
@@ -43,7 +41,7 @@ export async function serveInNetns(world: VmanWorld, extraEnv: Record<string, st
   world.child = await startChildVman({
     storagePath: path.join(world.storage, 'vman'),
     imageDirs: world.imageDirs(),
-    env: { ...(world.remembered.get('netns-env') as Record<string, string>), ...extraEnv },
+    env: { ...world.notes.netnsEnv, ...extraEnv },
     netns: { name: ns.name, listenHost: ns.nsAddress, listenPort: VMAN_PORT },
   });
   world.vman = world.child;

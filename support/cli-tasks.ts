@@ -6,7 +6,6 @@ import { fileURLToPath } from 'node:url';
 import type { VmanWorld } from '../world/vman-world.ts';
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'vman.mjs');
-const LAST_RUN = 'last vman command';
 
 export interface CliRun {
   args: string[];
@@ -29,7 +28,7 @@ export async function runVman(world: VmanWorld, args: string[], timeoutMs = 5 * 
     env: { VMAN_URL: world.api().baseUrl, VMAN_API_TOKEN: '' },
   });
   const run: CliRun = { args, exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
-  world.remembered.set(LAST_RUN, run);
+  world.notes.lastCliRun = run;
   world.attach(`$ vman ${args.join(' ')}\n${run.stdout}\n--- stderr ---\n${run.stderr}\n--- exit ${run.exitCode} ---`, { mediaType: 'text/plain', fileName: `vman ${args.join(' ')}` });
   return run;
 }
@@ -42,9 +41,7 @@ export async function runVmanOk(world: VmanWorld, args: string[]): Promise<CliRu
 }
 
 export function lastRun(world: VmanWorld): CliRun {
-  const run = world.remembered.get(LAST_RUN) as CliRun | undefined;
-  if (!run) throw new Error('no vman command was run in this scenario');
-  return run;
+  return world.noted('lastCliRun', 'a vman command run in this scenario');
 }
 
 /** The rows of a table the command printed, by column header; `-` stands for nothing. */

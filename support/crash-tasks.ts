@@ -94,7 +94,7 @@ function setupPasses(op: Operation, point: string): boolean {
 
 /** Starts (or starts again) the scenario's vman as a separate process, in its namespace if it has one. */
 export async function startVmanAgain(world: VmanWorld, crashAt?: string): Promise<void> {
-  if (world.remembered.has('netns')) await serveInNetns(world, crashAt ? { VMAN_CRASH_AT: crashAt } : {});
+  if (world.notes.netns !== undefined) await serveInNetns(world, crashAt ? { VMAN_CRASH_AT: crashAt } : {});
   else await world.startVman({ child: true, ...(crashAt ? { crashAt } : {}) });
 }
 

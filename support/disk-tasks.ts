@@ -40,12 +40,8 @@ export interface DiskRequestTiming {
   body: unknown;
 }
 
-const TIMINGS = 'disk-requests';
-
 export function diskRequestTimings(world: VmanWorld): DiskRequestTiming[] {
-  let list = world.remembered.get(TIMINGS) as DiskRequestTiming[] | undefined;
-  if (!list) world.remembered.set(TIMINGS, (list = []));
-  return list;
+  return (world.notes.diskRequests ??= []);
 }
 
 /** The last request of this kind (about this disk, if named); throws if there was none. */

@@ -6,20 +6,16 @@ import type { VmanWorld } from '../world/vman-world.ts';
 import { describe, EventStreamReader, type StreamEvent } from './events-reader.ts';
 import type { Row } from './db-reader.ts';
 
-const READER = 'event stream';
-
 /** Subscribes to vman's event stream; the reader is closed when the scenario ends. */
 export async function listenToEvents(world: VmanWorld): Promise<EventStreamReader> {
   const reader = await EventStreamReader.open(new URL('api/v1/events', ensureSlash(world.api().baseUrl)).href);
-  world.remembered.set(READER, reader);
+  world.notes.eventReader = reader;
   world.cleanups.push(async () => reader.close());
   return reader;
 }
 
 export function eventReader(world: VmanWorld): EventStreamReader {
-  const reader = world.remembered.get(READER);
-  if (!(reader instanceof EventStreamReader)) throw new Error('the suite is not listening to the event stream in this scenario');
-  return reader;
+  return world.noted('eventReader', 'the suite listening to the event stream in this scenario');
 }
 
 /** What a `?wait=false` request answered, and the VM's row read from the database file the moment the answer came. */
@@ -34,14 +30,12 @@ export async function startWithoutWaiting(world: VmanWorld, name: string): Promi
   const rowAfter = await world.db().vmByName(name);
   world.timings.push({ what: `start VM ${name} without waiting`, ms: Date.now() - started, status: res.statusCode });
   world.lastResponse = res;
-  world.remembered.set('early answer', { res, rowAfter });
+  world.notes.earlyAnswer = { res, rowAfter };
   return { res, rowAfter };
 }
 
 export function earlyAnswer(world: VmanWorld): EarlyAnswer {
-  const a = world.remembered.get('early answer') as EarlyAnswer | undefined;
-  if (!a) throw new Error('no request was made without waiting in this scenario');
-  return a;
+  return world.noted('earlyAnswer', 'a request made without waiting in this scenario');
 }
 
 /** The events of one type about one resource (by its id in the database file), in the order the stream delivered them. */

@@ -41,6 +41,9 @@ export interface Answered { round: number; client: number; op: string; status: n
 
 export interface RoundVerdict { round: number; killAfterMs: number; answers: number; cutOff: number; disagreements: string[]; findings: string[]; nextWorks: string[] }
 
+/** A whole run: its settings (the seed among them), each round's verdict and every answer. */
+export interface NemesisRun { settings: NemesisSettings; verdicts: RoundVerdict[]; answers: Answered[] }
+
 // A small world of names: clients collide on them on purpose (404s and 409s are answers too).
 const VM_NAMES = ['n0', 'n1', 'n2'];
 const DISK_NAMES = ['d0', 'd1', 'd2'];

@@ -28,7 +28,10 @@ export async function networkFromApi(world: VmanWorld): Promise<NetworkJson> {
 }
 
 /** The allocations table, as the database file says (sqlite3, not vman). */
-export async function allocationsInDb(world: VmanWorld): Promise<Array<{ address: string; vmName: string }>> {
+/** An address allocation, as the database file records it. */
+export interface AllocationInDb { address: string; vmName: string }
+
+export async function allocationsInDb(world: VmanWorld): Promise<AllocationInDb[]> {
   const rows = await world.db().all(
     'SELECT a.address AS address, v.name AS name FROM address_allocations a JOIN vms v ON v.id = a.vm_id ORDER BY a.address',
   );

@@ -27,16 +27,21 @@ export interface ReportJson {
   findings: FindingJson[];
 }
 
+/** What vman answers a request to repair what its observer finds (the part the suite reads). */
+export interface RepairJson {
+  removed_from_qemu: Array<{ vm_id: string; devices: string[]; nodes: string[] }>;
+}
+
 export async function checkNow(world: VmanWorld): Promise<ReportJson> {
   const report = expectStatus<ReportJson>(await world.api().http.post('api/v1/observer/check'), 200, 'observer check');
-  world.remembered.set('report', report);
+  world.notes.observerReport = report;
   return report;
 }
 
-/** Asks vman to repair what its observer finds; remembers its answer. */
-export async function askForRepair(world: VmanWorld): Promise<unknown> {
-  const answer = expectStatus<unknown>(await world.api().http.post('api/v1/observer/reconcile'), 200, 'observer reconcile');
-  world.remembered.set('repair', answer);
+/** Asks vman to repair what its observer finds; notes its answer. */
+export async function askForRepair(world: VmanWorld): Promise<RepairJson> {
+  const answer = expectStatus<RepairJson>(await world.api().http.post('api/v1/observer/reconcile'), 200, 'observer reconcile');
+  world.notes.repairAnswer = answer;
   return answer;
 }
 
@@ -46,9 +51,7 @@ export async function latestReport(world: VmanWorld): Promise<ReportJson | undef
 }
 
 export function lastReport(world: VmanWorld): ReportJson {
-  const r = world.remembered.get('report') as ReportJson | undefined;
-  if (!r) throw new Error('no observer report was fetched in this scenario');
-  return r;
+  return world.noted('observerReport', 'an observer report fetched in this scenario');
 }
 
 /** The one finding of this kind about this resource; the error lists what the report did say. */
@@ -83,14 +86,14 @@ export async function startQemuByHand(world: VmanWorld): Promise<number> {
     '-serial', `file:${path.join(dir, 'serial.log')}`, '-pidfile', pidfile, '-daemonize',
   ]);
   const pid = Number.parseInt(await readFile(pidfile, 'utf8'), 10);
-  world.remembered.set('hand-qemu-pid', pid);
+  world.notes.handQemuPid = pid;
   return pid;
 }
 
 export async function makeDiskFileByHand(world: VmanWorld): Promise<string> {
   const file = path.join(world.api().storagePath, 'disks', 'made-by-hand.qcow2');
   await execa(world.host.qemuImg.path, ['create', '-q', '-f', 'qcow2', file, '1G']);
-  world.remembered.set('hand-disk-file', file);
+  world.notes.handDiskFile = file;
   return file;
 }
 
@@ -134,7 +137,7 @@ export async function putTapOnBridgeByHand(world: VmanWorld): Promise<string> {
   const tap = 'vt0000deadbeef';
   await execa('ip', ['-n', ns.name, 'tuntap', 'add', 'dev', tap, 'mode', 'tap']);
   await execa('ip', ['-n', ns.name, 'link', 'set', 'dev', tap, 'master', BRIDGE_NET.bridge]);
-  world.remembered.set('hand-tap', tap);
+  world.notes.handTap = tap;
   return tap;
 }
 
@@ -142,6 +145,6 @@ export async function putTapOnBridgeByHand(world: VmanWorld): Promise<string> {
 export async function reserveByHand(world: VmanWorld): Promise<string> {
   const reservation = { mac: '52:54:00:de:ad:01', address: '192.168.77.19' };
   await appendFile(path.join(world.api().storagePath, 'network', 'dhcp-hosts'), `${reservation.mac},${reservation.address}\n`);
-  world.remembered.set('hand-reservation', `${reservation.mac} ${reservation.address}`);
+  world.notes.handReservation = `${reservation.mac} ${reservation.address}`;
   return `${reservation.mac} ${reservation.address}`;
 }

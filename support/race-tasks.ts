@@ -8,9 +8,6 @@ import { problemFlaws } from './validation-problem.ts';
 import type { Kind } from './validation-tables.ts';
 import { createBody } from './validation-requests.ts';
 
-const RACE = 'requests sent at the same moment';
-
-
 export interface RaceEntry {
   /** start, delete, attach, create, ... */
   what: string;
@@ -31,7 +28,7 @@ export async function atTheSameMoment(
   const entries = answers.map((res, i) => ({
     what: requests[i]!.what, label: requests[i]!.label, statusCode: res.statusCode, headers: res.headers, body: res.body,
   }));
-  world.remembered.set(RACE, entries);
+  world.notes.raceEntries = entries;
   world.attach(describeRace(entries), { mediaType: 'text/plain', fileName: 'requests sent at the same moment' });
   return entries;
 }
@@ -54,9 +51,7 @@ export async function createTwiceAtOnce(world: VmanWorld, kind: Kind, name: stri
 }
 
 export function raceEntries(world: VmanWorld): RaceEntry[] {
-  const entries = world.remembered.get(RACE) as RaceEntry[] | undefined;
-  if (!entries) throw new Error('no requests were sent at the same moment in this scenario');
-  return entries;
+  return world.noted('raceEntries', 'requests sent at the same moment in this scenario');
 }
 
 export const describeRace = (entries: readonly RaceEntry[]): string =>

@@ -22,14 +22,14 @@ export interface KeyPair { privateKey: string; publicKey: string }
 
 /** An ed25519 key pair made with ssh-keygen in the scenario's folder, as an operator makes one. */
 export async function operatorKeyPair(world: VmanWorld): Promise<KeyPair> {
-  const existing = world.remembered.get('ssh key pair') as KeyPair | undefined;
+  const existing = world.notes.sshKeyPair;
   if (existing) return existing;
   const dir = path.join(world.storage, 'ssh');
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const privateKey = path.join(dir, 'id_ed25519');
   await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'operator@vman-suite', '-f', privateKey]);
   const pair = { privateKey, publicKey: (await readFile(`${privateKey}.pub`, 'utf8')).trim() };
-  world.remembered.set('ssh key pair', pair);
+  world.notes.sshKeyPair = pair;
   return pair;
 }
 

@@ -9,8 +9,6 @@ import { pollUntil } from './poll.ts';
 
 export interface RaceAnswer { what: 'start' | 'delete'; statusCode: number; body: unknown; answeredAt: number }
 
-const ANSWERS = 'the start and the delete, in the order they were answered';
-
 function timed(what: RaceAnswer['what'], sent: Promise<Response<unknown>>): Promise<RaceAnswer> {
   return sent.then((res) => ({ what, statusCode: res.statusCode, body: res.body, answeredAt: performance.now() }));
 }
@@ -30,14 +28,13 @@ export async function overlapStartAndDelete(world: VmanWorld, vm: string, first:
   }, { timeoutMs: 30_000, intervalMs: 20 });
   const second = send[first === 'start' ? 'delete' : 'start']();
   const answers = (await Promise.all([firstAnswer, second])).sort((a, b) => a.answeredAt - b.answeredAt);
-  world.remembered.set(ANSWERS, answers);
+  world.notes.startDeleteAnswers = answers;
   world.attach(`answered in this order: ${answers.map((a) => `${a.what} HTTP ${a.statusCode}`).join(', then ')}`, 'text/plain');
   return answers;
 }
 
 /** The answers in the order they came, as "start 200, delete 204". */
 export function answersInOrder(world: VmanWorld): string {
-  const answers = world.remembered.get(ANSWERS) as RaceAnswer[] | undefined;
-  if (!answers) throw new Error('no start and delete were sent together in this scenario');
+  const answers = world.noted('startDeleteAnswers', 'a start and a delete sent together in this scenario');
   return answers.map((a) => `${a.what} ${a.statusCode}`).join(', ');
 }

@@ -18,8 +18,6 @@ export interface BootFiles {
   baseImage: string;
 }
 
-const FILES = (folder: string): string => `boot files in ${folder}`;
-
 /** Copies the test guest's kernel and initrd into <scenario>/images/<folder> and makes a small qcow2 base image beside them. */
 export async function bootFilesIn(world: VmanWorld, folderName: string): Promise<BootFiles> {
   const folder = path.join(world.storage, 'images', folderName);
@@ -28,19 +26,19 @@ export async function bootFilesIn(world: VmanWorld, folderName: string): Promise
   await copyFile(world.host.guest.kernel, files.kernel);
   await copyFile(world.host.guest.initrd, files.initrd);
   await execa(world.host.qemuImg.path, ['create', '-q', '-f', 'qcow2', files.baseImage, '64M']);
-  world.remembered.set(FILES(folderName), files);
+  (world.notes.bootFiles ??= Object.create(null) as Record<string, BootFiles>)[folderName] = files;
   return files;
 }
 
 export function bootFilesOf(world: VmanWorld, folderName: string): BootFiles {
-  const files = world.remembered.get(FILES(folderName)) as BootFiles | undefined;
+  const files = world.notes.bootFiles?.[folderName];
   if (!files) throw new Error(`no boot files were put in a folder named ${folderName} in this scenario`);
   return files;
 }
 
 /** The only boot files of the scenario (one folder per scenario). */
 function theBootFiles(world: VmanWorld): BootFiles {
-  const all = [...world.remembered.entries()].filter(([k]) => k.startsWith('boot files in ')).map(([, v]) => v as BootFiles);
+  const all = Object.values(world.notes.bootFiles ?? {});
   if (all.length !== 1) throw new Error(`expected the boot files of one folder in this scenario, found ${all.length}`);
   return all[0]!;
 }

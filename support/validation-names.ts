@@ -5,25 +5,23 @@ import { noteHoldings, storageGainedSinceLastRequest } from './validation-state.
 import { createBody } from './validation-requests.ts';
 import type { Kind } from './validation-tables.ts';
 
-
-const CREATED = 'creates, in the order sent';
+/** What one create of a name answered. */
+export interface CreateAnswer { name: string; statusCode: number; body: unknown }
 
 /** Creates (well-formed) of one kind with these names, one after the other, after noting what vman holds. */
 export async function createOneAfterAnother(world: VmanWorld, kind: Kind, names: string[]): Promise<void> {
   await noteHoldings(world);
-  const answers: Array<{ name: string; statusCode: number; body: unknown }> = [];
+  const answers: CreateAnswer[] = [];
   for (const name of names) {
     const { path: at, json } = await createBody(world, kind, name);
     const res = await world.api().http.post(at, { json });
     answers.push({ name, statusCode: res.statusCode, body: res.body });
   }
-  world.remembered.set(CREATED, answers);
+  world.notes.createdOneAfterAnother = answers;
 }
 
-export function createdOneAfterAnother(world: VmanWorld): Array<{ name: string; statusCode: number; body: unknown }> {
-  const answers = world.remembered.get(CREATED) as Array<{ name: string; statusCode: number; body: unknown }> | undefined;
-  if (!answers) throw new Error('nothing was created one after another in this scenario');
-  return answers;
+export function createdOneAfterAnother(world: VmanWorld): CreateAnswer[] {
+  return world.noted('createdOneAfterAnother', 'creates one after another in this scenario');
 }
 
 /** The rows of a kind with exactly this name (SQLite compares text byte for byte). */

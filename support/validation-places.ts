@@ -52,13 +52,14 @@ export async function stateOf(place: string): Promise<PlaceState> {
   throw new Error(`${place} is neither a file nor a folder`);
 }
 
-const PREPARED = (id: string): string => `places of the id ${JSON.stringify(id)}`;
+/** A place an id would lead to, and what it held before the request. */
+export interface PreparedPlace { place: Place; before: PlaceState }
 
 /**
  * Puts a marker file at each place where nothing is (never outside the
  * scenario's folder), then notes what every place holds.
  */
-export async function preparePlaces(world: VmanWorld, id: string): Promise<Array<{ place: Place; before: PlaceState }>> {
+export async function preparePlaces(world: VmanWorld, id: string): Promise<PreparedPlace[]> {
   const scenario = path.resolve(world.storage);
   const places = placesOf(world, id);
   for (const place of places) {
@@ -69,9 +70,9 @@ export async function preparePlaces(world: VmanWorld, id: string): Promise<Array
     await mkdir(path.dirname(place.path), { recursive: true });
     await writeFile(place.path, `where the id ${JSON.stringify(id)} would lead: ${place.what}\n`);
   }
-  const noted = [];
+  const noted: PreparedPlace[] = [];
   for (const place of places) noted.push({ place, before: await stateOf(place.path) });
-  world.remembered.set(PREPARED(id), noted);
+  (world.notes.preparedPlaces ??= Object.create(null) as Record<string, PreparedPlace[]>)[id] = noted;
   world.attach(noted.map((n) => `${n.place.what}: ${n.place.path} — ${n.before.state}${n.before.state === 'cannot exist' ? ` (${n.before.why})` : ''}`).join('\n'),
     { mediaType: 'text/plain', fileName: `where ${JSON.stringify(id).slice(0, 60)} would lead` });
   return noted;
@@ -79,7 +80,7 @@ export async function preparePlaces(world: VmanWorld, id: string): Promise<Array
 
 /** The places whose content is no longer what it was before the request, in words. */
 export async function disturbedPlaces(world: VmanWorld, id: string): Promise<string[]> {
-  const noted = world.remembered.get(PREPARED(id)) as Array<{ place: Place; before: PlaceState }> | undefined;
+  const noted = world.notes.preparedPlaces?.[id];
   if (!noted) throw new Error(`the places where the id ${JSON.stringify(id)} would lead were not prepared in this scenario`);
   const out: string[] = [];
   for (const { place, before } of noted) {

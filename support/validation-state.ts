@@ -190,18 +190,15 @@ export async function differences(world: VmanWorld, before: Holdings, after: Hol
   return out;
 }
 
-const HELD_BEFORE = 'what vman held before the last request';
-
 /** Notes what vman holds, to compare after a request that must change nothing. */
 export async function noteHoldings(world: VmanWorld): Promise<void> {
-  world.remembered.set(HELD_BEFORE, await holdings(world));
-  world.remembered.set(PROTOTYPES_BEFORE, prototypesNow());
+  world.notes.heldBefore = await holdings(world);
+  world.notes.prototypesBefore = prototypesNow();
 }
 
 /** The differences since the last note; throws when nothing was noted. */
 export async function changesSinceLastRequest(world: VmanWorld, leeway: Leeway = {}): Promise<string[]> {
-  const before = world.remembered.get(HELD_BEFORE) as Holdings | undefined;
-  if (!before) throw new Error('no request was sent in this scenario, so there is nothing to compare with');
+  const before = world.noted('heldBefore', 'what vman held before a request (none was sent in this scenario), so there is nothing to compare with');
   const after = await holdings(world);
   const found = await differences(world, before, after, leeway);
   world.attach(
@@ -218,15 +215,12 @@ export async function changesSinceLastRequest(world: VmanWorld, leeway: Leeway =
 
 /** The storage entries that appeared since the last note. */
 export async function storageGainedSinceLastRequest(world: VmanWorld): Promise<StorageEntry[]> {
-  const before = world.remembered.get(HELD_BEFORE) as Holdings | undefined;
-  if (!before) throw new Error('no request was sent in this scenario, so there is nothing to compare with');
+  const before = world.noted('heldBefore', 'what vman held before a request (none was sent in this scenario), so there is nothing to compare with');
   const known = new Set(before.storage.map((e) => e.path));
   return (await treeOf(world.api().storagePath)).filter((e) => !known.has(e.path));
 }
 
 // --- the prototypes of the process vman runs in -----------------------------------
-
-const PROTOTYPES_BEFORE = 'the built-in prototypes before the last request';
 
 /**
  * The properties of the prototypes every object, list and function inherits
@@ -243,8 +237,7 @@ export function prototypesNow(): Record<string, string[]> {
 
 /** What the prototypes gained or lost since the last request, and whether a plain object now inherits anything. */
 export function prototypeChangesSinceLastRequest(world: VmanWorld): string[] {
-  const before = world.remembered.get(PROTOTYPES_BEFORE) as Record<string, string[]> | undefined;
-  if (!before) throw new Error('no request was sent in this scenario, so there is nothing to compare with');
+  const before = world.noted('prototypesBefore', 'the prototypes before a request (none was sent in this scenario), so there is nothing to compare with');
   const now = prototypesNow();
   const out: string[] = [];
   for (const [proto, props] of Object.entries(now)) {

@@ -9,10 +9,6 @@ import { noteHoldings } from './validation-state.ts';
 import { problemFlaws } from './validation-problem.ts';
 import { API_ROUTES, routeListDifferences } from './api-routes.ts';
 
-const TOKEN = 'the API token vman requires';
-const SENT = 'every request vman serves, and what it answered';
-const CREDENTIALS = 'the Authorization header every request was sent with';
-
 export interface Sent {
   method: string;
   path: string;
@@ -23,13 +19,11 @@ export interface Sent {
 export async function requireApiToken(world: VmanWorld, token: string): Promise<void> {
   await world.api().stop();
   await world.startVman({ env: { VMAN_API_TOKEN: token } });
-  world.remembered.set(TOKEN, token);
+  world.notes.apiToken = token;
 }
 
 function tokenOf(world: VmanWorld): string {
-  const token = world.remembered.get(TOKEN) as string | undefined;
-  if (!token) throw new Error('vman was not started with an API token in this scenario');
-  return token;
+  return world.noted('apiToken', 'an API token vman was started with in this scenario');
 }
 
 interface OpenApi {
@@ -101,17 +95,15 @@ export async function sendEveryRequest(world: VmanWorld, authorization: string |
     });
     sent.push({ method: r.method, path: r.path, answer });
   }
-  world.remembered.set(SENT, sent);
-  world.remembered.set(CREDENTIALS, authorization);
+  world.notes.sentRequests = sent;
+  world.notes.credentials = { authorization };
   world.attach(sent.map((s) => `${s.method} ${s.path} → ${s.answer.statusCode} ${s.answer.headers['www-authenticate'] ?? ''}`).join('\n'),
     { mediaType: 'text/plain', fileName: `every request, ${authorization === undefined ? 'without Authorization' : `Authorization: ${authorization}`}` });
   return sent;
 }
 
 export function sentRequests(world: VmanWorld): Sent[] {
-  const sent = world.remembered.get(SENT) as Sent[] | undefined;
-  if (!sent) throw new Error('not every request was sent in this scenario');
-  return sent;
+  return world.noted('sentRequests', 'every request sent in this scenario');
 }
 
 const isHealth = (s: Sent): boolean => s.path === '/health';
@@ -125,7 +117,7 @@ const isPublic = (s: Sent): boolean => PUBLIC.includes(s.path);
  * credentials were sent (RFC 6750); what is wrong otherwise.
  */
 export function notRefusedAsUnauthorized(world: VmanWorld): string[] {
-  const expected = world.remembered.get(CREDENTIALS) === undefined ? 'Bearer realm="vman"' : 'Bearer realm="vman", error="invalid_token"';
+  const expected = world.notes.credentials?.authorization === undefined ? 'Bearer realm="vman"' : 'Bearer realm="vman", error="invalid_token"';
   const flaws: string[] = [];
   for (const s of sentRequests(world).filter((x) => !isPublic(x))) {
     const a = s.answer;
@@ -152,7 +144,7 @@ export async function readEveryListWithToken(world: VmanWorld, token: string): P
   const lists = ['/api/v1/openapi.json', ...Object.entries(doc.paths).filter(([p, ops]) => 'get' in ops && !p.includes('{')).map(([p]) => p)];
   const sent: Sent[] = [];
   for (const p of lists) sent.push({ method: 'GET', path: p, answer: await rawRequest(world.api().baseUrl, { method: 'GET', path: p, headers: { authorization: `Bearer ${token}` } }) });
-  world.remembered.set(SENT, sent);
+  world.notes.sentRequests = sent;
   return sent;
 }
 

@@ -34,11 +34,6 @@ export async function rememberVm(world: VmanWorld, name: string): Promise<Record
   return vm;
 }
 
-export function remembered<T>(world: VmanWorld, key: string): T {
-  if (!world.remembered.has(key)) throw new Error(`nothing remembered as ${key}`);
-  return world.remembered.get(key) as T;
-}
-
 /** Polls the database file until the VM is in `state`; stops early on `error` when waiting for something else. */
 export async function waitForRecordedState(world: VmanWorld, name: string, state: string, timeoutMs = 15_000): Promise<RecordedVm> {
   return pollUntil(

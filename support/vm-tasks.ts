@@ -62,7 +62,7 @@ export async function startRunningVm(world: VmanWorld, name: string, template: s
 export async function startNotingRecords(world: VmanWorld, name: string): Promise<Response<unknown>> {
   const row = await world.db().vmByName(name);
   if (row) world.vmNotes.set(name, { ...world.vmNotes.get(name), id: String(row.id), dir: String(row.storage_dir), rowBefore: row });
-  world.remembered.set('allocations', await allocationsInDb(world));
+  world.notes.allocationsBefore = await allocationsInDb(world);
   return vmAction(world, name, 'start');
 }
 

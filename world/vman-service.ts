@@ -156,8 +156,15 @@ export async function startChildVman(s: VmanSettings, port?: number): Promise<Ch
   };
 }
 
+/** How a `vman serve` run to its end ended: its exit code, what it printed, and where it was told to listen. */
+export interface ServeToEnd {
+  exitCode: number | undefined;
+  output: string;
+  url: string;
+}
+
 /** A `vman serve` expected to refuse to start: runs it to its end (with a deadline) and reports how it ended. */
-export async function runVmanServeToEnd(s: VmanSettings, timeoutMs = 30_000): Promise<{ exitCode: number | undefined; output: string; url: string }> {
+export async function runVmanServeToEnd(s: VmanSettings, timeoutMs = 30_000): Promise<ServeToEnd> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const r = await execa(process.execPath, [path.join(REPO, 'bin', 'vman.mjs'), 'serve', '--listen', `127.0.0.1:${port}`], {

@@ -11,6 +11,7 @@ import type { GuestDisk } from '../support/guest-view.ts';
 import type { VmWatch } from '../support/disk-facts.ts';
 import type { QmpEvent } from '../support/qmp-reader.ts';
 import type { QemuWatch } from '../support/vm-tasks.ts';
+import type { ScenarioNotes } from './scenario-notes.ts';
 
 /** What a scenario learnt about a VM it names, so later steps can check it after its row is gone. */
 export interface VmNotes {
@@ -68,8 +69,8 @@ export class VmanWorld extends World {
   /** What the scenario knows of each VM and disk it names. */
   readonly vmNotes = new Map<string, VmNotes>();
   readonly diskNotes = new Map<string, DiskNotes>();
-  /** Scenario-wide facts remembered between steps (a report, a request's answer, ...). */
-  readonly remembered = new Map<string, unknown>();
+  /** Scenario-wide facts kept between steps (a report, a request's answer, ...), each of its own type (world/scenario-notes.ts). */
+  readonly notes: Partial<ScenarioNotes> = {};
   /** How long each VM and disk operation took, for the report. */
   readonly timings: Array<{ what: string; ms: number; status: number }> = [];
   /** The settings the scenario's separate vman process was started with: starting it again keeps them. */
@@ -160,6 +161,13 @@ export class VmanWorld extends World {
     let notes = this.diskNotes.get(name);
     if (!notes) this.diskNotes.set(name, (notes = {}));
     return notes;
+  }
+
+  /** A scenario-wide note, which an earlier step must have taken; `what` names it in the error. */
+  noted<K extends keyof ScenarioNotes>(key: K, what?: string): ScenarioNotes[K] {
+    const note = this.notes[key];
+    if (note === undefined) throw new Error(`no earlier step noted ${what ?? key}`);
+    return note;
   }
 
   idOf(name: string): string {
