@@ -43,3 +43,11 @@ export const nemesis = {
   tags: '@nemesis-long',
   format: ['progress', ...reports],
 };
+
+// scripts/coverage.sh: every scenario of the default run, with no report files
+// (they would replace those of the npm test it follows in .ci/run).
+export const coverage = {
+  ...common,
+  tags: 'not @nemesis-long',
+  format: ['summary'],
+};

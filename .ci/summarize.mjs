@@ -64,6 +64,12 @@ if (existsSync('reports/cucumber.ndjson')) {
   console.log('scenarios: no reports/cucumber.ndjson (the acceptance suite did not run)');
 }
 
+// The coverage gate of .ci/run (scripts/coverage-gate.mjs): under it is one failure.
+if (process.env.COVERAGE_GATE && process.env.COVERAGE_GATE !== '0') {
+  console.log('coverage: under the gate of .c8rc.json (reports/coverage.log)');
+  totals.failed += 1;
+}
+
 // A runner that failed without a failing test to show for it (a suite that
 // could not load, a hook that threw) still counts as a failure.
 const status = Number(process.argv[2] ?? 0);

@@ -4,7 +4,8 @@
 //   only the compiled dist/vman.mjs, and no TypeScript loader; run it.
 // - In the checkout: run dist/vman.mjs (npm run build) when it is newer than
 //   every source file; otherwise the TypeScript sources through tsx, so an
-//   edit is never hidden by a stale build.
+//   edit is never hidden by a stale build. VMAN_FROM_SOURCES=1 asks for the
+//   sources (coverage).
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,9 +31,13 @@ function compiledIsCurrent() {
   }
 }
 
+// VMAN_FROM_SOURCES=1 (scripts/coverage.sh) runs the sources even when the build
+// is current: V8's coverage of a bundle does not map back to src/ line by line.
+const fromSources = process.env.VMAN_FROM_SOURCES === '1' && existsSync(sources);
+
 let main;
 // No src/ means an installed package: the build is all there is.
-if (!existsSync(sources) || compiledIsCurrent()) {
+if (!fromSources && (!existsSync(sources) || compiledIsCurrent())) {
   process.setSourceMapsEnabled(true);
   ({ main } = await import('../dist/vman.mjs'));
 } else {

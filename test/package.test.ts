@@ -44,8 +44,14 @@ function setMtime(file: string, secondsAgo: number): void {
   fs.utimesSync(file, when, when);
 }
 
+/** Runs the layout's bin/vman.mjs; VMAN_FROM_SOURCES only as given (the coverage run sets it for everything else). */
 function vman(dir: string, ...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [path.join(dir, 'bin', 'vman.mjs'), ...args], { encoding: 'utf8', cwd: dir, timeout: 30_000 });
+  return vmanWith(dir, {}, ...args);
+}
+
+function vmanWith(dir: string, env: Record<string, string>, ...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const { VMAN_FROM_SOURCES: _unset, ...inherited } = process.env;
+  const r = spawnSync(process.execPath, [path.join(dir, 'bin', 'vman.mjs'), ...args], { encoding: 'utf8', cwd: dir, timeout: 30_000, env: { ...inherited, ...env } });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -83,5 +89,17 @@ describe('bin/vman.mjs', () => {
     addSources(dir);
     setMtime(path.join(dir, 'src', 'cli.ts'), 3600);
     assert.deepEqual(vman(dir, 'serve'), { status: 0, stdout: 'dist serve\n', stderr: '' });
+  });
+
+  it('in the checkout, with VMAN_FROM_SOURCES=1 (coverage): runs the sources even when the bundle is newer', (t) => {
+    const dir = layout(t);
+    addSources(dir);
+    setMtime(path.join(dir, 'src', 'cli.ts'), 3600);
+    assert.deepEqual(vmanWith(dir, { VMAN_FROM_SOURCES: '1' }, 'serve'), { status: 0, stdout: 'src serve\n', stderr: '' });
+  });
+
+  it('installed, with VMAN_FROM_SOURCES=1: there are no sources, so the bundle', (t) => {
+    const dir = layout(t);
+    assert.deepEqual(vmanWith(dir, { VMAN_FROM_SOURCES: '1' }, '--version'), { status: 0, stdout: 'dist --version\n', stderr: '' });
   });
 });

@@ -13,10 +13,11 @@ const PAGES = [
 
 /**
  * @param {{ summary: ReturnType<typeof import('./run-summary.mjs').summarizeRun>, unit?: { passed: number, failed: number },
+ *   coverage?: { lines: number, branches: number, gate: { lines: number, branches: number } },
  *   commit?: string, runUrl?: string,
  *   files: { label: string, href: string }[] }} run
  */
-export function frontPage({ summary, unit, commit, runUrl, files }) {
+export function frontPage({ summary, unit, coverage, commit, runUrl, files }) {
   const t = summary.totals;
   const failedCount = t.FAILED + t.UNDEFINED + t.AMBIGUOUS + t.PENDING + t.UNKNOWN;
   const ok = summary.success === true && failedCount === 0 && !(unit?.failed);
@@ -46,10 +47,19 @@ table { border-collapse: collapse; margin: .5rem 0 1.5rem; } td, th { padding: .
 ${unit ? `<div class="${unit.failed ? 'failed' : ''}"><b>${unit.passed}/${unit.passed + unit.failed}</b>unit tests passed</div>` : ''}
 </div>
 ${summary.failed.length ? `<h2 class="failed">Failed</h2><ul>${summary.failed.map((f) => `<li>${esc(f.name)} <small>(${esc(f.uri)}, ${esc(f.status.toLowerCase())})</small></li>`).join('')}</ul>` : ''}
-<div class="cards">${PAGES.map((p) => `<a href="${p.href}"><b>${esc(p.title)}</b><br>${esc(p.text)}</a>`).join('\n')}</div>
+<div class="cards">${[...PAGES, ...(coverage ? [coverageCard(coverage)] : [])].map((p) => `<a href="${p.href}"><b>${esc(p.title)}</b><br>${esc(p.text)}</a>`).join('\n')}</div>
 ${shards.length > 1 || (shards[0] && shards[0][0] !== 'local') ? `<h2>Shards</h2><table><tr><th>shard</th><th>passed</th><th>failed</th><th>other</th></tr>
 ${shards.map(([name, s]) => `<tr><td>${esc(name)}</td><td>${s.passed}</td><td>${s.failed}</td><td>${s.other}</td></tr>`).join('\n')}</table>` : ''}
 ${files.length ? `<h2>Files</h2><ul>${files.map((f) => `<li><a href="${esc(f.href)}">${esc(f.label)}</a></li>`).join('')}</ul>` : ''}
 </body></html>
 `;
+}
+
+/** The coverage card: the totals against the gate of .c8rc.json. */
+function coverageCard(c) {
+  const verdict = c.lines >= c.gate.lines && c.branches >= c.gate.branches ? 'within the gate' : 'under the gate';
+  return {
+    href: 'coverage/index.html', title: 'Coverage of src/',
+    text: `${c.lines} % of lines, ${c.branches} % of branches (gate ${c.gate.lines} % and ${c.gate.branches} %: ${verdict}), over the unit tests and the suite, every vman process counted.`,
+  };
 }

@@ -5,6 +5,7 @@
 //   reports/site/allure/             Allure Report 3 (history, trends, timeline, categories)
 //   reports/site/numbers.html        boot, hot-plug and stop times, this run and across runs
 //   reports/site/bench.html          the benchmark table of `npm run bench`
+//   reports/site/coverage/           coverage of src/ (scripts/coverage.sh), when it ran
 // History kept between runs lives in reports/history/ (CI restores it from the
 // published site first); the site carries a copy under history/.
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -66,8 +67,9 @@ try {
     mkdirSync(path.dirname(to), { recursive: true });
     cpSync(e.from, to);
   }
+  const coverage = copyCoverage();
   writeFileSync(path.join(site, 'index.html'), frontPage({
-    summary, unit, commit: process.env.GITHUB_SHA ?? gitHead(), runUrl: runUrl(),
+    summary, unit, coverage, commit: process.env.GITHUB_SHA ?? gitHead(), runUrl: runUrl(),
     files: extras.map((e) => ({ label: `${e.shard}: ${e.file}`, href: `files/${e.shard}/${e.file}` })),
   }));
   cpSync(history, path.join(site, 'history'), { recursive: true });
@@ -75,6 +77,21 @@ try {
 } catch (e) {
   console.error(`report: ${e.message}`);
   process.exit(1);
+}
+
+/**
+ * The coverage HTML of scripts/coverage.sh (reports/coverage/, or CI's coverage
+ * job downloaded as a shard), copied to coverage/; its totals for the front page.
+ */
+function copyCoverage() {
+  const candidates = [path.join(reports, 'coverage'), ...shards.map((s) => s.dir)];
+  const from = candidates.find((d) => existsSync(path.join(d, 'coverage-summary.json')) && existsSync(path.join(d, 'index.html')));
+  if (!from) return undefined;
+  console.log('report: coverage');
+  cpSync(from, path.join(site, 'coverage'), { recursive: true });
+  const total = JSON.parse(readFileSync(path.join(from, 'coverage-summary.json'), 'utf8')).total;
+  const gate = JSON.parse(readFileSync('.c8rc.json', 'utf8'));
+  return { lines: total.lines.pct, branches: total.branches.pct, gate: { lines: gate.lines, branches: gate.branches } };
 }
 
 /** The unit tests' totals from node:test's TAP summary lines, when a shard ran them. */
