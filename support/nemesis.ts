@@ -100,6 +100,7 @@ export async function runNemesis(world: VmanWorld, s: NemesisSettings, restart: 
     const dead = { now: false };
     const before = answers.length;
     const clients = clientRandoms.map((r, i) => client(world, round, i, r, answers, dead));
+    // Not a wait for something to happen: the seeded moment of the kill, while the clients work.
     await new Promise((resolve) => setTimeout(resolve, killAfterMs));
     dead.now = true;
     await child.kill('SIGKILL');
