@@ -33,13 +33,7 @@ Then('the database file recorded {string} as starting when the answer came', fun
 });
 
 Then('the event stream delivered the VM states {vm-state} then {vm-state} for {string}, in that order', GUEST_STEP, async function (this: VmanWorld, first: VmState, second: VmState, name: string) {
-  const reader = eventReader(this);
-  const vm = await recordedVm(this, name);
-  const events = await waitForEventsAbout(reader, 'vm.state', vm.id, `${first} then ${second}`,
-    (es) => es.length >= 2 || es.some((e) => (e.data as { state: string }).state === second), STREAM_WAIT_MS).finally(() => this.attach(`event stream:\n${transcript(reader)}`, 'text/plain'));
-  expect(events.map((e) => (e.data as { state: string }).state), `vm.state events of ${name} since the suite subscribed`).to.deep.equal([first, second]);
-  expect((events[1]!.data as { previous: string }).previous, `the second event's previous state`).to.equal(first);
-  expect(Number(events[1]!.id), `ids in delivery order (${events.map((e) => e.id).join(', ')})`).to.be.greaterThan(Number(events[0]!.id));
+  await expectVmStatesDelivered(this, name, [first, second]);
 });
 
 // A longer sequence, as a reader writes it: "stopping, stopped, starting, running".
@@ -47,18 +41,29 @@ Then('the event stream delivered the VM states {string} for {string}, and nothin
   const states = sequence.split(',').map((s) => s.trim());
   const unknown = states.filter((s) => !(VM_STATES as readonly string[]).includes(s));
   if (unknown.length > 0 || states.length < 2) throw new Error(`"${sequence}" must list two or more of ${VM_STATES.join(', ')}; not states: ${unknown.join(', ')}`);
-  const reader = eventReader(this);
-  const vm = await recordedVm(this, name);
+  await expectVmStatesDelivered(this, name, states);
   const last = states[states.length - 1]!;
-  const events = await waitForEventsAbout(reader, 'vm.state', vm.id, sequence,
-    (es) => es.length >= states.length || es.some((e) => (e.data as { state: string }).state === 'error'), STREAM_WAIT_MS)
-    .finally(() => this.attach(`event stream:\n${transcript(reader)}`, 'text/plain'));
-  expect(events.map((e) => (e.data as { state: string }).state), `vm.state events of ${name} since the suite subscribed`).to.deep.equal(states);
-  expect(events.slice(1).map((e) => (e.data as { previous: string }).previous), 'each event\'s previous state').to.deep.equal(states.slice(0, -1));
-  const ids = events.map((e) => Number(e.id));
-  expect(ids, `ids in delivery order`).to.deep.equal([...ids].sort((a, b) => a - b));
   expect((await recordedVm(this, name)).state, `the database file's state of ${name} after ${last}`).to.equal(last);
 });
+
+/**
+ * The VM's state events since the suite subscribed are exactly `states`, each
+ * naming the one before as its previous state, with ids in delivery order.
+ * Waits until as many came, or the last state or an error did.
+ */
+async function expectVmStatesDelivered(world: VmanWorld, name: string, states: string[]): Promise<void> {
+  const reader = eventReader(world);
+  const vm = await recordedVm(world, name);
+  const last = states[states.length - 1]!;
+  const stateOf = (e: { data: unknown }): string => (e.data as { state: string }).state;
+  const events = await waitForEventsAbout(reader, 'vm.state', vm.id, states.join(' then '),
+    (es) => es.length >= states.length || es.some((e) => stateOf(e) === last || stateOf(e) === 'error'), STREAM_WAIT_MS)
+    .finally(() => world.attach(`event stream:\n${transcript(reader)}`, 'text/plain'));
+  expect(events.map(stateOf), `vm.state events of ${name} since the suite subscribed`).to.deep.equal(states);
+  expect(events.slice(1).map((e) => (e.data as { previous: string }).previous), 'each event\'s previous state').to.deep.equal(states.slice(0, -1));
+  const ids = events.map((e) => Number(e.id));
+  expect(ids.every((id, i) => i === 0 || id > ids[i - 1]!), `ids in delivery order (${ids.join(', ')})`).to.equal(true);
+}
 
 Then('the event stream delivered the disk state attached for {string} on {string}', async function (this: VmanWorld, disk: string, vmName: string) {
   const reader = eventReader(this);

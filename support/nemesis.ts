@@ -11,7 +11,7 @@
 import type { Response } from 'got';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { disagreements } from './coherence.ts';
-import { expectStatus } from './vm-tasks.ts';
+import { checkNow } from './observer-tasks.ts';
 
 /** mulberry32: small, seeded, good enough to pick operations. */
 export function seededRandom(seed: number): () => number {
@@ -107,7 +107,7 @@ export async function runNemesis(world: VmanWorld, s: NemesisSettings, restart: 
     await Promise.all(clients);
     await restart();
     const found = await disagreements(world);
-    const report = expectStatus<{ findings: Array<{ kind: string; resource_id: string; observed: string }> }>(await world.api().http.post('api/v1/observer/check'), 200, 'observer check');
+    const report = await checkNow(world);
     const mine = answers.slice(before);
     verdicts.push({
       round, killAfterMs, answers: mine.length, cutOff: mine.filter((a) => a.status === 'cut off').length,

@@ -5,7 +5,7 @@
 // in which order the answers came is kept and attached: the order that won.
 import type { Response } from 'got';
 import type { VmanWorld } from '../world/vman-world.ts';
-import { pollUntil } from './poll.ts';
+import { waitForRecordedState } from './vm-facts.ts';
 
 export interface RaceAnswer { what: 'start' | 'delete'; statusCode: number; body: unknown; answeredAt: number }
 
@@ -22,10 +22,7 @@ export async function overlapStartAndDelete(world: VmanWorld, vm: string, first:
     delete: () => timed('delete', http.delete(`api/v1/vms/${id}`, { searchParams: { force: 'true' } })),
   };
   const firstAnswer = send[first]();
-  await pollUntil(`VM ${vm} recorded ${holding} (the ${first} holds it)`, async () => {
-    const state = (await world.db().one('SELECT state FROM vms WHERE id = ?', [id]))?.state;
-    return state === holding ? { done: true, value: undefined } : { done: false, seen: `state ${String(state ?? 'no row')}` };
-  }, { timeoutMs: 30_000, intervalMs: 20 });
+  await waitForRecordedState(world, vm, holding, 30_000);
   const second = send[first === 'start' ? 'delete' : 'start']();
   const answers = (await Promise.all([firstAnswer, second])).sort((a, b) => a.answeredAt - b.answeredAt);
   world.notes.startDeleteAnswers = answers;
