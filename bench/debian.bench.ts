@@ -5,6 +5,7 @@
 // through the agent (vman) against the ACPI power button (bare) and against
 // the 20 s a guest that ignored both used to take before vman gave up.
 import { execFileSync } from 'node:child_process';
+import { newDeviceModel } from '../src/model/device-model.ts';
 import { mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -61,6 +62,7 @@ export const debianBench: BenchModule = {
           rootDisk: { id: `root-${id}`, path: path.join(vmDir, 'root.qcow2'), format: 'qcow2' },
           disks: [], seed: { id: `seed-${id}`, path: seed, format: 'raw' },
           network: { mode: 'user', subnet: '10.0.2.0/24', gateway: '10.0.2.2', address: '10.0.2.15', mac: randomMac() },
+          deviceModel: newDeviceModel(id, true),
         }, 'login:', 300_000, { agentWithAddress: true });
         try {
           bare.ready.push(times.agentMs);

@@ -12,7 +12,7 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { GuestAgentClient } from '../src/operator/guest-agent-client.ts';
 import { guestBlockDevices } from '../src/operator/guest-disks.ts';
-import { diskNodeNames } from '../src/operator/qemu-command.ts';
+import { diskNodeNames } from '../src/model/device-model.ts';
 import { createQcow2 } from '../src/operator/qemu-img.ts';
 import { pollUntil } from '../src/poll.ts';
 import { BareQemu, shortId, smallGuestSpec, waitForSerialMarker } from './lib/bare-qemu.ts';

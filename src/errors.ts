@@ -40,3 +40,6 @@ export const invalid = (code: string, message: string, cause?: unknown): VmanErr
 /** Something looked up by id or name (VMs, disks, templates) that is neither. */
 export const notFoundByRef = (code: 'vm' | 'disk' | 'template', label: string, ref: string): VmanError =>
   new VmanError('not-found', `${code}-not-found`, `no ${label} with id or name ${JSON.stringify(ref)}`);
+
+export const snapshotNotFound = (vmName: string, name: string): VmanError =>
+  new VmanError('not-found', 'snapshot-not-found', `VM ${vmName} has no snapshot named ${JSON.stringify(name)}`);

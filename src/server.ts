@@ -20,6 +20,7 @@ import type { ProtocolLogEntry } from './operator/qmp-client.ts';
 import { TemplateService, type BootFiles } from './services/template-service.ts';
 import { ImageDirs } from './services/image-dirs.ts';
 import { VmService, type LogFields } from './services/vm-service.ts';
+import { SnapshotService } from './services/snapshot-service.ts';
 import { DiskService } from './services/disk-service.ts';
 import { IntentJournal } from './services/intent-journal.ts';
 import { NetworkService } from './services/network-service.ts';
@@ -40,6 +41,7 @@ export interface Vman {
   db: VmanDb;
   templates: TemplateService;
   vms: VmService;
+  snapshots: SnapshotService;
   disks: DiskService;
   /** Live QEMU handles and per-VM locks (see vm-runtime.ts). */
   runtime: VmRuntime;
@@ -157,6 +159,7 @@ async function openVman(config: VmanConfig, opts: CreateOptions, lock: StorageLo
       db, runtime, journal, templates, pool, storagePath: config.storagePath,
       qemuBinary, qemuImg, accel, bootTimeoutMs: config.bootTimeoutMs, stopTimeouts: config.stopTimeouts, log: (m, f) => log(m, f),
     });
+    const snapshots = new SnapshotService({ db, runtime, journal, vms, templates, log: (m, f) => log(m, f) });
     const disks = new DiskService({
       db, runtime, journal, storagePath: config.storagePath, qemuImg, maxDiskGb: config.maxDiskGb, qmpTimeoutMs: config.qmpTimeoutMs, log: (m, f) => log(m, f),
     });
@@ -171,7 +174,7 @@ async function openVman(config: VmanConfig, opts: CreateOptions, lock: StorageLo
       onNewFindings: (found) => found.forEach((f) => events.publish({ type: 'observer.finding', data: findingJson(f) })),
     });
     const repairs = new RepairService({ db, runtime, log: (m) => log(m) });
-    const app = await buildApp({ templates, vms, disks, observer, repairs, network: new NetworkService(config.network, db), host, events, storagePath: config.storagePath }, {
+    const app = await buildApp({ templates, vms, snapshots, disks, observer, repairs, network: new NetworkService(config.network, db), host, events, storagePath: config.storagePath }, {
       apiToken: config.apiToken,
       ...(opts.logger === undefined ? {} : { logger: opts.logger }),
     });
@@ -185,7 +188,7 @@ async function openVman(config: VmanConfig, opts: CreateOptions, lock: StorageLo
 
     let closing: Promise<void> | undefined;
     return {
-      config, app, db, templates, vms, disks, runtime, observer, events, host, operator,
+      config, app, db, templates, vms, snapshots, disks, runtime, observer, events, host, operator,
       async listen() {
         const url = await app.listen({ host: config.listen.host, port: config.listen.port });
         lock.serving(url);

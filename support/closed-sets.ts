@@ -13,7 +13,7 @@ import type { IdAction } from './validation-requests.ts';
 import type { Target } from './validation-tables.ts';
 
 /** created → starting → running → stopping → stopped; error from any failing step. */
-export const VM_STATES = ['created', 'starting', 'running', 'stopping', 'stopped', 'error'] as const;
+export const VM_STATES = ['created', 'starting', 'running', 'stopping', 'stopped', 'error', 'saving', 'restoring'] as const;
 export type VmState = (typeof VM_STATES)[number];
 
 /** A disk is free or attached to one VM (the steps name these states in their own words). */

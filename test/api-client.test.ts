@@ -60,7 +60,7 @@ describe('lists filtered by state and name', () => {
 
   it('an unknown state is a 400 naming the allowed ones; an unknown key is a 400', async (t) => {
     const v = await dryVman(t);
-    problem(await v.api('GET', '/api/v1/vms?state=sleeping'), 400, /"created", "starting", "running", "stopping", "stopped" or "error", not "sleeping"/);
+    problem(await v.api('GET', '/api/v1/vms?state=sleeping'), 400, /"created", "starting", "running", "stopping", "stopped", "error", "saving" or "restoring", not "sleeping"/);
     problem(await v.api('GET', '/api/v1/disks?state=lost'), 400, /"available" or "attached", not "lost"/);
     problem(await v.api('GET', '/api/v1/vms?colour=red'), 400, /colour is unknown/);
     problem(await v.api('GET', '/api/v1/disks?vm=x'), 400, /vm is unknown/);
@@ -245,7 +245,8 @@ describe('the OpenAPI document and the documentation page', () => {
     const v = await dryVman(t);
     const doc = ok(await v.api('GET', '/api/v1/openapi.json'));
     const json = (x: any) => x.content['application/json'];
-    assert.deepEqual(json(doc.paths['/api/v1/vms'].post.requestBody).example, { name: 'web', template: 'small' });
+    assert.deepEqual(json(doc.paths['/api/v1/vms'].post.requestBody).examples['example1'].value, { name: 'web', template: 'small' });
+    assert.deepEqual(json(doc.paths['/api/v1/vms'].post.requestBody).examples['example2'].value, { name: 'web-2', from_snapshot: { vm: 'web', name: 'warm' } });
     assert.equal(json(doc.paths['/api/v1/vms'].post.responses['201']).example.state, 'running');
     assert.deepEqual(json(doc.paths['/api/v1/disks/{id}/attach'].post.requestBody).example, { vm_id: 'web' });
     assert.ok(json(doc.paths['/api/v1/vms/{id}/start'].post.responses['202']), 'start documents its 202');

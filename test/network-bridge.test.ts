@@ -1,6 +1,7 @@
 // The pure parts of bridge mode: tap names, dnsmasq's command line, the
 // reservations file, and which leases survive a restart.
 import assert from 'node:assert/strict';
+import { newDeviceModel } from '../src/model/device-model.ts';
 import { describe, it } from 'node:test';
 import { BridgeNetworkBackend, BridgeSetupError } from '../src/network/bridge-backend.ts';
 import { parseNetworkConfig } from '../src/network/config.ts';
@@ -26,7 +27,7 @@ describe('tap device names', () => {
   it('reach QEMU as -netdev tap with no scripts', () => {
     const args = buildQemuArgs({
       id: 'vm-0123456789ab', dir: '/tmp/x', qemuBinary: 'qemu-system-x86_64', accel: 'tcg', cpus: 1, memoryMb: 512, boot: null, disks: [],
-      network: { mode: 'tap', ifname: tapName('vm-0123456789ab'), mac: '52:54:00:12:34:56' },
+      network: { mode: 'tap', ifname: tapName('vm-0123456789ab'), mac: '52:54:00:12:34:56' }, deviceModel: newDeviceModel('vm-0123456789ab', false),
     });
     assert.ok(args.includes('tap,id=net0,ifname=vt0123456789ab,script=no,downscript=no'), args.join(' '));
     assert.ok(args.includes('virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56'));

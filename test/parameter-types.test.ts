@@ -16,7 +16,7 @@ import { CRASH_POINT_NAMES } from '../src/crash-points.ts';
 import { applyMigrations } from '../src/db/migrations.ts';
 import type { DiskState, StopMethod, VmState } from '../src/db/types.ts';
 import { BUILTIN_TEMPLATES } from '../src/services/template-service.ts';
-import { AT_REST, IN_LIFE } from '../src/services/vm-states.ts';
+import { AT_REST, IN_LIFE } from '../src/model/vm-states.ts';
 import * as suite from '../support/closed-sets.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
@@ -44,7 +44,7 @@ function checkedValues(table: string, column: string): string[] {
 describe("the suite's closed sets are vman's", () => {
   it('VM states: the state machine, the database schema and the API', () => {
     assert.deepEqual(SAME_TYPES, [true, true, true]);
-    assert.deepEqual(sorted(suite.VM_STATES), sorted([...AT_REST, ...IN_LIFE]), 'the states of src/services/vm-states.ts');
+    assert.deepEqual(sorted(suite.VM_STATES), sorted([...AT_REST, ...IN_LIFE]), 'the states of src/model/vm-states.ts');
     assert.deepEqual(sorted(suite.VM_STATES), sorted(checkedValues('vms', 'state')), 'vms.state in the schema');
     assert.deepEqual(sorted(suite.VM_STATES), sorted(VmStateSchema.anyOf.map((s) => String(s.const))), 'VmState in the API schemas');
   });

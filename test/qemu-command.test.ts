@@ -1,6 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildQemuArgs, diskNodeNames, escapeOptionValue, vmPaths, type QemuVmSpec } from '../src/operator/qemu-command.ts';
+import { buildQemuArgs, escapeOptionValue, vmPaths, type QemuVmSpec } from '../src/operator/qemu-command.ts';
+import { diskNodeNames, newDeviceModel } from '../src/model/device-model.ts';
 
 const base: QemuVmSpec = {
   id: 'vm-1',
@@ -12,6 +13,7 @@ const base: QemuVmSpec = {
   boot: { kernel: '/g/vmlinuz', initrd: '/g/initrd.img', cmdline: 'console=ttyS0 quiet' },
   disks: [],
   network: { mode: 'user', subnet: '10.0.2.0/24', address: '10.0.2.15', mac: '52:54:00:12:34:56' },
+  deviceModel: newDeviceModel('vm-1', true),
 };
 
 /** The value following `flag`, for each occurrence. */

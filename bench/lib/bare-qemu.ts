@@ -3,6 +3,7 @@
 // from spawn. The protocol clients are vman's (they are the wire protocols,
 // nothing more); nothing of vman's launcher, operator or services is used.
 import { spawn } from 'node:child_process';
+import { newDeviceModel } from '../../src/model/device-model.ts';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -36,6 +37,7 @@ export function smallGuestSpec(host: HostInfo, dir: string, id: string): QemuVmS
     boot: { kernel: host.guest.kernel, initrd: host.guest.initrd, cmdline: host.guest.cmdline },
     disks: [],
     network: { mode: 'user', subnet: DEFAULT_NETWORK.subnet, gateway: DEFAULT_NETWORK.gateway, address: first!, mac: randomMac() },
+    deviceModel: newDeviceModel(id, false),
   };
 }
 

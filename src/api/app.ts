@@ -19,6 +19,8 @@ import { BODY_LIMIT, installProblemHandlers, problemBody, sendProblem } from './
 import { Problem } from './schemas.ts';
 import { templateRoutes } from './routes/templates.ts';
 import { vmRoutes } from './routes/vms.ts';
+import { snapshotRoutes } from './routes/snapshots.ts';
+import type { SnapshotService } from '../services/snapshot-service.ts';
 import { eventRoutes } from './routes/events.ts';
 import type { EventBus } from '../services/events.ts';
 import { DOCS_PREFIX, healthRoute, PUBLIC_PATHS, systemRoutes, type HostSummary } from './routes/system.ts';
@@ -26,6 +28,7 @@ import { DOCS_PREFIX, healthRoute, PUBLIC_PATHS, systemRoutes, type HostSummary 
 export interface AppServices {
   templates: TemplateService;
   vms: VmService;
+  snapshots: SnapshotService;
   disks: DiskService;
   observer: Observer;
   repairs: RepairService;
@@ -92,6 +95,7 @@ export async function buildApp(services: AppServices, opts: AppOptions = {}): Pr
     await v1.register(systemRoutes(services.host));
     await v1.register(templateRoutes(services.templates));
     await v1.register(vmRoutes(services.vms));
+    await v1.register(snapshotRoutes(services.snapshots, services.vms));
     await v1.register(diskRoutes(services.disks));
     await v1.register(networkRoutes(services.network));
     await v1.register(observerRoutes(services.observer, services.repairs));

@@ -96,7 +96,7 @@ export const Template = Type.Object({
 
 export const VmState = Type.Union([
   Type.Literal('created'), Type.Literal('starting'), Type.Literal('running'),
-  Type.Literal('stopping'), Type.Literal('stopped'), Type.Literal('error'),
+  Type.Literal('stopping'), Type.Literal('stopped'), Type.Literal('error'), Type.Literal('saving'), Type.Literal('restoring'),
 ]);
 
 /** `?name=`: those whose name contains this text. */
@@ -106,10 +106,14 @@ export const VmListQuery = Type.Object({ state: Type.Optional(VmState), name: na
 
 export const VmCreate = Type.Object({
   name,
-  template: reference(128, 'template id or name'),
+  template: Type.Optional(reference(128, 'template id or name; a clone has its origin\'s')),
+  from_snapshot: Type.Optional(Type.Object({
+    vm: reference(128, 'the id or name of the VM the snapshot is of'),
+    name,
+  }, { additionalProperties: false, description: 'make the VM a clone of this snapshot: its disks are overlays over the snapshot\'s, and its first start resumes the snapshot\'s memory' })),
   ssh_keys: Type.Optional(sshKeys),
   user_data: Type.Optional(Type.String({ maxLength: 32768, pattern: USER_DATA_RULE, description: 'cloud-init user-data, passed to the guest as given' })),
-}, { additionalProperties: false, examples: [{ name: 'web', template: 'small' }] });
+}, { additionalProperties: false, examples: [{ name: 'web', template: 'small' }, { name: 'web-2', from_snapshot: { vm: 'web', name: 'warm' } }] });
 export type VmCreate = Static<typeof VmCreate>;
 
 /** For actions that take no options: no body, an empty object or null; anything else is a 400. */
@@ -155,6 +159,8 @@ export const Vm = Type.Object({
   address: nullable(Type.String({ description: 'the IPv4 address the guest itself reported, once it did' })),
   ssh_port: nullable(Type.Integer({ description: 'the port on 127.0.0.1 forwarded to the guest\'s SSH, while it runs (user mode)' })),
   stop_method: nullable(Type.String({ description: 'how it was last stopped: agent, acpi, quit or kill' })),
+  origin_snapshot: nullable(Type.Object({ vm_id: Type.String(), name: Type.String() }, { description: 'the snapshot it was cloned from' })),
+  resumes_snapshot: Type.Boolean({ description: 'true until its first start, which resumes the snapshot\'s memory instead of booting' }),
   mac: Type.String(),
   storage_dir: Type.String(),
   created_at: Type.String(),
@@ -162,7 +168,7 @@ export const Vm = Type.Object({
 }, {
   examples: [{
     id: 'vm-3f9a1c2b4d5e', name: 'web', template_id: 'tpl-small', template: 'small', state: 'running', state_reason: null,
-    pid: 48211, address: '10.0.2.15', ssh_port: 40022, stop_method: null, mac: '52:54:00:12:34:56',
+    pid: 48211, address: '10.0.2.15', ssh_port: 40022, stop_method: null, origin_snapshot: null, resumes_snapshot: false, mac: '52:54:00:12:34:56',
     storage_dir: '/var/lib/vman/vms/vm-3f9a1c2b4d5e', created_at: '2026-01-05T10:00:00.000Z', updated_at: '2026-01-05T10:00:04.000Z',
   }],
 });
@@ -198,4 +204,29 @@ export const Disk = Type.Object({
     id: 'disk-8c1d2e3f4a5b', name: 'data', size_gb: 1, format: 'qcow2', path: '/var/lib/vman/disks/disk-8c1d2e3f4a5b.qcow2',
     state: 'attached', vm_id: 'vm-3f9a1c2b4d5e', mount_point: '/dev/vdb', created_at: '2026-01-05T10:01:00.000Z', updated_at: '2026-01-05T10:01:02.000Z',
   }],
+});
+
+export const SnapshotParams = Type.Object({ id: reference(128, 'the VM\'s id or name'), name });
+
+export const SnapshotCreate = Type.Object({ name }, { additionalProperties: false, examples: [{ name: 'warm' }] });
+
+export const RevertQuery = Type.Object({
+  force: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')], {
+    description: 'true: revert even though the VM runs or its disks were written since the snapshot, which throws that away',
+  })),
+}, { additionalProperties: false });
+
+export const Snapshot = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  vm_id: Type.String(),
+  vm_name: Type.String(),
+  with_memory: Type.Boolean({ description: 'true when it holds the guest\'s memory and device state (taken while it ran)' }),
+  disks: Type.Array(Type.Object({ role: Type.String(), disk_id: Type.String() })),
+  guest_address: nullable(Type.String()),
+  pause_ms: nullable(Type.Integer({ description: 'how long the guest was paused while it was taken' })),
+  state_bytes: nullable(Type.Integer({ description: 'size of the saved memory and device state' })),
+  memory_mb: Type.Integer(),
+  clones: Type.Array(Type.String(), { description: 'the VMs cloned from it, by name' }),
+  created_at: Type.String(),
 });

@@ -2,6 +2,7 @@ import Database from 'better-sqlite3';
 import { AddressRepo } from './address-repo.ts';
 import { DiskRepo } from './disk-repo.ts';
 import { IntentRepo } from './intent-repo.ts';
+import { SnapshotRepo } from './snapshot-repo.ts';
 import { applyMigrations } from './migrations.ts';
 import { TemplateRepo } from './template-repo.ts';
 import { VmRepo } from './vm-repo.ts';
@@ -22,6 +23,7 @@ export interface VmanDb {
   disks: DiskRepo;
   addresses: AddressRepo;
   intents: IntentRepo;
+  snapshots: SnapshotRepo;
   /** Every row the observer needs, in one read transaction (one consistent view in WAL mode). */
   readRows(): Rows;
   /** A value that changes whenever any row is written, by this connection or another. */
@@ -61,6 +63,7 @@ export function openDatabase(path: string): VmanDb {
   const disks = new DiskRepo(db);
   const addresses = new AddressRepo(db);
   const intents = new IntentRepo(db);
+  const snapshots = new SnapshotRepo(db);
   // Deferred (read) transaction: one consistent view without taking the write lock.
   const readRows = db.transaction((): Rows => ({ vms: vms.list(), disks: disks.list(), addresses: addresses.list(), intents: intents.list() }));
   // data_version moves on another connection's commit, total_changes() on this one's writes.
@@ -73,6 +76,7 @@ export function openDatabase(path: string): VmanDb {
     disks,
     addresses,
     intents,
+    snapshots,
     readRows: () => readRows(),
     changeToken: () => `${String(db.pragma('data_version', { simple: true }))}:${totalChanges.get() ?? 0}`,
     transaction<T>(fn: () => T): T {

@@ -4,6 +4,12 @@ export interface Migration {
   version: number;
   name: string;
   up: string;
+  /**
+   * Rebuilds a table other tables refer to (SQLite changes a CHECK only by
+   * copying the table): foreign keys are off while it runs, as SQLite's own
+   * procedure says, and checked before it commits.
+   */
+  rebuildsReferencedTable?: true;
 }
 
 // Append-only: never edit a migration that has shipped, add a new version instead.
@@ -100,6 +106,73 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE vms ADD COLUMN stop_method TEXT CHECK (stop_method IN ('agent', 'acpi', 'quit', 'kill'));
     `,
   },
+  {
+    version: 4,
+    name: 'snapshots',
+    rebuildsReferencedTable: true,
+    // The states of saving and restoring a VM's memory; per VM its recorded
+    // hardware (device_model), the snapshot its next start resumes (a clone's
+    // first start) and the snapshot it was cloned from; the snapshots; and the
+    // intents of the operations on them.
+    up: `
+      CREATE TABLE vms_new (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        template_id TEXT NOT NULL REFERENCES templates(id) ON DELETE RESTRICT,
+        state TEXT NOT NULL CHECK (state IN ('created', 'starting', 'running', 'stopping', 'stopped', 'error', 'saving', 'restoring')),
+        state_reason TEXT,
+        pid INTEGER,
+        mac TEXT NOT NULL UNIQUE,
+        storage_dir TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        ssh_keys TEXT NOT NULL DEFAULT '[]',
+        user_data TEXT,
+        ssh_port INTEGER,
+        guest_address TEXT,
+        stop_method TEXT CHECK (stop_method IN ('agent', 'acpi', 'quit', 'kill')),
+        device_model TEXT,
+        resume_from TEXT REFERENCES snapshots(id) ON DELETE RESTRICT,
+        origin_snapshot_id TEXT REFERENCES snapshots(id) ON DELETE RESTRICT
+      );
+      INSERT INTO vms_new (id, name, template_id, state, state_reason, pid, mac, storage_dir, created_at, updated_at, ssh_keys, user_data, ssh_port, guest_address, stop_method)
+        SELECT id, name, template_id, state, state_reason, pid, mac, storage_dir, created_at, updated_at, ssh_keys, user_data, ssh_port, guest_address, stop_method FROM vms;
+      DROP TABLE vms;
+      ALTER TABLE vms_new RENAME TO vms;
+      CREATE INDEX vms_state_idx ON vms(state);
+      CREATE INDEX vms_template_id_idx ON vms(template_id);
+      CREATE INDEX vms_origin_idx ON vms(origin_snapshot_id);
+
+      CREATE TABLE snapshots (
+        id TEXT PRIMARY KEY,
+        vm_id TEXT NOT NULL REFERENCES vms(id) ON DELETE RESTRICT,
+        name TEXT NOT NULL,
+        with_memory INTEGER NOT NULL CHECK (with_memory IN (0, 1)),
+        dir TEXT NOT NULL UNIQUE,
+        hardware TEXT NOT NULL,
+        disks TEXT NOT NULL,
+        guest_address TEXT,
+        pause_ms INTEGER,
+        state_bytes INTEGER,
+        created_at TEXT NOT NULL,
+        UNIQUE (vm_id, name)
+      );
+
+      CREATE TABLE intents_new (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        op TEXT NOT NULL CHECK (op IN ('vm.create', 'vm.start', 'vm.stop', 'vm.delete', 'vm.snapshot', 'vm.revert', 'vm.snapshot-delete',
+          'disk.create', 'disk.attach', 'disk.detach', 'disk.delete')),
+        vm_id TEXT,
+        disk_id TEXT,
+        detail TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        started_at TEXT NOT NULL
+      );
+      INSERT INTO intents_new SELECT * FROM intents;
+      DROP TABLE intents;
+      ALTER TABLE intents_new RENAME TO intents;
+    `,
+  },
 ];
 
 function assertOrdered(migrations: readonly Migration[]): void {
@@ -141,15 +214,24 @@ export function applyMigrations(db: Database.Database, migrations: readonly Migr
   let applied = 0;
   for (const m of migrations) {
     // Re-check inside the write lock so two processes opening a fresh file don't both apply it.
-    const ran = db
-      .transaction((): boolean => {
-        if (isApplied.get(m.version) !== undefined) return false;
-        db.exec(m.up);
-        record.run(m.version, m.name, new Date().toISOString());
-        return true;
-      })
-      .immediate();
-    if (ran) applied++;
+    const foreignKeys = db.pragma('foreign_keys', { simple: true }) === 1;
+    // A no-op inside a transaction: switched off before it begins.
+    if (m.rebuildsReferencedTable && foreignKeys) db.pragma('foreign_keys = OFF');
+    try {
+      const ran = db
+        .transaction((): boolean => {
+          if (isApplied.get(m.version) !== undefined) return false;
+          db.exec(m.up);
+          const broken = m.rebuildsReferencedTable ? db.pragma('foreign_key_check') as unknown[] : [];
+          if (broken.length > 0) throw new Error(`migration ${m.version} (${m.name}) broke foreign keys: ${JSON.stringify(broken)}`);
+          record.run(m.version, m.name, new Date().toISOString());
+          return true;
+        })
+        .immediate();
+      if (ran) applied++;
+    } finally {
+      if (m.rebuildsReferencedTable && foreignKeys) db.pragma('foreign_keys = ON');
+    }
   }
   return applied;
 }

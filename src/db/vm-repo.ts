@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3';
 import type { NewVm, StopMethod, VmRecord, VmState } from './types.ts';
+import { parseDeviceModel, type DeviceModel } from '../model/device-model.ts';
 
 interface VmRow {
   id: string;
@@ -15,6 +16,9 @@ interface VmRow {
   ssh_port: number | null;
   guest_address: string | null;
   stop_method: StopMethod | null;
+  device_model: string | null;
+  resume_from: string | null;
+  origin_snapshot_id: string | null;
   created_at: string;
   updated_at: string;
 }
@@ -51,6 +55,9 @@ function toRecord(r: VmRow): VmRecord {
     sshPort: r.ssh_port,
     guestAddress: r.guest_address,
     stopMethod: r.stop_method,
+    deviceModel: parseDeviceModel(r.device_model),
+    resumeFrom: r.resume_from,
+    originSnapshotId: r.origin_snapshot_id,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };
@@ -75,6 +82,9 @@ export class VmRepo {
   private readonly insertStmt: Database.Statement<[Omit<VmRow, 'ssh_port' | 'guest_address' | 'stop_method'>], VmRow>;
   private readonly setRuntimeStmt: Database.Statement<[number | null, string | null, string]>;
   private readonly setStopMethodStmt: Database.Statement<[StopMethod, string]>;
+  private readonly setDeviceModelStmt: Database.Statement<[string, string]>;
+  private readonly setResumeFromStmt: Database.Statement<[string | null, string]>;
+  private readonly clonesStmt: Database.Statement<[string], VmRow>;
   private readonly getStmt: Database.Statement<[string], VmRow>;
   private readonly getByNameStmt: Database.Statement<[string], VmRow>;
   private readonly listStmt: Database.Statement<[], VmRow>;
@@ -92,9 +102,12 @@ export class VmRepo {
     );
     this.setRuntimeStmt = db.prepare<[number | null, string | null, string]>('UPDATE vms SET ssh_port = ?, guest_address = ? WHERE id = ?');
     this.setStopMethodStmt = db.prepare<[StopMethod, string]>('UPDATE vms SET stop_method = ? WHERE id = ?');
+    this.setDeviceModelStmt = db.prepare<[string, string]>('UPDATE vms SET device_model = ? WHERE id = ?');
+    this.setResumeFromStmt = db.prepare<[string | null, string]>('UPDATE vms SET resume_from = ? WHERE id = ?');
+    this.clonesStmt = db.prepare<[string], VmRow>('SELECT * FROM vms WHERE origin_snapshot_id = ? ORDER BY created_at, id');
     this.insertStmt = db.prepare<Omit<VmRow, 'ssh_port' | 'guest_address' | 'stop_method'>, VmRow>(
-      `INSERT INTO vms (id, name, template_id, state, state_reason, pid, mac, storage_dir, ssh_keys, user_data, created_at, updated_at)
-       VALUES (@id, @name, @template_id, @state, @state_reason, @pid, @mac, @storage_dir, @ssh_keys, @user_data, @created_at, @updated_at)
+      `INSERT INTO vms (id, name, template_id, state, state_reason, pid, mac, storage_dir, ssh_keys, user_data, device_model, resume_from, origin_snapshot_id, created_at, updated_at)
+       VALUES (@id, @name, @template_id, @state, @state_reason, @pid, @mac, @storage_dir, @ssh_keys, @user_data, @device_model, @resume_from, @origin_snapshot_id, @created_at, @updated_at)
        RETURNING *`,
     );
     this.getStmt = db.prepare<[string], VmRow>('SELECT * FROM vms WHERE id = ?');
@@ -120,6 +133,21 @@ export class VmRepo {
     this.setRuntimeStmt.run(r.sshPort, r.guestAddress, id);
   }
 
+  /** Its hardware, as its next QEMU gets it (a disk attached or detached, or first recorded at a start). */
+  setDeviceModel(id: string, model: DeviceModel): void {
+    this.setDeviceModelStmt.run(JSON.stringify(model), id);
+  }
+
+  /** The snapshot its next start resumes, or none: its starts boot. */
+  setResumeFrom(id: string, snapshotId: string | null): void {
+    this.setResumeFromStmt.run(snapshotId, id);
+  }
+
+  /** The VMs cloned from this snapshot (their disks are overlays over its images). */
+  listClonesOf(snapshotId: string): VmRecord[] {
+    return this.clonesStmt.all(snapshotId).map(toRecord);
+  }
+
   setStopMethod(id: string, method: StopMethod): void {
     this.setStopMethodStmt.run(method, id);
   }
@@ -141,6 +169,9 @@ export class VmRepo {
       storage_dir: v.storageDir,
       ssh_keys: JSON.stringify(v.sshKeys ?? []),
       user_data: v.userData ?? null,
+      device_model: v.deviceModel ? JSON.stringify(v.deviceModel) : null,
+      resume_from: v.resumeFrom ?? null,
+      origin_snapshot_id: v.originSnapshotId ?? null,
       created_at: now,
       updated_at: now,
     });

@@ -4,6 +4,7 @@
 // the ready marker within a few seconds has its answer. The decision is cached
 // per host (QEMU version + kernel) so it is paid once, not per run.
 import { randomBytes } from 'node:crypto';
+import { newDeviceModel } from '../model/device-model.ts';
 import { access, constants, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -94,7 +95,7 @@ async function probeKvm(opts: AccelProbeOptions): Promise<ProbeOutcome> {
       {
         id, dir, qemuBinary: opts.qemu.path, accel: 'kvm', cpus: 1, memoryMb: 256,
         boot: { kernel: opts.guest.kernel, initrd: opts.guest.initrd, cmdline: opts.guest.cmdline },
-        disks: [], network: { mode: 'none' },
+        disks: [], network: { mode: 'none' }, deviceModel: newDeviceModel(id, false),
       },
       { launchTimeoutMs: timeoutMs },
     );

@@ -2,9 +2,9 @@
 // + files) through Maps and Sets, so a host with thousands of VMs stays cheap.
 import path from 'node:path';
 import type { DiskRecord, VmRecord } from '../db/types.ts';
-import { diskNodeNames } from '../operator/qemu-command.ts';
-import { describeIntent } from '../services/intent-journal.ts';
-import { AT_REST, HOLDS_ADDRESS } from '../services/vm-states.ts';
+import { deviceModelOf, diskIdOfBlockName, diskNodeNames, expectedBlockNames } from '../model/device-model.ts';
+import { describeIntent } from '../model/intents.ts';
+import { AT_REST, HOLDS_ADDRESS } from '../model/vm-states.ts';
 import type { Finding } from './findings.ts';
 import { claimProcesses } from './snapshot.ts';
 import type { ObserverSnapshot, QemuProcessView } from './snapshot.ts';
@@ -243,24 +243,6 @@ export const checkFailedVms: Check = (s) => {
   return out;
 };
 
-/** Block node and device names vman gives a disk: `disk-<id>` (device), `drive-<id>` and `file-<id>` (nodes). */
-function diskIdOfBlockName(name: string): string | undefined {
-  const m = /^(?:disk|drive|file)-(.+)$/.exec(name);
-  return m?.[1];
-}
-
-/** What QEMU of this VM may hold: its root disk's and its cloud-init seed's names, and those of the disks recorded attached to it. */
-export function expectedBlockNames(vm: VmRecord, attached: readonly DiskRecord[]): Set<string> {
-  const ids = [`root-${vm.id.slice(3)}`, `seed-${vm.id.slice(3)}`, ...attached.map((d) => d.id)];
-  const names = new Set<string>();
-  for (const id of ids) {
-    names.add(`disk-${id}`);
-    names.add(`drive-${id}`);
-    names.add(`file-${id}`);
-  }
-  return names;
-}
-
 /**
  * From QEMU back to the database: every block device and named node a running
  * VM's QEMU holds must belong to its root disk or to a disk recorded attached
@@ -278,7 +260,7 @@ export const checkQemuBlockAccountedFor: Check = (s) => {
   for (const [vmId, rt] of s.runtime) {
     const vm = vms.get(vmId);
     if (!vm || busy.vms.has(vmId) || rt.diskDevices === undefined || rt.blockNodes === undefined) continue;
-    const expected = expectedBlockNames(vm, attachedTo.get(vmId) ?? []);
+    const expected = expectedBlockNames(deviceModelOf(vm, true), (attachedTo.get(vmId) ?? []).map((d) => d.id));
     const strays = new Map<string, string[]>();
     for (const name of [...rt.diskDevices, ...rt.blockNodes]) {
       if (expected.has(name)) continue;

@@ -1,11 +1,12 @@
 // Simulated QEMU for unit tests of vman's own logic (VMAN_OPERATOR_DRY_RUN=1).
 // Same interface as the real operator; no process, no socket, no file. Never
 // used by an acceptance scenario.
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { vmPaths, type DiskSpec, type QemuVmSpec, type VmPaths } from './qemu-command.ts';
 import type { ExitInfo, Operator, VmHandle } from './operator.ts';
-import type { Readiness, ReadinessRule, StopMethod, StopOptions } from './qemu-vm.ts';
-import { diskNodeNames } from './qemu-command.ts';
+import type { Readiness, ReadinessRule, ResumeTimings, StopMethod, StopOptions } from './qemu-vm.ts';
+import type { SavedState } from './vm-state-file.ts';
+import { diskNodeNames } from '../model/device-model.ts';
 import type { BlockInventory } from './hotplug.ts';
 import { WaitTimeoutError } from '../poll.ts';
 
@@ -24,11 +25,18 @@ export class DryRunOperator implements Operator {
   launches = 0;
   private nextPid = 4_000_000;
 
-  async start(spec: QemuVmSpec): Promise<VmHandle> {
+  async start(spec: QemuVmSpec, opts: { stateFile?: string } = {}): Promise<VmHandle> {
     this.launches++;
     if (this.behaviour.failLaunch) throw new Error(this.behaviour.failLaunch);
     await mkdir(spec.dir, { recursive: true, mode: 0o700 });
     const vm = new DryRunVm(spec, this.nextPid++, this);
+    // A simulated state file holds the address the guest had; the resumed guest keeps it.
+    if (opts.stateFile !== undefined) {
+      const saved = JSON.parse(await readFile(opts.stateFile, 'utf8')) as { address: string | null };
+      vm.address = saved.address;
+      vm.resumed = { launchMs: 1, loadMs: 1 };
+      vm.paused = true;
+    }
     this.vms.set(spec.id, vm);
     return vm;
   }
@@ -50,8 +58,10 @@ export class DryRunVm implements VmHandle {
   readonly id: string;
   readonly paths: VmPaths;
   /** The address its network would hand it (user mode), or null. */
-  readonly address: string | null;
+  address: string | null;
   alive = true;
+  paused = false;
+  resumed: ResumeTimings | undefined;
   readonly disks = new Map<string, string>();
   private listeners = new Set<(info: ExitInfo) => void>();
 
@@ -76,7 +86,25 @@ export class DryRunVm implements VmHandle {
   }
 
   async runState(): Promise<string> {
-    return this.alive ? 'running' : 'shutdown';
+    return !this.alive ? 'shutdown' : this.paused ? 'paused' : 'running';
+  }
+
+  async pause(): Promise<void> {
+    this.paused = true;
+  }
+
+  async resume(): Promise<void> {
+    this.paused = false;
+  }
+
+  async saveState(file: string): Promise<SavedState> {
+    const text = JSON.stringify({ address: this.address });
+    await writeFile(file, text, { flag: 'wx', mode: 0o600 });
+    return { bytes: text.length, ms: 1 };
+  }
+
+  async setGuestTime(): Promise<number> {
+    return 0;
   }
 
   async waitUntilReady(rule: ReadinessRule, timeoutMs: number): Promise<Readiness> {

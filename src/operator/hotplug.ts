@@ -2,7 +2,8 @@
 // detached when DEVICE_DELETED arrives for its device, and only then are its
 // block nodes removed. Written against QmpLike so the sequences can be tested
 // with a fake as well as against a real QEMU.
-import { diskNodeNames, type DiskSpec } from './qemu-command.ts';
+import type { DiskSpec } from './qemu-command.ts';
+import { diskNodeNames } from '../model/device-model.ts';
 import type { QmpEvent } from './qmp-client.ts';
 
 export interface QmpLike {
@@ -49,7 +50,7 @@ export async function hotplugDisk(qmp: QmpLike, disk: DiskSpec, opts: HotplugOpt
   const steps: Array<[HotplugStep, string, Record<string, unknown>, HotplugProgress]> = [
     ['blockdev-add file', 'blockdev-add', { driver: 'file', 'node-name': fileNode, filename: disk.path }, 'file-node-added'],
     ['blockdev-add format', 'blockdev-add', { driver: disk.format, 'node-name': node, file: fileNode }, 'format-node-added'],
-    ['device_add', 'device_add', { driver: 'virtio-blk-pci', id: device, drive: node, serial: disk.id }, 'device-added'],
+    ['device_add', 'device_add', { driver: 'virtio-blk-pci', id: device, drive: node, serial: disk.id, ...(disk.addr ? { addr: disk.addr } : {}) }, 'device-added'],
   ];
   for (const [step, cmd, args, progress] of steps) {
     try {

@@ -1,7 +1,8 @@
 // The operator: what vman asks of QEMU. One interface, two implementations:
 // real QEMU processes, and simulated ones (dry run) for unit tests of vman's
 // own logic.
-import { QemuVm, type Readiness, type ReadinessRule, type StopMethod, type StopOptions, type VmHandleOptions } from './qemu-vm.ts';
+import type { SavedState } from './vm-state-file.ts';
+import { QemuVm, type ResumeTimings, type Readiness, type ReadinessRule, type StopMethod, type StopOptions, type VmHandleOptions } from './qemu-vm.ts';
 import { terminateQemu } from './qemu-launcher.ts';
 import type { DiskSpec, QemuVmSpec, VmPaths } from './qemu-command.ts';
 import type { BlockInventory } from './hotplug.ts';
@@ -32,6 +33,16 @@ export interface VmHandle {
   removeBlock(what: BlockInventory, opts?: { timeoutMs?: number }): Promise<BlockInventory>;
   /** The guest device path of a disk, as the guest reports it (by the disk's serial). */
   guestDevicePath(diskId: string, opts?: { timeoutMs?: number }): Promise<string | undefined>;
+  /** Set when this QEMU started from a saved state (left paused until `resume`). */
+  readonly resumed: ResumeTimings | undefined;
+  /** Halts the guest's CPUs. */
+  pause(): Promise<void>;
+  /** Runs the guest's CPUs again (after a pause, a save or a load). */
+  resume(): Promise<void>;
+  /** Saves the paused guest's memory and device state to a new file. */
+  saveState(file: string): Promise<SavedState>;
+  /** Sets the guest's clock to the host's (its agent); the difference left, in ms. */
+  setGuestTime(timeoutMs?: number): Promise<number>;
 }
 
 export interface ExitInfo {
@@ -45,7 +56,8 @@ export interface Operator {
   readonly dryRun: boolean;
   /** Set when no VM can start on this host, saying why. */
   readonly unavailableReason?: string;
-  start(spec: QemuVmSpec): Promise<VmHandle>;
+  /** Boots a VM, or with `stateFile` loads its saved state and leaves it paused. */
+  start(spec: QemuVmSpec, opts?: { stateFile?: string }): Promise<VmHandle>;
   /** Reconnects to a VM's QEMU left running by an earlier vman; undefined when it is gone. */
   adopt(vmId: string, dir: string): Promise<VmHandle | undefined>;
   /** Ends a VM's QEMU that no handle holds (SIGKILL); true if one was running. */
@@ -60,8 +72,8 @@ export class QemuOperator implements Operator {
   readonly dryRun = false;
   constructor(private readonly opts: QemuOperatorOptions = {}) {}
 
-  start(spec: QemuVmSpec): Promise<VmHandle> {
-    return QemuVm.start(spec, this.opts);
+  start(spec: QemuVmSpec, opts: { stateFile?: string } = {}): Promise<VmHandle> {
+    return QemuVm.start(spec, { ...this.opts, ...opts });
   }
 
   adopt(vmId: string, dir: string): Promise<VmHandle | undefined> {

@@ -3,6 +3,7 @@
 // a QEMU option string is either validated or comma-escaped.
 import path from 'node:path';
 import { assertId } from '../names.ts';
+import { diskNodeNames, NIC_ID, pciAddr, SERIAL_BUS_ID, type DeviceModel } from '../model/device-model.ts';
 
 export type Accelerator = 'kvm' | 'tcg';
 
@@ -19,11 +20,13 @@ export interface DiskSpec {
   format: 'qcow2' | 'raw';
   /** Given to the guest read-only (the cloud-init seed). */
   readOnly?: boolean;
+  /** PCI address for a hot-plug (`0x6`); on the command line the device model gives it. */
+  addr?: string;
 }
 
 export type NetworkSpec =
   | { mode: 'none' }
-  | { mode: 'user'; subnet: string; address: string; mac: string; gateway?: string; restrict?: boolean; sshPort?: number }
+  | { mode: 'user'; subnet: string; address: string; mac: string; gateway?: string; restrict?: boolean; sshPort?: number; guestAddress?: string }
   | { mode: 'tap'; ifname: string; mac: string };
 
 export interface QemuVmSpec {
@@ -42,6 +45,13 @@ export interface QemuVmSpec {
   /** The cloud-init seed, read-only, after the data disks. */
   seed?: DiskSpec;
   network: NetworkSpec;
+  /** Machine type and every device's id and PCI slot: the same at every start, so a saved state fits. */
+  deviceModel: DeviceModel;
+  /**
+   * Resume a saved state instead of booting: QEMU waits for it (`-incoming
+   * defer`) on the descriptor vman hands it at this number.
+   */
+  incomingFd?: number;
 }
 
 export interface VmPaths {
@@ -75,14 +85,6 @@ export function qemuName(vmId: string): string {
   return `vman-${vmId}`;
 }
 
-/** Node and device names QEMU uses for a disk, derived from the disk id. */
-export function diskNodeNames(diskId: string): { node: string; fileNode: string; device: string } {
-  assertId('disk id', diskId);
-  // virtio-blk serials hold at most 20 bytes, and the serial is the disk id.
-  if (diskId.length > 20) throw new Error(`invalid disk id ${JSON.stringify(diskId)}: at most 20 characters`);
-  return { node: `drive-${diskId}`, fileNode: `file-${diskId}`, device: `disk-${diskId}` };
-}
-
 const MAC_PATTERN = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/;
 const IPV4_PATTERN = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 const CIDR_PATTERN = /^(\d{1,3}\.){3}\d{1,3}\/\d{1,2}$/;
@@ -101,21 +103,26 @@ export function buildQemuArgs(spec: QemuVmSpec): string[] {
 
   const args: string[] = [
     '-name', qemuName(spec.id),
-    '-machine', `pc,accel=${spec.accel}`,
+    '-machine', `${spec.deviceModel.machine},accel=${spec.accel}`,
     '-cpu', spec.accel === 'kvm' ? 'host' : 'max',
     '-smp', String(spec.cpus),
     '-m', String(spec.memoryMb),
     '-nodefaults', '-no-user-config', '-display', 'none', '-vga', 'none',
     // A guest-initiated reboot ends the process like a shutdown; vman restarts explicitly.
     '-no-reboot',
-    '-serial', `file:${escapeOptionValue(p.serialLog)}`,
+    // A resumed guest's console goes on where its saved one stopped (the log was copied in).
+    ...(spec.incomingFd === undefined
+      ? ['-serial', `file:${escapeOptionValue(p.serialLog)}`]
+      : ['-chardev', `file,id=serial0,path=${escapeOptionValue(p.serialLog)},append=on`, '-serial', 'chardev:serial0']),
     '-chardev', `socket,id=qmp,path=${escapeOptionValue(p.qmp)},server=on,wait=off`,
     '-mon', 'chardev=qmp,mode=control',
     '-chardev', `socket,id=qmp-aux,path=${escapeOptionValue(p.qmpAux)},server=on,wait=off`,
     '-mon', 'chardev=qmp-aux,mode=control',
-    '-device', 'virtio-serial-pci,id=vser0',
+    '-device', `virtio-serial-pci,id=${SERIAL_BUS_ID},addr=${pciAddr(spec.deviceModel, SERIAL_BUS_ID)}`,
     '-chardev', `socket,id=ga,path=${escapeOptionValue(p.guestAgent)},server=on,wait=off`,
-    '-device', 'virtserialport,bus=vser0.0,chardev=ga,name=org.qemu.guest_agent.0',
+    '-device', `virtserialport,bus=${SERIAL_BUS_ID}.0,chardev=ga,name=org.qemu.guest_agent.0`,
+    // A new generation id at every QEMU start: a resumed copy's kernel reseeds its RNG.
+    '-device', 'vmgenid,id=vmgenid0',
     '-pidfile', p.pidfile,
     '-daemonize',
   ];
@@ -125,20 +132,25 @@ export function buildQemuArgs(spec: QemuVmSpec): string[] {
     if (spec.boot.initrd) args.push('-initrd', spec.boot.initrd);
     if (spec.boot.cmdline) args.push('-append', spec.boot.cmdline);
   }
-  if (spec.rootDisk) args.push(...diskArgs(spec.rootDisk, 1));
-  for (const disk of spec.disks) args.push(...diskArgs(disk));
-  if (spec.seed) args.push(...diskArgs({ ...spec.seed, readOnly: true }));
-  args.push(...networkArgs(spec.network));
+  const m = spec.deviceModel;
+  if (spec.rootDisk) args.push(...diskArgs(spec.rootDisk, m, 1));
+  for (const disk of spec.disks) args.push(...diskArgs(disk, m));
+  if (spec.seed) args.push(...diskArgs({ ...spec.seed, readOnly: true }, m));
+  args.push(...networkArgs(spec.network, m));
+  if (spec.incomingFd !== undefined) {
+    if (!Number.isInteger(spec.incomingFd) || spec.incomingFd < 3) throw new Error(`invalid incoming descriptor ${spec.incomingFd}`);
+    args.push('-incoming', 'defer');
+  }
   return args;
 }
 
-function diskArgs(disk: DiskSpec, bootIndex?: number): string[] {
+function diskArgs(disk: DiskSpec, model: DeviceModel, bootIndex?: number): string[] {
   const names = diskNodeNames(disk.id);
   const ro = disk.readOnly ? ',read-only=on' : '';
   const file = `driver=file,node-name=${names.fileNode},filename=${escapeOptionValue(disk.path)}${ro}`;
   // The serial carries the disk id into the guest (/sys/block/vdX/serial): how
   // vman learns which device the guest gave the disk, instead of guessing.
-  const device = [`virtio-blk-pci`, `drive=${names.node}`, `id=${names.device}`, `serial=${disk.id}`];
+  const device = [`virtio-blk-pci`, `drive=${names.node}`, `id=${names.device}`, `addr=${pciAddr(model, names.device)}`, `serial=${disk.id}`];
   if (bootIndex !== undefined) device.push(`bootindex=${bootIndex}`);
   return [
     '-blockdev', file,
@@ -147,10 +159,10 @@ function diskArgs(disk: DiskSpec, bootIndex?: number): string[] {
   ];
 }
 
-function networkArgs(net: NetworkSpec): string[] {
+function networkArgs(net: NetworkSpec, model: DeviceModel): string[] {
   if (net.mode === 'none') return ['-net', 'none'];
   if (!MAC_PATTERN.test(net.mac)) throw new Error(`invalid MAC address ${JSON.stringify(net.mac)}`);
-  const device = ['-device', `virtio-net-pci,netdev=net0,mac=${net.mac}`];
+  const device = ['-device', `virtio-net-pci,netdev=net0,id=${NIC_ID},addr=${pciAddr(model, NIC_ID)},mac=${net.mac}`];
   if (net.mode === 'user') {
     if (!CIDR_PATTERN.test(net.subnet)) throw new Error(`invalid subnet ${JSON.stringify(net.subnet)}`);
     if (!IPV4_PATTERN.test(net.address)) throw new Error(`invalid address ${JSON.stringify(net.address)}`);
@@ -160,7 +172,9 @@ function networkArgs(net: NetworkSpec): string[] {
     if (net.sshPort !== undefined && (!Number.isInteger(net.sshPort) || net.sshPort < 1 || net.sshPort > 65535)) throw new Error(`invalid SSH port ${net.sshPort}`);
     const host = net.gateway ? `,host=${net.gateway}` : '';
     const restrict = net.restrict ? ',restrict=on' : '';
-    const ssh = net.sshPort !== undefined ? `,hostfwd=tcp:127.0.0.1:${net.sshPort}-:22` : '';
+    // A resumed guest keeps the address it was saved with, which need not be the one this slirp offers.
+    if (net.guestAddress !== undefined && !IPV4_PATTERN.test(net.guestAddress)) throw new Error(`invalid guest address ${JSON.stringify(net.guestAddress)}`);
+    const ssh = net.sshPort !== undefined ? `,hostfwd=tcp:127.0.0.1:${net.sshPort}-${net.guestAddress ?? ''}:22` : '';
     return ['-netdev', `user,id=net0,net=${net.subnet}${host},dhcpstart=${net.address}${restrict}${ssh}`, ...device];
   }
   if (!IFNAME_PATTERN.test(net.ifname)) throw new Error(`invalid tap name ${JSON.stringify(net.ifname)}`);

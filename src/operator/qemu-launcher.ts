@@ -1,7 +1,7 @@
 // Starts QEMU so that it outlives vman: QEMU daemonizes itself (-daemonize),
 // its parent returns once the VM is initialised, and the pidfile, QMP and
 // guest-agent sockets and the serial log sit in the VM's folder.
-import { execFile } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { buildQemuArgs, qemuName, vmPaths, type QemuVmSpec } from './qemu-command.ts';
 import { listVmanQemuProcesses, qemuNameOf, readProcess, signal, waitForExit } from './proc.ts';
@@ -30,13 +30,19 @@ export async function removeRuntimeFiles(dir: string): Promise<void> {
   await Promise.all([p.qmp, p.qmpAux, p.guestAgent, p.pidfile].map((f) => rm(f, { force: true })));
 }
 
-export async function launchQemu(spec: QemuVmSpec, timeoutMs = 30_000): Promise<LaunchResult> {
+/**
+ * Launches QEMU. `incoming` is a descriptor vman opened on a saved state
+ * (read-only): QEMU gets it as `spec.incomingFd` and waits for
+ * `migrate-incoming fd:N` before it runs anything.
+ */
+export async function launchQemu(spec: QemuVmSpec, timeoutMs = 30_000, incoming?: number): Promise<LaunchResult> {
   const args = buildQemuArgs(spec);
   const argv = [spec.qemuBinary, ...args];
+  if ((spec.incomingFd === undefined) !== (incoming === undefined)) throw new Error('a resume needs both the descriptor and its number in the spec');
   await mkdir(spec.dir, { recursive: true, mode: 0o700 });
   await removeRuntimeFiles(spec.dir);
 
-  const { code, output, error } = await run(spec.qemuBinary, args, timeoutMs);
+  const { code, output, error } = await run(spec.qemuBinary, args, timeoutMs, incoming === undefined ? [] : descriptorsAt(spec.incomingFd!, incoming));
   if (code !== 0) {
     // A parent killed on timeout may leave its daemonized child behind.
     await killOwnQemuFromPidfile(spec);
@@ -98,13 +104,35 @@ interface RunResult {
   error?: (Error & { killed?: boolean }) | undefined;
 }
 
-function run(file: string, args: string[], timeoutMs: number): Promise<RunResult> {
+/** stdio entries after stdin/out/err that put `fd` at number `at` in the child. */
+function descriptorsAt(at: number, fd: number): Array<number | 'ignore'> {
+  return [...Array<'ignore'>(at - 3).fill('ignore'), fd];
+}
+
+/** Runs QEMU's launching parent (it exits once the daemon is up), with extra descriptors from fd 3 on. */
+function run(file: string, args: string[], timeoutMs: number, extra: Array<number | 'ignore'>): Promise<RunResult> {
   return new Promise((resolve) => {
-    execFile(file, args, { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 1 << 20 }, (error, stdout, stderr) => {
-      const output = `${stdout}${stderr}`;
-      if (!error) return resolve({ code: 0, output });
-      const code = typeof error.code === 'number' ? error.code : null;
-      resolve({ code: code ?? -1, output: output || error.message, error });
+    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe', ...extra] });
+    let output = '';
+    const take = (d: Buffer): void => {
+      if (output.length < 1 << 20) output += d.toString('utf8');
+    };
+    child.stdout!.on('data', take);
+    child.stderr!.on('data', take);
+    let killed = false;
+    const timer = setTimeout(() => {
+      killed = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.once('error', (error) => {
+      clearTimeout(timer);
+      resolve({ code: -1, output: output || error.message, error });
+    });
+    child.once('close', (code, sig) => {
+      clearTimeout(timer);
+      if (code === 0) return resolve({ code: 0, output });
+      const error = Object.assign(new Error(`QEMU exited with ${code ?? sig}`), { killed });
+      resolve({ code: code ?? -1, output, error });
     });
   });
 }

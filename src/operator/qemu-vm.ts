@@ -14,6 +14,14 @@ import { crashPoint, type CrashPoint } from '../crash-points.ts';
 import { waitForGuestDisk } from './guest-disks.ts';
 import { isAlive, qemuNameOf, readProcess, signal, waitForExit } from './proc.ts';
 import { pollUntil, TerminalStateError } from '../poll.ts';
+import path from 'node:path';
+import { INCOMING_FD, loadState, openState, saveState, type SavedState } from './vm-state-file.ts';
+
+/** How a resume went: QEMU started, the state read, the guest running on. */
+export interface ResumeTimings {
+  launchMs: number;
+  loadMs: number;
+}
 
 export type StopMethod = 'already-stopped' | 'agent' | 'acpi' | 'quit' | 'kill';
 
@@ -81,12 +89,32 @@ export class QemuVm implements VmHandle {
     void qmp.closed.then(() => this.onQmpClosed());
   }
 
-  static async start(spec: QemuVmSpec, opts: VmHandleOptions & { launchTimeoutMs?: number } = {}): Promise<QemuVm> {
-    const { pid } = await launchQemu(spec, opts.launchTimeoutMs);
+  /** How its start resumed a saved state, when it did. */
+  resumed: ResumeTimings | undefined;
+
+  /**
+   * Launches QEMU and connects to it. With `stateFile`, the guest does not
+   * boot: QEMU reads the saved state from a descriptor vman opened and is left
+   * paused, for the caller to `resume()` once it has put the rest in place.
+   */
+  static async start(spec: QemuVmSpec, opts: VmHandleOptions & { launchTimeoutMs?: number; stateFile?: string } = {}): Promise<QemuVm> {
+    const started = Date.now();
+    const state = opts.stateFile === undefined ? undefined : await openState(opts.stateFile);
+    let pid: number;
+    try {
+      ({ pid } = await launchQemu(state ? { ...spec, incomingFd: INCOMING_FD } : spec, opts.launchTimeoutMs, state?.fd));
+    } finally {
+      await state?.close();
+    }
     crashPoint('vm.start.after-launch');
     try {
       const qmp = await QmpClient.connect(vmPaths(spec.dir).qmp, qmpOptions(spec.id, opts));
-      return new QemuVm(spec.id, spec.dir, pid, qmp, opts);
+      const vm = new QemuVm(spec.id, spec.dir, pid, qmp, opts);
+      if (state) {
+        const launchMs = Date.now() - started;
+        vm.resumed = { launchMs, loadMs: await loadState(qmp) };
+      }
+      return vm;
     } catch (err) {
       signal(pid, 'SIGKILL');
       await waitForExit(pid, 5_000);
@@ -125,6 +153,45 @@ export class QemuVm implements VmHandle {
   async runState(): Promise<string> {
     const r = await this.qmp.execute<{ status: string; running: boolean }>('query-status');
     return r.status;
+  }
+
+  /** QMP `stop`: the guest's CPUs halt (the clock of a paused guest stands still). */
+  async pause(): Promise<void> {
+    await this.qmp.execute('stop');
+  }
+
+  /** QMP `cont`: from paused, or from a save (its disks taken up again) or a load. */
+  async resume(): Promise<void> {
+    await this.qmp.execute('cont');
+  }
+
+  /** The paused guest's memory and device state to `file`, through a socket in the VM's folder. */
+  saveState(file: string): Promise<SavedState> {
+    return saveState(this.qmp, path.join(this.dir, 'save.sock'), file);
+  }
+
+  /**
+   * Sets the guest's clock to the host's through its agent (a resumed guest's
+   * clock stands at the moment it was saved). Returns the guest's clock minus
+   * the host's afterwards, in ms, as the agent reads it back.
+   */
+  async setGuestTime(timeoutMs = 5_000): Promise<number> {
+    return this.withGuestAgent(async (ga) => {
+      await ga.ping(timeoutMs);
+      // qemu-ga sets the clock, then runs hwclock -w; a guest without hwclock answers "not supported"
+      // with its clock already set. What the guest's clock reads afterwards decides.
+      const refusal = await ga.execute('guest-set-time', { time: Date.now() * 1_000_000 }, { timeoutMs }).then(() => undefined, (e: unknown) => e);
+      if (refusal !== undefined && !(refusal instanceof GuestAgentError)) throw refusal;
+      // qemu-ga 7.2 refuses outright where there is no /sbin/hwclock (a busybox guest): the guest's own date sets it.
+      if (refusal instanceof GuestAgentError && /not currently supported/.test(refusal.message)) {
+        const r = await ga.exec('date', ['-s', `@${Math.round(Date.now() / 1000)}`], { timeoutMs });
+        if (r.exitCode !== 0) throw new Error(`the guest's date -s failed (${r.exitCode}): ${r.stderr}`);
+      }
+      const guestNs = await ga.execute<number>('guest-get-time', undefined, { timeoutMs });
+      const offset = Math.round(guestNs / 1_000_000 - Date.now());
+      if (Math.abs(offset) > 2_000) throw new Error(`the guest's clock is ${offset} ms off the host's after guest-set-time${refusal ? ` (${errorText(refusal)})` : ''}`);
+      return offset;
+    }, timeoutMs);
   }
 
   /** A short-lived agent connection: the socket takes one client, and tests need their own turn. */

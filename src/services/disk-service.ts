@@ -12,7 +12,8 @@ import { crashPoint } from '../crash-points.ts';
 import { conflict, invalid, notFoundByRef, VmanError } from '../errors.ts';
 import { assertName, InvalidNameError } from '../names.ts';
 import { createQcow2, temporaryName as pendingName } from '../operator/qemu-img.ts';
-import { assertActionAllowed } from './vm-states.ts';
+import { diskNodeNames, pciAddr, withDataDisk, withoutDataDisk } from '../model/device-model.ts';
+import { assertActionAllowed } from '../model/vm-states.ts';
 import type { VmHandle } from '../operator/operator.ts';
 import { QmpTimeoutError } from '../operator/qmp-client.ts';
 import type { IntentJournal } from './intent-journal.ts';
@@ -145,7 +146,9 @@ export class DiskService {
         let device: string | null = null;
         if (handle) {
           try {
-            device = await handle.attachDisk({ id, path: disk.path, format: disk.format }, { timeoutMs: this.o.qmpTimeoutMs });
+            // In the slot its device model gives it, so a snapshot's state finds it there again.
+            const addr = vm.deviceModel ? pciAddr(withDataDisk(vm.deviceModel, id), diskNodeNames(id).device) : undefined;
+            device = await handle.attachDisk({ id, path: disk.path, format: disk.format, ...(addr ? { addr } : {}) }, { timeoutMs: this.o.qmpTimeoutMs });
           } catch (err) {
             throw await this.hotplugFailure('hot-plug', id, vmId, handle, err);
           }
@@ -153,6 +156,7 @@ export class DiskService {
         crashPoint('disk.attach.before-record');
         const row = this.o.db.transaction(() => {
           const attached = this.o.db.disks.attach(id, vmId, device);
+          if (vm.deviceModel) this.o.db.vms.setDeviceModel(vmId, withDataDisk(vm.deviceModel, id));
           this.o.journal.clear(intent);
           return attached;
         });
@@ -206,6 +210,7 @@ export class DiskService {
         crashPoint('disk.detach.before-record');
         return this.o.db.transaction(() => {
           const row = this.o.db.disks.detach(id);
+          if (vm.deviceModel) this.o.db.vms.setDeviceModel(vm.id, withoutDataDisk(vm.deviceModel, id));
           this.o.journal.clear(intent);
           return row;
         });

@@ -42,15 +42,3 @@ export class IntentJournal {
     return this.db.intents.list().filter((r) => r.owner !== this.owner);
   }
 }
-
-/** An intent in words, for logs and the observer's findings. */
-export function describeIntent(i: Intent): string {
-  switch (i.op) {
-    case 'vm.create': case 'vm.start': case 'vm.stop': case 'vm.delete':
-      return `${i.op} of ${i.vmId}`;
-    case 'disk.attach': case 'disk.detach':
-      return `${i.op} of ${i.diskId} ${i.op === 'disk.attach' ? 'to' : 'from'} ${i.vmId} (${i.hot ? 'hot' : 'cold'})`;
-    default:
-      return `${i.op} of ${i.diskId}`;
-  }
-}

@@ -5,10 +5,12 @@
 // start, attach); what it had begun to take away is finished (stop, delete,
 // detach). A restart is a stop and then a start, so cut short it ends stopped.
 import { rm } from 'node:fs/promises';
+import { putDisksBack } from './snapshot-service.ts';
 import type { VmanDb } from '../db/database.ts';
 import type { Intent, IntentRecord } from '../db/types.ts';
 import { removeImage } from '../operator/qemu-img.ts';
-import { describeIntent, type IntentJournal } from './intent-journal.ts';
+import type { IntentJournal } from './intent-journal.ts';
+import { describeIntent } from '../model/intents.ts';
 import { message, type VmRuntime } from './vm-runtime.ts';
 
 export interface RecoveryOptions {
@@ -30,7 +32,9 @@ type VmIntent = Extract<Intent, { op: `vm.${string}` }>;
 type DiskIntent = Extract<Intent, { op: `disk.${string}` }>;
 
 // When a VM has several intents (a delete whose stop was cut short), the one that decides.
-const VM_PRECEDENCE: Record<VmIntent['op'], number> = { 'vm.delete': 0, 'vm.stop': 1, 'vm.start': 2, 'vm.create': 3 };
+const VM_PRECEDENCE: Record<VmIntent['op'], number> = {
+  'vm.delete': 0, 'vm.stop': 1, 'vm.revert': 2, 'vm.start': 3, 'vm.snapshot': 4, 'vm.snapshot-delete': 5, 'vm.create': 6,
+};
 
 /**
  * Adopts the VMs whose QEMU outlived the last vman (those no unfinished VM
@@ -96,6 +100,37 @@ async function settleVm(o: RecoveryOptions, i: VmIntent): Promise<string> {
       const how = await stopQemu(o, vm.id, vm.storageDir);
       await o.runtime.settle(vm.id, { state: 'stopped', reason: null });
       return `finished: ${how}, network and address released, stopped`;
+    }
+    case 'vm.snapshot': {
+      // Never recorded (the record and the intent's end are one commit): its folder goes, and a paused guest runs on.
+      if (!o.db.snapshots.get(i.snapshotId)) await rm(i.dir, { recursive: true, force: true });
+      if (!vm || !i.running) return 'undone: the snapshot folder removed';
+      const handle = await o.runtime.operator.adopt(vm.id, vm.storageDir).catch(() => undefined);
+      if (!handle) {
+        await o.runtime.settle(vm.id, { state: 'error', reason: 'QEMU process gone while vman was taking a snapshot' });
+        return 'undone: the snapshot folder removed; its QEMU was gone';
+      }
+      await handle.resume();
+      o.runtime.track(vm.id, handle);
+      o.db.vms.setState(vm.id, 'running', { pid: handle.pid });
+      return 'undone: the snapshot folder removed, the guest runs on';
+    }
+    case 'vm.revert': {
+      // What a revert takes away (the VM as it was) is gone for good: the disks are the snapshot's, the VM stopped.
+      if (!vm) return 'the VM is gone';
+      const killed = await o.runtime.terminate(vm);
+      const snapshot = o.db.snapshots.get(i.snapshotId);
+      if (snapshot) await putDisksBack(snapshot.disks);
+      const reason = `a revert to snapshot ${snapshot?.name ?? i.snapshotId} was cut short: its disks are the snapshot's, its memory was not resumed`;
+      await o.runtime.settle(vm.id, { state: 'stopped', reason });
+      return `finished: ${killed ? 'its QEMU ended, ' : ''}disks put back, stopped`;
+    }
+    case 'vm.snapshot-delete': {
+      const clones = o.db.vms.listClonesOf(i.snapshotId);
+      if (clones.length > 0) return `not finished: clones stand on it (${clones.map((c) => c.name).join(', ')})`;
+      o.db.snapshots.delete(i.snapshotId);
+      await rm(i.dir, { recursive: true, force: true });
+      return 'finished: record and folder removed';
     }
     case 'vm.delete': {
       let how = 'its record was already gone';

@@ -7,8 +7,8 @@
 // processes, files, folders and network leftovers are for a person to judge.
 import type { VmanDb } from '../db/database.ts';
 import type { ObserverReport } from '../observer/findings.ts';
-import { expectedBlockNames } from '../observer/checks.ts';
-import { HOLDS_ADDRESS } from './vm-states.ts';
+import { deviceModelOf, expectedBlockNames } from '../model/device-model.ts';
+import { HOLDS_ADDRESS } from '../model/vm-states.ts';
 import { message, type VmRuntime } from './vm-runtime.ts';
 
 export interface RepairResult {
@@ -69,7 +69,7 @@ export class RepairService {
         try {
           // Judged again now, from QEMU and the records as they are.
           const held = await handle.blockInventory();
-          const expected = expectedBlockNames(vm, db.disks.listByVm(vmId).filter((d) => d.state === 'attached'));
+          const expected = expectedBlockNames(deviceModelOf(vm, true), db.disks.listByVm(vmId).filter((d) => d.state === 'attached').map((d) => d.id));
           const strays = { devices: held.devices.filter((d) => !expected.has(d)), nodes: held.nodes.filter((n) => !expected.has(n)) };
           if (strays.devices.length + strays.nodes.length === 0) return;
           const removed = await handle.removeBlock(strays);

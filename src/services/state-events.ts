@@ -1,13 +1,16 @@
-// Where VM and disk states are written, events are published: this wraps the
-// database's VM and disk repositories so that every write of a state (a
-// service's, the runtime's settle, adoption, recovery, repair) publishes one
+// Where VM and disk states are written, they are checked and published: this
+// wraps the database's VM and disk repositories so that every write of a state
+// (a service's, the runtime's settle, adoption, recovery, repair) is checked
+// against the one transition table (model/vm-states.ts) and publishes one
 // event when, and only when, the state changed, and only once the write is
-// committed (events of a rolled-back transaction are dropped).
+// committed (events of a rolled-back transaction are dropped). No module
+// writes a VM's state around it: the services get only this database.
 import type { VmanDb } from '../db/database.ts';
 import type { DiskRepo } from '../db/disk-repo.ts';
 import type { DiskRecord, VmRecord } from '../db/types.ts';
 import type { VmRepo } from '../db/vm-repo.ts';
 import type { EventBus, UnstampedEvent } from './events.ts';
+import { assertTransition, IllegalTransitionError } from '../model/vm-states.ts';
 
 /** The same database, its state writes publishing to `bus`. */
 export function publishingStateChanges(db: VmanDb, bus: EventBus): VmanDb {
@@ -38,24 +41,28 @@ export function publishingStateChanges(db: VmanDb, bus: EventBus): VmanDb {
   // The repository's own methods, with the state writes overridden (reads and other writes inherited).
   const vms: VmRepo = Object.assign(Object.create(vmRepo) as VmRepo, {
     insert(v: Parameters<VmRepo['insert']>[0]): VmRecord {
+      if (v.state !== 'created') throw new IllegalTransitionError(v.id, 'created', v.state);
       const row = vmRepo.insert(v);
       vmChanged(undefined, row);
       return row;
     },
     setState(...args: Parameters<VmRepo['setState']>): VmRecord {
       const before = vmRepo.get(args[0]);
+      if (before) assertTransition(before.id, before.state, args[1]);
       const row = vmRepo.setState(...args);
       vmChanged(before, row);
       return row;
     },
     compareAndSetState(...args: Parameters<VmRepo['compareAndSetState']>): VmRecord | undefined {
       const before = vmRepo.get(args[0]);
+      if (before && args[1].includes(before.state)) assertTransition(before.id, before.state, args[2]);
       const row = vmRepo.compareAndSetState(...args);
       if (row) vmChanged(before, row);
       return row;
     },
     restore(vm: VmRecord): VmRecord {
       const before = vmRepo.get(vm.id);
+      if (before) assertTransition(vm.id, before.state, vm.state);
       const row = vmRepo.restore(vm);
       vmChanged(before, row);
       return row;

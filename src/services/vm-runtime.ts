@@ -10,7 +10,7 @@ import type { AddressPool } from '../network/address-pool.ts';
 import type { NetworkBackend } from '../network/backend.ts';
 import type { ExitInfo, Operator, VmHandle } from '../operator/operator.ts';
 import { KeyedMutex } from './keyed-mutex.ts';
-import { IN_LIFE } from './vm-states.ts';
+import { IN_LIFE } from '../model/vm-states.ts';
 
 export interface VmRuntimeOptions {
   db: VmanDb;

@@ -3,15 +3,16 @@
 // action runs under an intent (intent-journal.ts) so that a vman killed half-way
 // is finished or undone at its next start; leaving the running life always goes
 // through the runtime's one transition (vm-runtime.ts).
-import { mkdir, open, rm, stat } from 'node:fs/promises';
+import { copyFile, mkdir, open, rm, stat } from 'node:fs/promises';
 
 const CONSOLE_CHUNK = 64 * 1024;
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { VmanDb } from '../db/database.ts';
-import type { TemplateRecord, VmRecord } from '../db/types.ts';
+import type { SnapshotRecord, TemplateRecord, VmRecord } from '../db/types.ts';
+import { deviceModelOf, withDataDisk, withoutDataDisk, type DeviceModel } from '../model/device-model.ts';
 import { crashPoint } from '../crash-points.ts';
-import { conflict, invalid, notFound, notFoundByRef, VmanError } from '../errors.ts';
+import { conflict, invalid, notFound, notFoundByRef, snapshotNotFound, VmanError } from '../errors.ts';
 import { assertName, InvalidNameError } from '../names.ts';
 import type { AddressPool } from '../network/address-pool.ts';
 import type { Accelerator, QemuVmSpec } from '../operator/qemu-command.ts';
@@ -21,7 +22,8 @@ import { createServer } from 'node:net';
 import { createOverlay } from '../operator/qemu-img.ts';
 import { writeSeed, type SeedContent } from '../operator/cloud-init-seed.ts';
 import type { IntentJournal } from './intent-journal.ts';
-import { AT_REST, assertActionAllowed, isAtRest } from './vm-states.ts';
+import { AT_REST, assertActionAllowed, isAtRest } from '../model/vm-states.ts';
+import { MEMORY_STATE_FILE, SERIAL_LOG_FILE } from './snapshot-files.ts';
 import { GuestGoneError } from '../operator/qemu-vm.ts';
 import { WaitTimeoutError } from '../poll.ts';
 import type { TemplateService } from './template-service.ts';
@@ -30,6 +32,8 @@ import { message, type VmRuntime } from './vm-runtime.ts';
 export interface VmView extends VmRecord {
   address: string | null;
   templateName: string;
+  /** The snapshot it was cloned from: its VM's id and its name. */
+  origin: { vm_id: string; name: string } | null;
 }
 
 /** Ids a log line carries as fields (pino bindings): `vm_id`, `vm_name`, `disk_id`. */
@@ -68,21 +72,35 @@ export class VmService {
     return path.join(this.o.storagePath, 'vms', id);
   }
 
-  async create(input: { name: string; template: string; sshKeys?: string[]; userData?: string | null }): Promise<VmView> {
+  /**
+   * A new VM from a template, or a clone of a snapshot (`from`): its disks are
+   * overlays over the snapshot's images, and its first start resumes the
+   * snapshot's memory instead of booting.
+   */
+  async create(input: { name: string; template?: string; from?: { vm: string; snapshot: string }; sshKeys?: string[]; userData?: string | null }): Promise<VmView> {
     try {
       assertName('VM name', input.name);
     } catch (err) {
       throw invalid('invalid-name', (err as InvalidNameError).message, err);
     }
-    const template = this.o.templates.get(input.template);
+    const origin = input.from ? this.cloneOrigin(input.from) : undefined;
+    if (!origin && input.template === undefined) throw invalid('template-required', 'the field "template" is missing: a VM needs a template, or from_snapshot to clone one');
+    const template = this.o.templates.get(origin ? origin.vm.templateId : (input.template as string));
+    if (origin && input.template !== undefined && this.o.templates.get(input.template).id !== template.id) {
+      throw invalid('clone-template-mismatch', `a clone has its origin's template (${template.name}), not ${input.template}`);
+    }
     if (this.o.db.vms.getByName(input.name)) throw conflict('vm-name-taken', `a VM named ${input.name} already exists`);
     const id = `vm-${randomBytes(6).toString('hex')}`;
     const dir = this.vmDir(id);
     return this.o.journal.run({ op: 'vm.create', vmId: id, dir }, async (intent) => {
       await mkdir(dir, { recursive: true, mode: 0o700 });
       try {
-        // A VM never writes to its template's base image: it gets its own overlay.
-        if (template.baseImagePath && template.baseImageFormat) {
+        const snapshot = origin?.snapshot;
+        const rootImage = snapshot?.disks.find((d) => d.role === 'root');
+        // A VM never writes to its template's base image, nor a clone to its snapshot's: each gets its own overlay.
+        if (rootImage) {
+          await createOverlay(path.join(dir, 'root.qcow2'), rootImage.image, 'qcow2', { qemuImg: this.o.qemuImg });
+        } else if (template.baseImagePath && template.baseImageFormat) {
           await createOverlay(path.join(dir, 'root.qcow2'), template.baseImagePath, template.baseImageFormat, { qemuImg: this.o.qemuImg });
         }
         await writeSeed(dir, seedContent({ id, name: input.name, sshKeys: input.sshKeys ?? [], userData: input.userData ?? null }, template));
@@ -91,11 +109,17 @@ export class VmService {
           const vm = this.o.db.vms.insert({
             id, name: input.name, templateId: template.id, state: 'created', stateReason: null, pid: null,
             mac: this.uniqueMac(), storageDir: dir, sshKeys: input.sshKeys ?? [], userData: input.userData ?? null,
+            // A clone has its snapshot's hardware: the saved state fits only that.
+            deviceModel: snapshot ? snapshot.hardware.deviceModel : deviceModelOf({ id, deviceModel: null }, template.baseImagePath !== null),
+            resumeFrom: snapshot?.withMemory ? snapshot.id : null,
+            originSnapshotId: snapshot?.id ?? null,
           });
           this.o.journal.clear(intent);
           return vm;
         });
-        this.log(`vm ${id} (${input.name}) created from template ${template.name}`, { vm_id: id, vm_name: input.name });
+        this.log(origin
+          ? `vm ${id} (${input.name}) cloned from snapshot ${origin.snapshot.name} of ${origin.vm.name}`
+          : `vm ${id} (${input.name}) created from template ${template.name}`, { vm_id: id, vm_name: input.name });
         return this.view(record);
       } catch (err) {
         await rm(dir, { recursive: true, force: true });
@@ -103,10 +127,29 @@ export class VmService {
           throw conflict('vm-name-taken', `a VM named ${input.name} already exists`);
         }
         // The template was deleted while this VM was being made.
-        if (err instanceof Error && /FOREIGN KEY constraint failed/.test(err.message)) throw notFound('template', input.template);
+        // The template (or the snapshot a clone stands on) was deleted while this VM was being made.
+        if (err instanceof Error && /FOREIGN KEY constraint failed/.test(err.message)) {
+          throw origin ? snapshotNotFound(origin.vm.name, origin.snapshot.name) : notFound('template', input.template ?? '');
+        }
         throw err;
       }
     });
+  }
+
+  /** The snapshot a clone is made from, refused (404, 409) before anything is made. */
+  private cloneOrigin(from: { vm: string; snapshot: string }): { vm: VmRecord; snapshot: SnapshotRecord } {
+    const vm = this.record(from.vm);
+    const snapshot = this.o.db.snapshots.getByName(vm.id, from.snapshot);
+    if (!snapshot) throw snapshotNotFound(vm.name, from.snapshot);
+    const data = snapshot.disks.filter((d) => d.role === 'data').map((d) => d.diskId);
+    if (data.length > 0) {
+      throw conflict('snapshot-has-data-disks', `snapshot ${snapshot.name} of VM ${vm.name} holds data disks (${data.join(', ')}); a clone takes the root disk only: take the snapshot with them detached`);
+    }
+    // Its NIC keeps the saved MAC: two such guests on one bridge would clash. Each user-mode VM has a network of its own.
+    if (snapshot.withMemory && this.runtime.network.mode !== 'user') {
+      throw conflict('clone-needs-user-network', `a clone resumed from memory keeps its origin's MAC and address, which on the shared bridge would clash with its origin; clones from memory need the user-mode network`);
+    }
+    return { vm, snapshot };
   }
 
   /** Every VM, or those in `filter.state` and/or whose name contains `filter.name`. */
@@ -114,7 +157,7 @@ export class VmService {
     const names = new Map(this.o.db.templates.list().map((t) => [t.id, t.name]));
     return this.o.db.vms.list()
       .filter((v) => (filter.state === undefined || v.state === filter.state) && (filter.name === undefined || v.name.includes(filter.name)))
-      .map((v) => ({ ...v, address: v.guestAddress, templateName: names.get(v.templateId) ?? '' }));
+      .map((v) => ({ ...v, address: v.guestAddress, templateName: names.get(v.templateId) ?? '', origin: this.originOf(v) }));
   }
 
   /** The VM with this id or name, if there is one. */
@@ -176,6 +219,8 @@ export class VmService {
       if (!isAtRest(vm.state) && !opts.force) {
         throw conflict('vm-running', `VM ${id} is ${vm.state}: stop it first, or delete it with ?force=true, which stops it and detaches its disks (they stay, with their data)`);
       }
+      const clones = this.o.db.snapshots.listByVm(id).flatMap((s) => this.o.db.vms.listClonesOf(s.id).map((c) => `${c.name} (from ${s.name})`));
+      if (clones.length > 0) throw conflict('snapshot-has-clones', `VM ${vm.name} has snapshots that clones stand on: ${clones.join(', ')}; delete those clones first`);
       await this.o.journal.run({ op: 'vm.delete', vmId: id, dir: vm.storageDir }, async () => {
         if (vm.state === 'running') await this.stopLocked(vm, false);
         crashPoint('vm.delete.before-record');
@@ -191,6 +236,8 @@ export class VmService {
   /** Removes a stopped VM's records: its disks outlive it (available again), its address goes. */
   forget(id: string): void {
     this.o.db.transaction(() => {
+      // Its snapshots' files are in its folder, which goes with it.
+      for (const s of this.o.db.snapshots.listByVm(id)) this.o.db.snapshots.delete(s.id);
       this.o.db.disks.detachAll(id);
       this.o.pool.release(id);
       this.o.db.vms.delete(id);
@@ -205,28 +252,48 @@ export class VmService {
     if (!isAtRest(vm.state)) throw conflict('vm-state-conflict', `VM ${vm.id} is ${vm.state}`);
     // What recovery puts back if this start is cut short.
     const from = { state: vm.state, reason: vm.stateReason };
-    // The intent commits with the first change: starting, and an address.
+    // A clone's first start resumes its snapshot; every other start boots.
+    const resume = vm.resumeFrom === null ? undefined : this.o.db.snapshots.get(vm.resumeFrom);
+    if (vm.resumeFrom !== null && !resume) throw conflict('snapshot-gone', `VM ${vm.id} was to resume snapshot ${vm.resumeFrom}, which is gone`);
+    // The intent commits with the first change: starting (restoring), and an address.
     const { intent, address } = this.o.db.transaction(() => {
-      const started = this.o.db.vms.compareAndSetState(vm.id, [...AT_REST], 'starting', { reason: null });
+      const started = this.o.db.vms.compareAndSetState(vm.id, [...AT_REST], resume ? 'restoring' : 'starting', { reason: null });
       if (!started) throw conflict('vm-state-conflict', `VM ${vm.id} changed state while starting`);
       return { intent: this.o.journal.begin({ op: 'vm.start', vmId: vm.id, from }), address: this.o.pool.allocate(vm.id) };
     });
     accepted?.();
     try {
       crashPoint('vm.start.after-address');
-      await this.launch(vm, template, address, intent);
+      await this.launch(vm, template, address, intent, resume);
     } finally {
       this.o.journal.clear(intent);
     }
   }
 
-  /** The steps of a start after its intent and address; the last write ends the intent in the same commit. */
-  private async launch(vm: VmRecord, template: TemplateRecord, address: string, intent: number): Promise<void> {
+  /**
+   * A revert's second half, the VM's lock held, its disks already put back:
+   * the saved memory resumes under the revert's intent (recorded `restoring`).
+   */
+  async resumeLocked(vm: VmRecord, snapshot: SnapshotRecord, intent: number): Promise<void> {
+    const template = this.o.templates.get(vm.templateId);
+    const address = this.o.db.transaction(() => this.o.pool.allocate(vm.id));
+    await this.launch(this.record(vm.id), template, address, intent, snapshot);
+  }
+
+  /**
+   * The steps of a start after its intent and address; the last write ends the
+   * intent in the same commit. With `resume`, QEMU loads the snapshot's memory
+   * instead of booting, and the guest runs on from it.
+   */
+  private async launch(vm: VmRecord, template: TemplateRecord, address: string, intent: number, resume?: SnapshotRecord): Promise<void> {
+    const phase = resume ? 'restoring' : 'starting';
     // User mode: a port on 127.0.0.1 for the guest's SSH, free now (the kernel's choice).
     const sshPort = this.runtime.network.mode === 'user' ? await freeLocalPort() : undefined;
     let network: QemuVmSpec['network'];
     try {
       network = await this.runtime.network.prepare({ vmId: vm.id, mac: vm.mac, address, ...(sshPort !== undefined ? { sshPort } : {}) });
+      // A resumed guest keeps the address it was saved with: its SSH is forwarded there.
+      if (resume?.guestAddress && network.mode === 'user') network = { ...network, guestAddress: resume.guestAddress };
     } catch (err) {
       // Refused before QEMU ran (e.g. a VLAN this kernel cannot tag): the VM is left as it was.
       await this.runtime.network.release(vm.id).catch(() => undefined);
@@ -240,38 +307,47 @@ export class VmService {
     const rootDisk = template.baseImagePath ? path.join(vm.storageDir, 'root.qcow2') : undefined;
     // What the seed says may have changed since the VM was made (its template's keys): made again only then.
     const seed = await writeSeed(vm.storageDir, seedContent(vm, template));
+    const attached = this.o.db.disks.listByVm(vm.id);
+    // The hardware: a snapshot's exactly (its state fits nothing else); else the VM's own, with the disks attached now.
+    const model = resume ? resume.hardware.deviceModel : this.reconcileModel(vm, template, attached.map((d) => d.id));
     const spec: QemuVmSpec = {
       id: vm.id,
       dir: vm.storageDir,
       qemuBinary: this.o.qemuBinary,
       accel: this.o.accel,
-      cpus: template.cpus,
-      memoryMb: template.memoryMb,
+      cpus: resume ? resume.hardware.cpus : template.cpus,
+      memoryMb: resume ? resume.hardware.memoryMb : template.memoryMb,
       boot: template.kernelPath
         ? { kernel: template.kernelPath, ...(template.initrdPath ? { initrd: template.initrdPath } : {}), ...(template.cmdline ? { cmdline: template.cmdline } : {}) }
         : null,
-      ...(rootDisk ? { rootDisk: { id: `root-${vm.id.slice(3)}`, path: rootDisk, format: 'qcow2' as const } } : {}),
-      disks: this.o.db.disks.listByVm(vm.id).map((d) => ({ id: d.id, path: d.path, format: d.format })),
-      seed: { id: `seed-${vm.id.slice(3)}`, path: seed, format: 'raw' },
+      ...(rootDisk && model.rootDiskId ? { rootDisk: { id: model.rootDiskId, path: rootDisk, format: 'qcow2' as const } } : {}),
+      disks: attached.map((d) => ({ id: d.id, path: d.path, format: d.format })),
+      seed: { id: model.seedDiskId, path: seed, format: 'raw' },
       network,
+      deviceModel: model,
     };
+    // The console goes on from where the saved one stopped (what a serial readiness rule saw is there).
+    if (resume) await copyFile(path.join(resume.dir, SERIAL_LOG_FILE), path.join(vm.storageDir, SERIAL_LOG_FILE)).catch(() => undefined);
 
     let handle: VmHandle;
     try {
-      handle = await this.runtime.operator.start(spec);
+      handle = await this.runtime.operator.start(spec, resume ? { stateFile: path.join(resume.dir, MEMORY_STATE_FILE) } : {});
     } catch (err) {
       await this.runtime.settle(vm.id, { state: 'error', reason: `QEMU failed to launch: ${message(err)}` });
       await removeEmptySerialLog(vm.storageDir);
       throw new VmanError('bad-gateway', 'qemu-failed', `VM ${vm.id} could not start: QEMU failed to launch: ${message(err)}`, { cause: err });
     }
     this.runtime.track(vm.id, handle);
-    this.o.db.vms.setState(vm.id, 'starting', { pid: handle.pid });
-    this.log(`vm ${vm.id} launched as pid ${handle.pid} with address ${address}`, { vm_id: vm.id, vm_name: vm.name, pid: handle.pid });
+    this.o.db.vms.setState(vm.id, phase, { pid: handle.pid });
+    this.log(`vm ${vm.id} launched as pid ${handle.pid} with address ${address}${resume ? `, resuming snapshot ${resume.name}` : ''}`, { vm_id: vm.id, vm_name: vm.name, pid: handle.pid });
     crashPoint('vm.start.after-connect');
 
     let guestAddress: string | null;
+    const resumed = Date.now();
+    let clock = 'not resumed';
     try {
-      ({ guestAddress } = await handle.waitUntilReady(readinessRule(template, sshPort, address), this.o.bootTimeoutMs));
+      if (resume) clock = await this.runOn(vm, template, handle);
+      ({ guestAddress } = await handle.waitUntilReady(readinessRule(template, sshPort, resume?.guestAddress ?? address), this.o.bootTimeoutMs));
     } catch (err) {
       await this.runtime.failLocked(vm.id, `the guest never became ready (${template.readiness}): ${message(err)}`);
       throw await this.bootFailure(vm, template, err);
@@ -284,12 +360,46 @@ export class VmService {
     crashPoint('vm.start.before-record');
     this.o.db.transaction(() => {
       for (const [diskId, device] of devices) this.o.db.disks.setMountPoint(diskId, device);
-      if (!this.o.db.vms.compareAndSetState(vm.id, ['starting'], 'running')) {
-        throw conflict('vm-state-conflict', `VM ${vm.id} left starting before it was ready: ${this.record(vm.id).state}`);
+      if (!this.o.db.vms.compareAndSetState(vm.id, [phase], 'running')) {
+        throw conflict('vm-state-conflict', `VM ${vm.id} left ${phase} before it was ready: ${this.record(vm.id).state}`);
       }
       this.o.db.vms.setRuntime(vm.id, { sshPort: sshPort ?? null, guestAddress });
+      // Resumed once: its next start boots from its own disks.
+      if (resume) this.o.db.vms.setResumeFrom(vm.id, null);
       this.o.journal.clear(intent);
     });
+    if (resume && handle.resumed) {
+      const t = handle.resumed;
+      this.log(`vm ${vm.id} resumed snapshot ${resume.name}: QEMU up in ${t.launchMs} ms, state loaded in ${t.loadMs} ms, guest ready ${Date.now() - resumed} ms after it ran on; clock ${clock}`, {
+        vm_id: vm.id, vm_name: vm.name, resume_launch_ms: t.launchMs, resume_load_ms: t.loadMs, resume_ready_ms: Date.now() - resumed,
+      });
+    }
+  }
+
+  /** A loaded guest runs on; its clock, standing at the moment it was saved, is set to the host's. */
+  private async runOn(vm: VmRecord, template: TemplateRecord, handle: VmHandle): Promise<string> {
+    await handle.resume();
+    try {
+      const offset = await handle.setGuestTime(template.readiness === 'agent' ? 10_000 : 2_000);
+      return `set through the guest agent (${offset} ms from the host's after)`;
+    } catch (err) {
+      // A guest without an agent keeps the clock it was saved with until it syncs itself.
+      this.log(`vm ${vm.id}: the resumed guest's clock could not be set: ${message(err)}`, { vm_id: vm.id, vm_name: vm.name });
+      if (template.readiness === 'agent') throw err;
+      return `not set (no guest agent answered: ${message(err)})`;
+    }
+  }
+
+  /** The VM's hardware for a cold start: its recorded model (or a new one), with exactly the data disks attached now. Recorded. */
+  private reconcileModel(vm: VmRecord, template: TemplateRecord, attached: string[]): DeviceModel {
+    let model = deviceModelOf(vm, template.baseImagePath !== null);
+    for (const device of Object.keys(model.slots)) {
+      const diskId = /^disk-(.+)$/.exec(device)?.[1];
+      if (diskId && diskId !== model.rootDiskId && diskId !== model.seedDiskId && !attached.includes(diskId)) model = withoutDataDisk(model, diskId);
+    }
+    for (const id of attached) model = withDataDisk(model, id);
+    this.o.db.vms.setDeviceModel(vm.id, model);
+    return model;
   }
 
   /**
@@ -365,7 +475,12 @@ export class VmService {
   private view(vm: VmRecord): VmView {
     const template = this.o.db.templates.get(vm.templateId);
     // The address the guest itself reported, once it did; not merely the one it was handed.
-    return { ...vm, address: vm.guestAddress, templateName: template?.name ?? '' };
+    return { ...vm, address: vm.guestAddress, templateName: template?.name ?? '', origin: this.originOf(vm) };
+  }
+
+  private originOf(vm: VmRecord): VmView['origin'] {
+    const s = vm.originSnapshotId === null ? undefined : this.o.db.snapshots.get(vm.originSnapshotId);
+    return s ? { vm_id: s.vmId, name: s.name } : null;
   }
 
   private uniqueMac(): string {

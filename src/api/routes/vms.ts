@@ -10,7 +10,8 @@ import {
 export function vmJson(v: VmView) {
   return {
     id: v.id, name: v.name, template_id: v.templateId, template: v.templateName, state: v.state,
-    state_reason: v.stateReason, pid: v.pid, address: v.address, ssh_port: v.sshPort, stop_method: v.stopMethod, mac: v.mac, storage_dir: v.storageDir,
+    state_reason: v.stateReason, pid: v.pid, address: v.address, ssh_port: v.sshPort, stop_method: v.stopMethod,
+    origin_snapshot: v.origin, resumes_snapshot: v.resumeFrom !== null, mac: v.mac, storage_dir: v.storageDir,
     created_at: v.createdAt, updated_at: v.updatedAt,
   };
 }
@@ -57,7 +58,12 @@ export const vmRoutes = (vms: VmService): FastifyPluginAsyncTypebox => async (ap
     },
   }, async (req, reply) => {
     const b = req.body;
-    return reply.code(201).send(vmJson(await vms.create({ name: b.name, template: b.template, sshKeys: b.ssh_keys ?? [], userData: b.user_data ?? null })));
+    const vm = await vms.create({
+      name: b.name, sshKeys: b.ssh_keys ?? [], userData: b.user_data ?? null,
+      ...(b.template === undefined ? {} : { template: b.template }),
+      ...(b.from_snapshot === undefined ? {} : { from: { vm: b.from_snapshot.vm, snapshot: b.from_snapshot.name } }),
+    });
+    return reply.code(201).send(vmJson(vm));
   });
 
   app.get('/vms', {
