@@ -83,6 +83,24 @@ Feature: The observer finds where records and reality disagree
       When the observer checks
       Then the report names the hand-made VM folder as an orphan
 
+    @unjudged:disagreement-on-purpose
+    Scenario: A snapshot folder that no snapshot record names
+      Given vman is running on this host
+      And a VM "idle" created from the small template
+      And a snapshot "before" of "idle" taken through vman's API
+      When the record of snapshot "before" of "idle" is deleted behind vman's back
+      And the observer checks
+      Then the report names the folder of snapshot "before" of "idle" as orphan snapshot files
+
+    @unjudged:disagreement-on-purpose
+    Scenario: A snapshot whose folder was deleted by hand
+      Given vman is running on this host
+      And a VM "idle" created from the small template
+      And a snapshot "before" of "idle" taken through vman's API
+      When the folder of snapshot "before" of "idle" is deleted by hand
+      And the observer checks
+      Then the report says snapshot "before" of "idle" has no folder
+
   Rule: A healthy system reports nothing
 
     Scenario: A coherent system

@@ -1,14 +1,14 @@
 // Steps about the observer: inconsistencies made by hand, checks, reports, repair.
 import { Given, Then, When } from '@cucumber/cucumber';
 import { expect } from 'chai';
-import { access, rm } from 'node:fs/promises';
+import { access, readdir, rm } from 'node:fs/promises';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { tamperWithDatabase } from '../support/db-reader.ts';
 import { createVm } from '../support/vm-tasks.ts';
 import { rememberVm } from '../support/vm-facts.ts';
 import {
-  askForRepair, checkNow, findingAbout, lastReport, latestReport, makeDiskFileByHand, makeVmFolderByHand, plugDiskBehindVmansBack, putTapOnBridgeByHand,
-  reserveByHand, startQemuByHand, unplugDeviceBehindVmansBack, waitForPeriodicFinding,
+  askForRepair, checkNow, findingAbout, lastReport, latestReport, makeDiskFileByHand, makeVmFolderByHand, notedSnapshot, plugDiskBehindVmansBack, putTapOnBridgeByHand,
+  reserveByHand, snapshotThroughApi, startQemuByHand, unplugDeviceBehindVmansBack, waitForPeriodicFinding,
 } from '../support/observer-tasks.ts';
 import { recordedDisk, waitForGuestDisk } from '../support/disk-facts.ts';
 import { recordedVm } from '../support/vm-facts.ts';
@@ -61,6 +61,19 @@ Given('the device of the disk {string} taken out of the QEMU of {string} behind 
 
 Given('a VM folder made by hand in vman\'s storage', async function (this: VmanWorld) {
   this.notes.handFolder = await makeVmFolderByHand(this);
+});
+
+Given('a snapshot {string} of {string} taken through vman\'s API', async function (this: VmanWorld, snapshot: string, vm: string) {
+  await snapshotThroughApi(this, vm, snapshot);
+});
+
+When('the record of snapshot {string} of {string} is deleted behind vman\'s back', async function (this: VmanWorld, snapshot: string, vm: string) {
+  const changed = await tamperWithDatabase(this.api().dbPath, 'DELETE FROM snapshots WHERE id = ?', [notedSnapshot(this, vm, snapshot).id]);
+  expect(changed, 'rows changed behind vman').to.equal(1);
+});
+
+When('the folder of snapshot {string} of {string} is deleted by hand', async function (this: VmanWorld, snapshot: string, vm: string) {
+  await rm(notedSnapshot(this, vm, snapshot).dir, { recursive: true });
 });
 
 Given('what vman holds is noted', async function (this: VmanWorld) {
@@ -121,6 +134,23 @@ Then('the report says disk {string} is recorded attached to {string} but its QEM
 Then('the report names the hand-made VM folder as an orphan', function (this: VmanWorld) {
   const folder = this.noted('handFolder', 'a VM folder made by hand');
   findingAbout(lastReport(this), 'orphan-vm-folder', folder);
+});
+
+Then('the report names the folder of snapshot {string} of {string} as orphan snapshot files', async function (this: VmanWorld, snapshot: string, vm: string) {
+  const s = notedSnapshot(this, vm, snapshot);
+  const f = findingAbout(lastReport(this), 'orphan-snapshot-files', s.dir);
+  const held = (await readdir(s.dir)).sort();
+  expect({ type: f.resource_type, vm: f.vm_id, path: f.path }, 'what, of which VM, where').to.deep.equal({ type: 'folder', vm: this.idOf(vm), path: s.dir });
+  expect(f.recorded, 'what the database says').to.equal(`no snapshot record of VM ${vm} with id ${s.id}`);
+  expect(f.observed, 'what the observer saw').to.equal(held.length > 0 ? `the folder exists, holding ${held.join(', ')}` : 'the folder exists, empty');
+});
+
+Then('the report says snapshot {string} of {string} has no folder', function (this: VmanWorld, snapshot: string, vm: string) {
+  const s = notedSnapshot(this, vm, snapshot);
+  const f = findingAbout(lastReport(this), 'snapshot-files-missing', s.id);
+  expect({ type: f.resource_type, vm: f.vm_id, path: f.path }, 'what, of which VM, where').to.deep.equal({ type: 'snapshot', vm: this.idOf(vm), path: s.dir });
+  expect(f.recorded, 'what the database says').to.match(new RegExp(`^snapshot ${snapshot} of VM ${vm}, disks only`));
+  expect(f.observed, 'what the observer saw').to.equal('no such folder');
 });
 
 Then('the report has no findings', function (this: VmanWorld) {

@@ -131,6 +131,31 @@ export async function makeVmFolderByHand(world: VmanWorld): Promise<string> {
   return folder;
 }
 
+/** A snapshot taken through vman's API, as the database file then records it: its id and its folder. */
+export interface RecordedSnapshot {
+  vm: string;
+  name: string;
+  id: string;
+  dir: string;
+}
+
+/** Takes a snapshot of a VM through vman's API and notes its row, read with sqlite3, for a later step to tamper with. */
+export async function snapshotThroughApi(world: VmanWorld, vm: string, name: string): Promise<RecordedSnapshot> {
+  expectStatus(await world.api().http.post(`api/v1/vms/${world.idOf(vm)}/snapshots`, { json: { name } }), 201, `snapshot ${name} of ${vm}`);
+  const row = await world.db().one('SELECT id, dir FROM snapshots WHERE vm_id = ? AND name = ?', [world.idOf(vm), name]);
+  if (!row) throw new Error(`vman answered 201 to snapshot ${name} of ${vm}, but the database file has no such snapshot`);
+  const snapshot = { vm, name, id: String(row.id), dir: String(row.dir) };
+  world.notes.recordedSnapshot = snapshot;
+  return snapshot;
+}
+
+/** The snapshot an earlier step took through the API, checked to be the one a step names. */
+export function notedSnapshot(world: VmanWorld, vm: string, name: string): RecordedSnapshot {
+  const s = world.noted('recordedSnapshot', 'a snapshot taken through vman\'s API');
+  if (s.vm !== vm || s.name !== name) throw new Error(`the snapshot taken was ${s.name} of ${s.vm}, not ${name} of ${vm}`);
+  return s;
+}
+
 /** A tap device named as vman names a VM's, on the bridge of the scenario's namespace, that no VM holds. */
 export async function putTapOnBridgeByHand(world: VmanWorld): Promise<string> {
   const ns = scenarioNetns(world);

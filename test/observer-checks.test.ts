@@ -14,12 +14,14 @@ import {
   checkIntentsFinished,
   checkNetworkOwned,
   checkQemuBlockAccountedFor,
+  checkSnapshotFilesExist,
+  checkSnapshotFoldersOwned,
   checkVmFoldersOwned,
   runChecks,
 } from '../src/observer/checks.ts';
-import type { Intent, IntentRecord } from '../src/db/types.ts';
+import type { Intent, IntentRecord, SnapshotRecord } from '../src/db/types.ts';
 import { vmanQemuProcesses } from '../src/observer/snapshot.ts';
-import type { ObserverSnapshot, QemuProcessView, VmRuntimeView } from '../src/observer/snapshot.ts';
+import type { ObserverSnapshot, QemuProcessView, SnapshotFolderView, VmRuntimeView } from '../src/observer/snapshot.ts';
 
 const S = '/srv/vman-a';
 const T = '2024-01-01T00:00:00.000Z';
@@ -49,8 +51,8 @@ function qemu(pid: number, vmId: string | undefined, storage = S): QemuProcessVi
 
 function snap(over: Partial<ObserverSnapshot> = {}): ObserverSnapshot {
   return {
-    storagePath: S, vms: [], disks: [], addresses: [], intents: [], owner: 'this-vman', processes: [], diskFiles: [], vmFolders: [],
-    runtime: new Map<string, VmRuntimeView>(), ...over,
+    storagePath: S, vms: [], disks: [], addresses: [], intents: [], snapshots: [], owner: 'this-vman', processes: [], diskFiles: [], vmFolders: [],
+    snapshotFolders: [], runtime: new Map<string, VmRuntimeView>(), ...over,
   };
 }
 
@@ -59,6 +61,20 @@ function runtime(...views: VmRuntimeView[]): Map<string, VmRuntimeView> {
 }
 
 const addr = (address: string, vmId: string): AddressRecord => ({ address, vmId, allocatedAt: T });
+
+/** A VM snapshot as recorded: in <storage>/vms/<vm>/snapshots/<id>, with a copy of each disk named. */
+function vmSnap(id: string, vmId: string, over: Partial<SnapshotRecord> & { diskIds?: string[] } = {}): SnapshotRecord {
+  const { diskIds = [], ...rest } = over;
+  const dir = `${S}/vms/${vmId}/snapshots/${id}`;
+  return {
+    id, vmId, name: `s-${id}`, withMemory: false, dir, hardware: { cpus: 1, memoryMb: 256, deviceModel: { machine: 'pc', rootDiskId: null, seedDiskId: `seed-${vmId}`, slots: {} } },
+    disks: diskIds.map((d) => ({ role: 'data' as const, diskId: d, source: `${S}/disks/${d}.qcow2`, image: `${dir}/${d}.qcow2` })),
+    guestAddress: null, pauseMs: null, stateBytes: null, createdAt: T, ...rest,
+  };
+}
+
+/** A snapshot folder as listed on disk. */
+const snapFolder = (vmFolder: string, id: string, files: string[] = []): SnapshotFolderView => ({ vmFolder, path: `${S}/vms/${vmFolder}/snapshots/${id}`, files });
 
 describe('checkRunningVmsHaveProcess', () => {
   it('flags a running VM without a QEMU process', () => {
@@ -251,7 +267,7 @@ describe('checkFailedVms', () => {
 
 describe('runChecks', () => {
   it('runs every check and finds nothing in a coherent snapshot', () => {
-    assert.equal(ALL_CHECKS.length, 12);
+    assert.equal(ALL_CHECKS.length, 14);
     const s = snap({
       vms: [vm('a', 'running', 1), vm('b', 'stopped')],
       disks: [disk('d1', { state: 'attached', vmId: 'a' }), disk('d2')],
@@ -259,6 +275,8 @@ describe('runChecks', () => {
       processes: [qemu(1, 'a')],
       diskFiles: [`${S}/disks/d1.qcow2`, `${S}/disks/d2.qcow2`],
       vmFolders: ['a', 'b'],
+      snapshots: [vmSnap('snap-1', 'b', { diskIds: ['d2'] }), vmSnap('snap-2', 'a', { withMemory: true })],
+      snapshotFolders: [snapFolder('b', 'snap-1', ['d2.qcow2']), snapFolder('a', 'snap-2', ['memory.state', 'serial.log'])],
       runtime: runtime({ vmId: 'a', qmpStatus: 'running', diskDevices: ['disk-d1'], blockNodes: ['drive-d1', 'file-d1'] }),
       network: { taps: [{ tap: 'vt0000000000aa', vmId: 'a' }], reservations: [{ mac: '52:54:00:00:00:01', address: '10.0.2.15' }] },
     });
@@ -319,6 +337,77 @@ describe('checkVmFoldersOwned', () => {
     const s = snap({ vms: [vm('a', 'stopped')], vmFolders: ['a', 'ghost', 'making'], intents: [intent(1, { op: 'vm.create', vmId: 'making', dir: `${S}/vms/making` })] });
     const f = checkVmFoldersOwned(s);
     assert.deepEqual(f.map((x) => [x.kind, x.resourceId]), [['orphan-vm-folder', `${S}/vms/ghost`]]);
+  });
+});
+
+describe('checkSnapshotFoldersOwned', () => {
+  it('names a folder under a recorded VM\'s snapshots that no snapshot record names, with what it holds', () => {
+    const s = snap({
+      vms: [vm('a', 'stopped')], vmFolders: ['a'],
+      snapshots: [vmSnap('snap-1', 'a')],
+      snapshotFolders: [snapFolder('a', 'snap-1'), snapFolder('a', 'snap-2', ['memory.state', 'serial.log']), snapFolder('a', 'snap-3')],
+    });
+    const f = checkSnapshotFoldersOwned(s);
+    assert.deepEqual(f.map((x) => [x.kind, x.resourceType, x.resourceId, x.vmId, x.path]), [
+      ['orphan-snapshot-files', 'folder', `${S}/vms/a/snapshots/snap-2`, 'a', `${S}/vms/a/snapshots/snap-2`],
+      ['orphan-snapshot-files', 'folder', `${S}/vms/a/snapshots/snap-3`, 'a', `${S}/vms/a/snapshots/snap-3`],
+    ]);
+    assert.equal(f[0]!.recorded, 'no snapshot record of VM n-a with id snap-2');
+    assert.equal(f[0]!.observed, 'the folder exists, holding memory.state, serial.log');
+    assert.equal(f[1]!.observed, 'the folder exists, empty');
+  });
+
+  it('leaves a VM folder no record names to the orphan VM folder check', () => {
+    const s = snap({ vmFolders: ['ghost'], snapshotFolders: [snapFolder('ghost', 'snap-1', ['memory.state'])] });
+    assert.deepEqual(checkSnapshotFoldersOwned(s), []);
+    assert.deepEqual(runChecks(s).map((x) => [x.kind, x.resourceId]), [['orphan-vm-folder', `${S}/vms/ghost`]]);
+  });
+
+  it('leaves alone a snapshot this vman is taking or deleting right now, not what a dead vman left', () => {
+    const taking = intent(1, { op: 'vm.snapshot', vmId: 'a', snapshotId: 'snap-1', dir: `${S}/vms/a/snapshots/snap-1`, running: true });
+    const deleting = intent(2, { op: 'vm.snapshot-delete', vmId: 'a', snapshotId: 'snap-2', dir: `${S}/vms/a/snapshots/snap-2` });
+    const base = { vms: [vm('a', 'saving')], vmFolders: ['a'], snapshotFolders: [snapFolder('a', 'snap-1', ['memory.state']), snapFolder('a', 'snap-2')] };
+    assert.deepEqual(checkSnapshotFoldersOwned(snap({ ...base, intents: [taking, deleting] })), []);
+    const left = checkSnapshotFoldersOwned(snap({ ...base, intents: [{ ...taking, owner: 'dead-vman' }, deleting] }));
+    assert.deepEqual(left.map((x) => x.resourceId), [`${S}/vms/a/snapshots/snap-1`]);
+  });
+});
+
+describe('checkSnapshotFilesExist', () => {
+  it('names a snapshot whose folder is gone', () => {
+    const s = snap({ vms: [vm('a', 'stopped')], snapshots: [vmSnap('snap-1', 'a', { diskIds: ['d1'] })] });
+    const f = checkSnapshotFilesExist(s);
+    assert.deepEqual(f.map((x) => [x.kind, x.resourceType, x.resourceId, x.vmId, x.path, x.observed]), [
+      ['snapshot-files-missing', 'snapshot', 'snap-1', 'a', `${S}/vms/a/snapshots/snap-1`, 'no such folder'],
+    ]);
+    assert.equal(f[0]!.recorded, `snapshot s-snap-1 of VM n-a, disks only (d1), in ${S}/vms/a/snapshots/snap-1`);
+  });
+
+  it('names the saved memory and each disk copy missing from its folder', () => {
+    const s = snap({
+      vms: [vm('a', 'running', 1)],
+      snapshots: [vmSnap('snap-1', 'a', { withMemory: true, diskIds: ['d1', 'd2'] })],
+      snapshotFolders: [snapFolder('a', 'snap-1', ['d1.qcow2', 'serial.log'])],
+    });
+    const f = checkSnapshotFilesExist(s);
+    assert.deepEqual(f.map((x) => [x.kind, x.resourceId, x.observed]), [['snapshot-files-missing', 'snap-1', 'the folder holds no memory.state, d2.qcow2']]);
+    assert.match(f[0]!.recorded, /with memory \(d1, d2\)/);
+  });
+
+  it('is silent when everything is there: no serial log needed, no memory without memory, an empty folder for no disks', () => {
+    const s = snap({
+      vms: [vm('a', 'stopped')],
+      snapshots: [vmSnap('snap-1', 'a'), vmSnap('snap-2', 'a', { withMemory: true, diskIds: ['d1'] })],
+      snapshotFolders: [snapFolder('a', 'snap-1'), snapFolder('a', 'snap-2', ['d1.qcow2', 'memory.state'])],
+    });
+    assert.deepEqual(checkSnapshotFilesExist(s), []);
+  });
+
+  it('leaves alone a snapshot this vman is deleting right now, not one a dead vman was deleting', () => {
+    const deleting = intent(1, { op: 'vm.snapshot-delete', vmId: 'a', snapshotId: 'snap-1', dir: `${S}/vms/a/snapshots/snap-1` });
+    const base = { vms: [vm('a', 'stopped')], snapshots: [vmSnap('snap-1', 'a')] };
+    assert.deepEqual(checkSnapshotFilesExist(snap({ ...base, intents: [deleting] })), []);
+    assert.equal(checkSnapshotFilesExist(snap({ ...base, intents: [{ ...deleting, owner: 'dead-vman' }] })).length, 1);
   });
 });
 

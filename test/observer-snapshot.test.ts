@@ -101,14 +101,38 @@ describe('defaultSources', () => {
     assert.deepEqual((await src.listDiskFiles()).sort(), [path.join(S, 'disks', '.d2.tmp'), path.join(S, 'disks', 'd1.qcow2')]);
   });
 
-  it('reads the rows of all three tables', () => {
+  it('lists each folder under a VM folder\'s snapshots/ with what it holds, and none where there is no such folder', async () => {
+    const src = defaultSources(db, S, { owner: 'test' });
+    fs.mkdirSync(path.join(S, 'vms', 'sv1', 'snapshots', 'snap-b'), { recursive: true });
+    fs.mkdirSync(path.join(S, 'vms', 'sv1', 'snapshots', 'snap-a'), { recursive: true });
+    fs.writeFileSync(path.join(S, 'vms', 'sv1', 'snapshots', 'snap-a', 'serial.log'), '');
+    fs.writeFileSync(path.join(S, 'vms', 'sv1', 'snapshots', 'snap-a', 'memory.state'), '');
+    fs.writeFileSync(path.join(S, 'vms', 'sv1', 'snapshots', 'stray-file'), '');
+    fs.mkdirSync(path.join(S, 'vms', 'sv2'), { recursive: true });
+    fs.writeFileSync(path.join(S, 'vms', 'sv2', 'snapshots'), 'not a folder');
+    const listed = (await src.listSnapshotFolders()).filter((f) => f.vmFolder.startsWith('sv'));
+    assert.deepEqual(listed.sort((x, y) => x.path.localeCompare(y.path)), [
+      { vmFolder: 'sv1', path: path.join(S, 'vms', 'sv1', 'snapshots', 'snap-a'), files: ['memory.state', 'serial.log'] },
+      { vmFolder: 'sv1', path: path.join(S, 'vms', 'sv1', 'snapshots', 'snap-b'), files: [] },
+    ]);
+    fs.rmSync(path.join(S, 'vms', 'sv1'), { recursive: true });
+    fs.rmSync(path.join(S, 'vms', 'sv2'), { recursive: true });
+  });
+
+  it('reads the rows of all the tables the observer compares', () => {
     insertVm('r1', 'running', '52:54:00:00:01:01');
     db.disks.insert({ id: 'd1', name: 'data', sizeGb: 1, format: 'qcow2', path: path.join(S, 'disks', 'd1.qcow2'), state: 'attached', vmId: 'r1', mountPoint: '/dev/vdb' });
     db.addresses.allocate('10.0.2.15', 'r1');
+    const dir = path.join(S, 'vms', 'r1', 'snapshots', 'snap-r1');
+    db.snapshots.insert({
+      id: 'snap-r1', vmId: 'r1', name: 'before', withMemory: false, dir, hardware: { cpus: 1, memoryMb: 256, deviceModel: { machine: 'pc', rootDiskId: null, seedDiskId: 'seed-r1', slots: {} } },
+      disks: [], guestAddress: null, pauseMs: null, stateBytes: null,
+    });
     const rows = defaultSources(db, S, { owner: 'test' }).readRows();
     assert.deepEqual(rows.vms.map((v) => v.id), ['r1']);
     assert.deepEqual(rows.disks.map((d) => [d.id, d.vmId]), [['d1', 'r1']]);
     assert.deepEqual(rows.addresses.map((a) => [a.address, a.vmId]), [['10.0.2.15', 'r1']]);
+    assert.deepEqual(rows.snapshots.map((x) => [x.id, x.vmId, x.dir]), [['snap-r1', 'r1', dir]]);
   });
 
   it('has a change token that moves on writes from this connection and from others', () => {
@@ -174,8 +198,9 @@ describe('takeSnapshot', () => {
   function fake(rows: () => { vms: VmRecord[] }, inspected: string[]): SnapshotSources {
     return {
       owner: 'test',
-      readRows: () => ({ disks: [], addresses: [], intents: [], ...rows() }),
+      readRows: () => ({ disks: [], addresses: [], intents: [], snapshots: [], ...rows() }),
       listVmFolders: async () => [],
+      listSnapshotFolders: async () => [],
       listProcesses: async () => [
         proc(5, [QEMU, '-name', 'vman-a', '-pidfile', '/s/vms/a/qemu.pid']),
         proc(6, [QEMU, '-name', 'vman-zz', '-pidfile', '/s/vms/zz/qemu.pid']),
@@ -219,6 +244,29 @@ describe('takeSnapshot', () => {
     assert.equal(reads, 4);
     assert.equal(s.vms[0]?.updatedAt, 'u2');
     assert.deepEqual(inspected, ['a:5', 'a:5']);
+  });
+});
+
+describe('takeSnapshot and VM snapshot rows', () => {
+  it('takes the picture again when a snapshot row came or went meanwhile, and keeps the rows and folders of the stable one', async () => {
+    let reads = 0;
+    const row = {
+      id: 'snap-1', vmId: 'a', name: 'before', withMemory: false, dir: '/s/vms/a/snapshots/snap-1',
+      hardware: { cpus: 1, memoryMb: 256, deviceModel: { machine: 'pc', rootDiskId: null, seedDiskId: 'seed-a', slots: {} } },
+      disks: [], guestAddress: null, pauseMs: null, stateBytes: null, createdAt: 'c',
+    };
+    const folders = [{ vmFolder: 'a', path: '/s/vms/a/snapshots/snap-1', files: [] }];
+    const s = await takeSnapshot('/s', {
+      owner: 'test',
+      // The first window sees a snapshot being recorded; the second is stable.
+      readRows: () => ({ vms: [], disks: [], addresses: [], intents: [], snapshots: ++reads === 1 ? [] : [row] }),
+      listProcesses: async () => [], listDiskFiles: async () => [], listVmFolders: async () => ['a'],
+      listSnapshotFolders: async () => folders,
+      inspectVm: async (vm) => ({ vmId: vm.id }),
+    });
+    assert.equal(reads, 4);
+    assert.deepEqual(s.snapshots.map((x) => x.id), ['snap-1']);
+    assert.deepEqual(s.snapshotFolders, folders);
   });
 });
 

@@ -28,8 +28,9 @@ function fakeSources(over: Partial<Fake> = {}): Fake {
   const fake: Fake = {
     runs: 0,
     owner: 'test',
-    readRows: () => ({ vms: [runningVm], disks: [], addresses: [], intents: [] }),
+    readRows: () => ({ vms: [runningVm], disks: [], addresses: [], intents: [], snapshots: [] }),
     listVmFolders: async () => [],
+    listSnapshotFolders: async () => [],
     async listProcesses(): Promise<ProcessInfo[]> {
       const run = ++fake.runs;
       if (fake.gate) await fake.gate;
@@ -104,7 +105,7 @@ describe('Observer.check', () => {
 
   it('logs nothing when there are no findings', async () => {
     const logged: string[] = [];
-    const src = fakeSources({ readRows: () => ({ vms: [], disks: [], addresses: [], intents: [] }), listDiskFiles: async () => [] });
+    const src = fakeSources({ readRows: () => ({ vms: [], disks: [], addresses: [], intents: [], snapshots: [] }), listDiskFiles: async () => [] });
     const r = await observer(src, undefined, (m) => logged.push(m)).check();
     assert.deepEqual(r.findings, []);
     assert.deepEqual(logged, []);

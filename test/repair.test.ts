@@ -92,7 +92,7 @@ describe('repair', () => {
     assert.ok(fs.existsSync(stray.path), 'the disk file is untouched');
   });
 
-  it('ignores orphans and missing files: it never kills or deletes', async (t) => {
+  it('ignores orphans and missing files, snapshot folders and files too: it never kills or deletes', async (t) => {
     const v = await dryVman(t, { operator: new DryRunOperator() });
     const x = await running(v, 'x');
     const before = dump(v);
@@ -101,6 +101,8 @@ describe('repair', () => {
       { kind: 'orphan-disk-file', resourceType: 'file', resourceId: '/nowhere', recorded: '', observed: '', path: '/nowhere' },
       { kind: 'vm-process-unexpected', resourceType: 'vm', resourceId: x, recorded: '', observed: '', pid: process.pid },
       { kind: 'orphan-vm-folder', resourceType: 'folder', resourceId: '/nowhere', recorded: '', observed: '' },
+      { kind: 'orphan-snapshot-files', resourceType: 'folder', resourceId: '/nowhere', vmId: x, recorded: '', observed: '', path: '/nowhere' },
+      { kind: 'snapshot-files-missing', resourceType: 'snapshot', resourceId: 'snap-000000000000', vmId: x, recorded: '', observed: '' },
     ));
     assert.deepEqual(result, { changed: [], releasedAddresses: [], removedFromQemu: [], failed: [] });
     assert.deepEqual(dump(v), before);

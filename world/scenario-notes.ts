@@ -2,7 +2,7 @@
 // what an earlier one wrote (world.noted('heldBefore')) without a cast, and a
 // note misnamed or of the wrong type is a compile error, not an undefined.
 import type { Row } from '../support/db-reader.ts';
-import type { ReportJson, RepairJson } from '../support/observer-tasks.ts';
+import type { RecordedSnapshot, ReportJson, RepairJson } from '../support/observer-tasks.ts';
 import type { ScenarioNetns } from '../support/netns.ts';
 import type { AllocationInDb } from '../support/network-facts.ts';
 import type { CrashPoint } from '../support/closed-sets.ts';
@@ -40,6 +40,8 @@ export interface ScenarioNotes {
   handTap: string;
   /** The DHCP reservation written into dnsmasq's hosts file by hand, as "<mac> <address>". */
   handReservation: string;
+  /** The snapshot taken through vman's API whose record or folder a step then removes behind vman's back. */
+  recordedSnapshot: RecordedSnapshot;
 
   // ---- the network ----
   /** The scenario's own network namespace, where vman runs in bridge mode. */

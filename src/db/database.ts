@@ -6,7 +6,7 @@ import { SnapshotRepo } from './snapshot-repo.ts';
 import { applyMigrations } from './migrations.ts';
 import { TemplateRepo } from './template-repo.ts';
 import { VmRepo } from './vm-repo.ts';
-import type { AddressRecord, DiskRecord, IntentRecord, VmRecord } from './types.ts';
+import type { AddressRecord, DiskRecord, IntentRecord, SnapshotRecord, VmRecord } from './types.ts';
 
 /** Every row the observer compares with the host, read at one moment. */
 export interface Rows {
@@ -14,6 +14,7 @@ export interface Rows {
   disks: DiskRecord[];
   addresses: AddressRecord[];
   intents: IntentRecord[];
+  snapshots: SnapshotRecord[];
 }
 
 export interface VmanDb {
@@ -65,7 +66,9 @@ export function openDatabase(path: string): VmanDb {
   const intents = new IntentRepo(db);
   const snapshots = new SnapshotRepo(db);
   // Deferred (read) transaction: one consistent view without taking the write lock.
-  const readRows = db.transaction((): Rows => ({ vms: vms.list(), disks: disks.list(), addresses: addresses.list(), intents: intents.list() }));
+  const readRows = db.transaction((): Rows => ({
+    vms: vms.list(), disks: disks.list(), addresses: addresses.list(), intents: intents.list(), snapshots: snapshots.list(),
+  }));
   // data_version moves on another connection's commit, total_changes() on this one's writes.
   const totalChanges = db.prepare<[], number>('SELECT total_changes()').pluck();
 

@@ -5,6 +5,7 @@ import type { DiskRecord, VmRecord } from '../db/types.ts';
 import { deviceModelOf, diskIdOfBlockName, diskNodeNames, expectedBlockNames } from '../model/device-model.ts';
 import { describeIntent } from '../model/intents.ts';
 import { AT_REST, HOLDS_ADDRESS } from '../model/vm-states.ts';
+import { MEMORY_STATE_FILE } from '../services/snapshot-files.ts';
 import type { Finding } from './findings.ts';
 import { claimProcesses } from './snapshot.ts';
 import type { ObserverSnapshot, QemuProcessView } from './snapshot.ts';
@@ -36,6 +37,8 @@ interface InFlight {
   vms: Set<string>;
   disks: Set<string>;
   files: Set<string>;
+  /** Snapshots being taken or deleted: their folder and their record come and go one after the other. */
+  snapshots: Set<string>;
 }
 
 /** What this vman's own operations in flight are changing: not a disagreement, only a moment. */
@@ -43,13 +46,14 @@ const inFlightCache = new WeakMap<ObserverSnapshot, InFlight>();
 function inFlight(s: ObserverSnapshot): InFlight {
   let f = inFlightCache.get(s);
   if (!f) {
-    f = { vms: new Set(), disks: new Set(), files: new Set() };
+    f = { vms: new Set(), disks: new Set(), files: new Set(), snapshots: new Set() };
     for (const r of s.intents) {
       if (r.owner !== s.owner) continue;
       const i = r.intent;
       if ('vmId' in i) f.vms.add(i.vmId);
       if ('diskId' in i) f.disks.add(i.diskId);
       if (i.op === 'disk.create' || i.op === 'disk.delete') f.files.add(normalPath(i.file));
+      if (i.op === 'vm.snapshot' || i.op === 'vm.snapshot-delete') f.snapshots.add(i.snapshotId);
     }
     inFlightCache.set(s, f);
   }
@@ -304,6 +308,63 @@ export const checkVmFoldersOwned: Check = (s) => {
   return out;
 };
 
+/**
+ * From the snapshot folders back: every folder under the snapshots/ folder of a
+ * recorded VM belongs to a snapshot record. Under a folder no VM record names,
+ * the whole VM folder is the orphan (checkVmFoldersOwned). Never removed by
+ * repair: a person decides.
+ */
+export const checkSnapshotFoldersOwned: Check = (s) => {
+  const vms = vmsById(s);
+  const owned = new Set(s.snapshots.map((r) => normalPath(r.dir)));
+  const busy = inFlight(s).snapshots;
+  const out: Finding[] = [];
+  for (const f of s.snapshotFolders) {
+    const vm = vms.get(f.vmFolder);
+    const id = path.basename(f.path);
+    if (!vm || owned.has(normalPath(f.path)) || busy.has(id)) continue;
+    out.push({
+      kind: 'orphan-snapshot-files', resourceType: 'folder', resourceId: f.path, vmId: vm.id, path: f.path,
+      recorded: `no snapshot record of VM ${vm.name} with id ${id}`,
+      observed: f.files.length > 0 ? `the folder exists, holding ${f.files.join(', ')}` : 'the folder exists, empty',
+    });
+  }
+  return out;
+};
+
+/**
+ * From the snapshot records to their files: its folder, its saved memory (a
+ * snapshot taken while the VM ran) and the copy of each disk it holds. Without
+ * them a revert or a clone from it fails. Left to a person, as every missing file is.
+ */
+export const checkSnapshotFilesExist: Check = (s) => {
+  const vms = vmsById(s);
+  const folders = new Map(s.snapshotFolders.map((f) => [normalPath(f.path), f]));
+  const busy = inFlight(s).snapshots;
+  const out: Finding[] = [];
+  for (const r of s.snapshots) {
+    if (busy.has(r.id)) continue;
+    const dir = normalPath(r.dir);
+    const folder = folders.get(dir);
+    let observed: string;
+    if (!folder) {
+      observed = 'no such folder';
+    } else {
+      const held = new Set(folder.files.map((name) => path.join(dir, name)));
+      const wanted = [...(r.withMemory ? [path.join(dir, MEMORY_STATE_FILE)] : []), ...r.disks.map((d) => normalPath(d.image))];
+      const missing = wanted.filter((file) => !held.has(file));
+      if (missing.length === 0) continue;
+      observed = `the folder holds no ${missing.map((file) => (path.dirname(file) === dir ? path.basename(file) : file)).join(', ')}`;
+    }
+    out.push({
+      kind: 'snapshot-files-missing', resourceType: 'snapshot', resourceId: r.id, vmId: r.vmId, path: r.dir,
+      recorded: `snapshot ${r.name} of VM ${vms.get(r.vmId)?.name ?? r.vmId}, ${r.withMemory ? 'with memory' : 'disks only'}${r.disks.length > 0 ? ` (${r.disks.map((d) => d.diskId).join(', ')})` : ''}, in ${r.dir}`,
+      observed,
+    });
+  }
+  return out;
+};
+
 /** From the host's network back: every tap on vman's bridge and every DHCP reservation belongs to an allocation. */
 export const checkNetworkOwned: Check = (s) => {
   if (!s.network) return [];
@@ -360,6 +421,8 @@ export const ALL_CHECKS: readonly Check[] = [
   checkFailedVms,
   checkQemuBlockAccountedFor,
   checkVmFoldersOwned,
+  checkSnapshotFoldersOwned,
+  checkSnapshotFilesExist,
   checkNetworkOwned,
   checkIntentsFinished,
 ];

@@ -12,6 +12,10 @@ export type FindingKind =
   /** QEMU holds a block device or node that no disk recorded attached to that VM accounts for. */
   | 'qemu-block-unrecorded'
   | 'orphan-vm-folder'
+  /** A folder under a recorded VM's snapshots folder that no snapshot record names. Repair leaves it: a person decides. */
+  | 'orphan-snapshot-files'
+  /** A snapshot recorded whose folder, saved memory or disk copy is gone: no revert or clone from it can work. Repair leaves it: a person decides. */
+  | 'snapshot-files-missing'
   | 'orphan-tap'
   | 'orphan-reservation'
   /** An operation a vman that is no longer running began and did not finish. */
@@ -21,8 +25,8 @@ export type FindingKind =
 
 export interface Finding {
   kind: FindingKind;
-  resourceType: 'vm' | 'disk' | 'process' | 'file' | 'address' | 'block' | 'folder' | 'tap' | 'reservation' | 'intent';
-  /** VM id, disk id, pid as a string, file path, address, node name, tap name or intent id, depending on resourceType. */
+  resourceType: 'vm' | 'disk' | 'process' | 'file' | 'address' | 'block' | 'folder' | 'tap' | 'reservation' | 'intent' | 'snapshot';
+  /** VM id, disk id, pid as a string, file or folder path, address, node name, tap name, intent id or snapshot id, depending on resourceType. */
   resourceId: string;
   /** The VM whose QEMU or network the finding is about, when that is not the resource itself. */
   vmId?: string;

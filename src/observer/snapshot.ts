@@ -1,14 +1,16 @@
 // One picture of the database, the QEMU processes and the disk files, taken so
 // that vman's own transitions (start, stop, hot-plug) are not mistaken for faults.
 import { readdir } from 'node:fs/promises';
+import type { Dirent } from 'node:fs';
 import path from 'node:path';
 import type { Rows, VmanDb } from '../db/database.ts';
-import type { AddressRecord, DiskRecord, IntentRecord, VmRecord } from '../db/types.ts';
+import type { AddressRecord, DiskRecord, IntentRecord, SnapshotRecord, VmRecord } from '../db/types.ts';
 import type { NetworkInventory } from '../network/backend.ts';
 import { isQemuSystem, listProcesses, qemuNameOf } from '../operator/proc.ts';
 import type { ProcessInfo } from '../operator/proc.ts';
 import { vmPaths } from '../operator/qemu-command.ts';
 import { QmpClient } from '../operator/qmp-client.ts';
+import { SNAPSHOTS_DIR } from '../services/snapshot-files.ts';
 
 export interface QemuProcessView {
   pid: number;
@@ -27,12 +29,24 @@ export interface VmRuntimeView {
   blockNodes?: string[];
 }
 
+/** A folder under <storage>/vms/<vm folder>/snapshots/, as found on disk. */
+export interface SnapshotFolderView {
+  /** The name of the VM folder it is in (a VM id, when a record names it). */
+  vmFolder: string;
+  /** Its absolute path. */
+  path: string;
+  /** The names of the entries in it. */
+  files: string[];
+}
+
 export interface ObserverSnapshot {
   storagePath: string;
   vms: VmRecord[];
   disks: DiskRecord[];
   addresses: AddressRecord[];
   intents: IntentRecord[];
+  /** The VM snapshots recorded (the snapshots table; not this picture, which the observer also calls a snapshot). */
+  snapshots: SnapshotRecord[];
   /** The vman instance taking the snapshot: its own intents are operations in flight. */
   owner: string;
   /** Only the QEMU processes of this vman (see vmanQemuProcesses). */
@@ -41,6 +55,8 @@ export interface ObserverSnapshot {
   diskFiles: string[];
   /** Names of the entries in <storage>/vms. */
   vmFolders: string[];
+  /** The folders under each VM folder's snapshots/, with what each holds. */
+  snapshotFolders: SnapshotFolderView[];
   runtime: Map<string, VmRuntimeView>;
   /** Tap devices and DHCP reservations, where the network mode has them. */
   network?: NetworkInventory;
@@ -56,6 +72,7 @@ export interface SnapshotSources {
   listProcesses(): Promise<ProcessInfo[]>;
   listDiskFiles(): Promise<string[]>;
   listVmFolders(): Promise<string[]>;
+  listSnapshotFolders(): Promise<SnapshotFolderView[]>;
   inspectVm(vm: VmRecord, pid: number): Promise<VmRuntimeView>;
   /** Bridge mode: the taps on the bridge and dnsmasq's reservations. */
   networkInventory?(): Promise<NetworkInventory>;
@@ -151,7 +168,9 @@ export function sameRows(a: Rows, b: Rows): boolean {
     sameList(a.vms, b.vms, (p, q) => p.id === q.id && p.state === q.state && p.pid === q.pid && p.updatedAt === q.updatedAt) &&
     sameList(a.disks, b.disks, (p, q) => p.id === q.id && p.state === q.state && p.vmId === q.vmId && p.path === q.path && p.updatedAt === q.updatedAt) &&
     sameList(a.addresses, b.addresses, (p, q) => p.address === q.address && p.vmId === q.vmId && p.allocatedAt === q.allocatedAt) &&
-    sameList(a.intents, b.intents, (p, q) => p.id === q.id)
+    sameList(a.intents, b.intents, (p, q) => p.id === q.id) &&
+    // A snapshot row is never updated, only inserted and deleted.
+    sameList(a.snapshots, b.snapshots, (p, q) => p.id === q.id)
   );
 }
 
@@ -186,8 +205,8 @@ export async function takeSnapshot(storagePath: string, src: SnapshotSources, op
   for (let attempt = 1; ; attempt++) {
     const token = src.changeToken?.();
     const before = src.readRows();
-    const [all, diskFiles, vmFolders, network] = await Promise.all([
-      src.listProcesses(), src.listDiskFiles(), src.listVmFolders(), src.networkInventory?.(),
+    const [all, diskFiles, vmFolders, snapshotFolders, network] = await Promise.all([
+      src.listProcesses(), src.listDiskFiles(), src.listVmFolders(), src.listSnapshotFolders(), src.networkInventory?.(),
     ]);
     const processes = vmanQemuProcesses(all, storagePath);
     const claimed = claimProcesses(before.vms, processes);
@@ -200,7 +219,7 @@ export async function takeSnapshot(storagePath: string, src: SnapshotSources, op
     const after = untouched ? before : src.readRows();
     if (untouched || attempt >= attempts || sameRows(before, after)) {
       const runtime = new Map<string, VmRuntimeView>(views.map((v) => [v.vmId, v]));
-      return { storagePath, ...after, owner: src.owner, processes, diskFiles, vmFolders, runtime, ...(network ? { network } : {}) };
+      return { storagePath, ...after, owner: src.owner, processes, diskFiles, vmFolders, snapshotFolders, runtime, ...(network ? { network } : {}) };
     }
   }
 }
@@ -267,6 +286,28 @@ export async function listVmFoldersIn(storagePath: string): Promise<string[]> {
   }
 }
 
+/** Entries of a folder, or none when it is not there (or is not a folder). */
+async function entriesOf(dir: string): Promise<Dirent[]> {
+  try {
+    return await readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return [];
+    throw err;
+  }
+}
+
+/** Every folder under <storage>/vms/<vm folder>/snapshots/, with the names of what it holds. */
+export async function listSnapshotFoldersIn(storagePath: string): Promise<SnapshotFolderView[]> {
+  const vmsDir = path.join(path.resolve(storagePath), 'vms');
+  const perVm = await mapLimited(await listVmFoldersIn(storagePath), 16, async (vmFolder) => {
+    const root = path.join(vmsDir, vmFolder, SNAPSHOTS_DIR);
+    const folders = (await entriesOf(root)).filter((e) => e.isDirectory()).map((e) => path.join(root, e.name));
+    return mapLimited(folders, 4, async (folder) => ({ vmFolder, path: folder, files: (await entriesOf(folder)).map((e) => e.name).sort() }));
+  });
+  return perVm.flat();
+}
+
 export function defaultSources(db: VmanDb, storagePath: string, opts: { owner: string; networkInventory?: () => Promise<NetworkInventory> }): SnapshotSources {
   return {
     owner: opts.owner,
@@ -275,6 +316,7 @@ export function defaultSources(db: VmanDb, storagePath: string, opts: { owner: s
     listProcesses,
     listDiskFiles: () => listDiskFilesIn(storagePath),
     listVmFolders: () => listVmFoldersIn(storagePath),
+    listSnapshotFolders: () => listSnapshotFoldersIn(storagePath),
     inspectVm: (vm) => inspectOverQmp(vm),
     ...(opts.networkInventory ? { networkInventory: opts.networkInventory } : {}),
   };
