@@ -57,6 +57,12 @@ Feature: vman killed in the middle of an operation comes back telling the truth
         | attach the disk to the running VM | disk.attach.before-record     | after the disk was in place, before it was recorded attached | QEMU holding the disk as a device, the disk recorded available                |
         | attach the disk to the stopped VM | disk.attach.before-record     | after the disk was in place, before it was recorded attached | no QEMU, the disk recorded available                                          |
 
+      Examples: Taking a snapshot of a running VM: the guest runs on, and nothing of the snapshot stays
+        | operation               | point                     | moment                                                                    | seen                                                                                     |
+        | snapshot the running VM | vm.snapshot.after-pause   | after the guest was paused, before its memory was saved                   | the VM recorded saving, its QEMU paused, a snapshot folder with no state and no row     |
+        | snapshot the running VM | vm.snapshot.after-copy    | after its memory was saved and its disks copied, before the guest ran on  | the VM recorded saving, its QEMU done saving, the saved state in a folder no row records |
+        | snapshot the running VM | vm.snapshot.before-record | after the guest ran on, before the snapshot was recorded                  | the VM recorded saving, its QEMU running, the saved state in a folder no row records    |
+
       @privileged
       Examples: Starting a VM on a bridge
         | operation                  | point                   | moment                                                      | seen                                                 |
@@ -88,6 +94,11 @@ Feature: vman killed in the middle of an operation comes back telling the truth
       Examples: Restarting a VM: the stop is finished, the start taken back
         | operation      | point                  | moment                                                   | seen                                                                    | outcome           | next         |
         | restart the VM | vm.start.after-connect | after vman connected to QEMU, before the guest was ready | QEMU running the VM under the pid recorded, its guest not answering yet | the VM is stopped | start the VM |
+
+      Examples: Reverting a running VM: its disks are the snapshot's, and it ends stopped
+        | operation             | point                 | moment                                                        | seen                                                                           | outcome           | next         |
+        | revert the running VM | vm.revert.after-stop  | after its QEMU was ended, before its disks were put back      | the VM recorded restoring with its address, its snapshot recorded, and no QEMU | the VM is stopped | start the VM |
+        | revert the running VM | vm.revert.after-disks | after its disks were put back, before its memory was resumed  | the VM recorded restoring with its address, its snapshot recorded, and no QEMU | the VM is stopped | start the VM |
 
       Examples: Deleting a VM
         | operation     | point                   | moment                                                      | seen                                  | outcome        | next        |

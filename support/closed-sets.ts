@@ -43,6 +43,7 @@ export const CRASH_POINTS = [
   'vm.start.after-address', 'vm.start.after-network', 'vm.start.after-launch', 'vm.start.after-connect', 'vm.start.before-record',
   'vm.stop.after-stopping', 'vm.stop.after-exit', 'vm.stop.before-record',
   'vm.delete.before-record', 'vm.delete.after-record',
+  'vm.snapshot.after-pause', 'vm.snapshot.after-copy', 'vm.snapshot.before-record', 'vm.revert.after-stop', 'vm.revert.after-disks',
   'disk.create.after-image', 'disk.create.after-rename',
   'disk.attach.after-file-node', 'disk.attach.after-format-node', 'disk.attach.after-device-add', 'disk.attach.before-record',
   'disk.detach.after-device-del', 'disk.detach.after-device-deleted', 'disk.detach.after-format-node-del', 'disk.detach.before-record',

@@ -21,6 +21,22 @@ function ownDiskIdsOf(vmId: string): string[] {
   return [`root-${hex}`, `seed-${hex}`];
 }
 
+/**
+ * The VM whose hardware a VM has: itself, or for a clone the VM its snapshot
+ * was taken of (followed back through clones of clones), as the database's
+ * snapshot rows say. A resumed state fits only the same devices, names included.
+ */
+function hardwareOwner(vmId: string, vms: Array<Record<string, unknown>>, snapshots: Array<Record<string, unknown>>): string {
+  let id = vmId;
+  for (let hops = 0; hops < 64; hops++) {
+    const origin = vms.find((v) => v.id === id)?.origin_snapshot_id;
+    const snap = origin ? snapshots.find((s) => s.id === origin) : undefined;
+    if (!snap) return id;
+    id = String(snap.vm_id);
+  }
+  return id;
+}
+
 /** Every disagreement found, in words; empty when everything agrees. */
 export async function disagreements(world: VmanWorld): Promise<string[]> {
   const db = world.db();
@@ -28,7 +44,8 @@ export async function disagreements(world: VmanWorld): Promise<string[]> {
   const storage = vman.storagePath;
   // A VM may be between states only while the scenario waits for an answer.
   const requestInFlight = vman.inFlight() > 0;
-  const vms = await db.all('SELECT v.id, v.name, v.state, v.pid, v.storage_dir, v.mac, t.cpus, t.memory_mb, t.readiness FROM vms v JOIN templates t ON t.id = v.template_id');
+  const vms = await db.all('SELECT v.id, v.name, v.state, v.pid, v.storage_dir, v.mac, v.guest_address, v.origin_snapshot_id, t.cpus, t.memory_mb, t.readiness FROM vms v JOIN templates t ON t.id = v.template_id');
+  const snapshots = await db.all('SELECT id, vm_id, name, with_memory, dir, disks FROM snapshots');
   const disks = await db.all('SELECT id, name, path, state, vm_id, mount_point FROM disks');
   const addresses = await db.all('SELECT address, vm_id FROM address_allocations');
   const intents = await db.all('SELECT id, op, vm_id, disk_id FROM intents');
@@ -44,7 +61,7 @@ export async function disagreements(world: VmanWorld): Promise<string[]> {
     const proc = await qemuOfVm(id, dir);
     if (proc) owned.add(proc.pid);
     const holds = addresses.filter((a) => a.vm_id === id);
-    const between = vm.state === 'starting' || vm.state === 'stopping';
+    const between = vm.state === 'starting' || vm.state === 'stopping' || vm.state === 'saving' || vm.state === 'restoring';
     if (between && !requestInFlight) out.push(`VM ${vm.name} is ${vm.state} with no request in flight`);
     if (vm.state === 'running') {
       if (!proc) { out.push(`VM ${vm.name} is recorded running but no QEMU runs it`); continue; }
@@ -54,14 +71,18 @@ export async function disagreements(world: VmanWorld): Promise<string[]> {
       if (holds.length !== 1) out.push(`VM ${vm.name} is running with ${holds.length} addresses`);
       else if (vm.readiness === 'agent') {
         // vman took the guest's word for its address through the agent; a guest judged by another rule may have none.
+        // A guest resumed from a saved state (QEMU started with -incoming) keeps the address it was saved with,
+        // which its own user-mode network forwards to: what vman shows must be that one.
+        const resumed = proc.argv.includes('-incoming');
+        const expected = resumed ? String(vm.guest_address) : holds[0]!.address;
         const seen = await guestIpv4(dir);
-        if (seen.length !== 1 || seen[0] !== holds[0]!.address) out.push(`VM ${vm.name} is recorded at ${holds[0]!.address} but the guest reports ${seen.join(', ') || 'no address'}`);
+        if (seen.length !== 1 || seen[0] !== expected) out.push(`VM ${vm.name} is recorded at ${expected}${resumed ? ' (resumed)' : ''} but the guest reports ${seen.join(', ') || 'no address'}`);
       }
       const size = await qemuSize(dir);
       if (size.cpus !== vm.cpus || size.memoryBytes !== Number(vm.memory_mb) * 2 ** 20) {
         out.push(`VM ${vm.name}'s template says ${vm.cpus} CPU(s) and ${vm.memory_mb} MB, but QEMU runs ${size.cpus} and ${size.memoryBytes / 2 ** 20} MB`);
       }
-      out.push(...(await blockDisagreements(vm, disks)));
+      out.push(...(await blockDisagreements(vm, disks, hardwareOwner(id, vms, snapshots))));
     } else if (proc && !between) {
       out.push(`VM ${vm.name} is recorded ${vm.state} but QEMU ${proc.pid} runs it`);
     }
@@ -78,6 +99,7 @@ export async function disagreements(world: VmanWorld): Promise<string[]> {
   for (const folder of await readdir(path.join(storage, 'vms')).catch(() => [] as string[])) {
     if (!recorded.has(folder)) out.push(`the VM folder ${folder} belongs to no VM row`);
   }
+  out.push(...(await snapshotDisagreements(storage, vms, snapshots)));
 
   const files = new Set((await readdir(path.join(storage, 'disks')).catch(() => [] as string[])).map((f) => path.join(storage, 'disks', f)));
   const byId = new Map(vms.map((v) => [String(v.id), v]));
@@ -119,12 +141,12 @@ async function reservationDisagreements(storage: string, mode: 'user' | 'bridge'
 }
 
 /** Both ways between a running VM's QEMU and the disks recorded attached to it. */
-async function blockDisagreements(vm: Record<string, unknown>, disks: Array<Record<string, unknown>>): Promise<string[]> {
+async function blockDisagreements(vm: Record<string, unknown>, disks: Array<Record<string, unknown>>, hardwareOf: string): Promise<string[]> {
   const out: string[] = [];
   const view = await qemuBlockView(String(vm.storage_dir));
   const attached = disks.filter((d) => d.vm_id === vm.id && d.state === 'attached');
   const expected = new Set<string>();
-  for (const id of [...ownDiskIdsOf(String(vm.id)), ...attached.map((d) => String(d.id))]) {
+  for (const id of [...ownDiskIdsOf(hardwareOf), ...attached.map((d) => String(d.id))]) {
     const names = blockNamesOf(id);
     expected.add(names.device);
     names.nodes.forEach((n) => expected.add(n));
@@ -137,5 +159,27 @@ async function blockDisagreements(vm: Record<string, unknown>, disks: Array<Reco
   }
   const strays = [...view.devices, ...view.nodes].filter((n) => !expected.has(n));
   if (strays.length > 0) out.push(`QEMU of ${vm.name} holds ${strays.join(', ')}, which no disk recorded attached to it accounts for`);
+  return out;
+}
+
+/** Every snapshot row has its folder with its files; every snapshot folder has its row. */
+async function snapshotDisagreements(storage: string, vms: Array<Record<string, unknown>>, snapshots: Array<Record<string, unknown>>): Promise<string[]> {
+  const out: string[] = [];
+  for (const s of snapshots) {
+    const dir = String(s.dir);
+    const files = await readdir(dir).catch(() => undefined);
+    if (!files) { out.push(`snapshot ${s.name} is recorded at ${dir} but the folder is missing`); continue; }
+    if (Number(s.with_memory) === 1 && !files.includes('memory.state')) out.push(`snapshot ${s.name} is recorded with memory but ${dir} holds no memory.state`);
+    for (const d of JSON.parse(String(s.disks)) as Array<{ image: string }>) {
+      if (!files.includes(path.basename(d.image))) out.push(`snapshot ${s.name} is recorded with ${d.image}, which is missing`);
+    }
+  }
+  const known = new Set(snapshots.map((s) => String(s.dir)));
+  for (const vm of vms) {
+    const root = path.join(storage, 'vms', String(vm.id), 'snapshots');
+    for (const f of await readdir(root).catch(() => [] as string[])) {
+      if (!known.has(path.join(root, f))) out.push(`the snapshot folder ${path.join(root, f)} belongs to no snapshot row`);
+    }
+  }
   return out;
 }

@@ -24,6 +24,9 @@ interface Seen {
   disk?: Row;
   address?: string;
   intents: Row[];
+  /** The snapshot rows of the VM, and the folders under its snapshots/ with what each holds. */
+  snapshotRows: number;
+  snapshotFolders: Array<{ name: string; files: string[] }>;
   qemuPid?: number;
   /** QMP's run state, or why it could not be read. */
   runState?: string;
@@ -42,6 +45,8 @@ async function look(world: VmanWorld): Promise<Seen> {
     ...(vm ? { vm } : {}),
     ...(disk ? { disk } : {}),
     intents: await db.all('SELECT op, vm_id, disk_id, detail FROM intents'),
+    snapshotRows: vm ? (await db.all('SELECT id FROM snapshots WHERE vm_id = ?', [vm.id])).length : 0,
+    snapshotFolders: vm ? await snapshotFoldersOf(String(vm.storage_dir)) : [],
     diskInQemu: [],
     vmFolders: (await readdir(path.join(storage, 'vms')).catch(() => [] as string[])).sort(),
     diskFiles: (await readdir(path.join(storage, 'disks')).catch(() => [] as string[])).sort(),
@@ -69,6 +74,7 @@ function describe(s: Seen): string {
     `QEMU ${s.qemuPid ? `${s.qemuPid} (${s.runState})` : 'none'}`,
     `disk ${s.disk ? `${String(s.disk.state)}${s.disk.vm_id ? ` to ${String(s.disk.vm_id)}` : ''}` : 'no row'}; QEMU holds ${s.diskInQemu.join(', ') || 'nothing of it'}`,
     `intents ${s.intents.map((i) => String(i.op)).join(', ') || 'none'}`,
+    `snapshots: ${s.snapshotRows} row(s); folders ${s.snapshotFolders.map((f) => `${f.name} (${f.files.join(', ') || 'empty'})`).join(', ') || 'none'}`,
     `VM folders ${s.vmFolders.join(', ') || 'none'}; disk files ${s.diskFiles.join(', ') || 'none'}`,
   ].join('; ');
 }
@@ -89,8 +95,42 @@ const diskHolds = (s: Seen, ...names: Array<'device' | 'format' | 'file'>): Clai
   return [`QEMU holds ${names.join(' and ') || 'nothing'} of the disk`, JSON.stringify([...s.diskInQemu].sort()) === JSON.stringify(want)];
 };
 
+async function snapshotFoldersOf(vmDir: string): Promise<Array<{ name: string; files: string[] }>> {
+  const root = path.join(vmDir, 'snapshots');
+  const names = await readdir(root).catch(() => [] as string[]);
+  return Promise.all(names.map(async (name) => ({ name, files: (await readdir(path.join(root, name)).catch(() => [] as string[])).sort() })));
+}
+
+/** One snapshot folder that no row records, holding (or not) the saved state. */
+const unrecordedSnapshotFolder = (s: Seen, withState: boolean): Claim[] => [
+  ['no snapshot row', s.snapshotRows === 0],
+  ['one snapshot folder', s.snapshotFolders.length === 1],
+  [withState ? 'the saved state in it' : 'no saved state in it yet', s.snapshotFolders[0]?.files.includes('memory.state') === withState],
+];
+
 /** The moments, in the outline's words; each lists its claims about what is seen. */
 const MOMENTS: Record<string, (s: Seen, world: VmanWorld) => Promise<Claim[]> | Claim[]> = {
+  'the VM recorded saving, its QEMU paused, a snapshot folder with no state and no row': (s) => [
+    ['the VM recorded saving', s.vm?.state === 'saving'],
+    ['QEMU paused', s.runState === 'paused'],
+    ...unrecordedSnapshotFolder(s, false),
+  ],
+  'the VM recorded saving, its QEMU done saving, the saved state in a folder no row records': (s) => [
+    ['the VM recorded saving', s.vm?.state === 'saving'],
+    ['QEMU done saving (postmigrate)', s.runState === 'postmigrate'],
+    ...unrecordedSnapshotFolder(s, true),
+  ],
+  'the VM recorded saving, its QEMU running, the saved state in a folder no row records': (s) => [
+    ['the VM recorded saving', s.vm?.state === 'saving'],
+    ['QEMU running', s.runState === 'running'],
+    ...unrecordedSnapshotFolder(s, true),
+  ],
+  'the VM recorded restoring with its address, its snapshot recorded, and no QEMU': (s) => [
+    ['the VM recorded restoring', s.vm?.state === 'restoring'],
+    ['an address still held', s.address !== undefined],
+    ['no QEMU runs it', s.qemuPid === undefined],
+    ['its snapshot recorded', s.snapshotRows === 1],
+  ],
   'a VM folder that no row records': (s) => [
     ['no VM row', s.vm === undefined],
     ['one VM folder', s.vmFolders.length === 1],

@@ -21,7 +21,10 @@ export const VM = 'app';
 export const DISK = 'data';
 
 /** What the set-up does, in order, before the operation is asked for. */
-type SetupStep = 'create the VM' | 'create the disk' | 'start the VM' | 'attach the disk' | 'stop the VM';
+type SetupStep = 'create the VM' | 'create the disk' | 'start the VM' | 'attach the disk' | 'stop the VM' | 'snapshot the VM';
+
+/** The snapshot the snapshot and revert operations make and go back to. */
+export const SNAPSHOT = 'warm';
 
 // A disk is attached to a running VM (a hot-plug) or to one that ran before: vman refuses disks to a VM never started.
 const RUNNING_WITH_DISK: SetupStep[] = ['create the VM', 'create the disk', 'start the VM', 'attach the disk'];
@@ -50,6 +53,13 @@ export const OPERATIONS = {
   'attach the disk to the stopped VM': { setup: ['create the VM', 'create the disk', 'start the VM', 'stop the VM'], status: 200, request: (w) => attachDisk(w, DISK, VM), done: diskIs('attached') },
   'detach the disk from the running VM': { setup: RUNNING_WITH_DISK, status: 200, request: (w) => detachDisk(w, DISK), done: diskIs('available') },
   'delete the disk': { setup: ['create the disk'], status: 204, request: (w) => deleteDisk(w, DISK), done: diskIsGone },
+  'snapshot the running VM': {
+    setup: RUNNING_WITH_DISK, status: 201, request: (w) => post(w, `api/v1/vms/${w.idOf(VM)}/snapshots`, { name: SNAPSHOT }), done: snapshotIsRecorded,
+  },
+  'revert the running VM': {
+    setup: [...RUNNING_WITH_DISK, 'snapshot the VM'], status: 200,
+    request: (w) => w.api().http.post(`api/v1/vms/${w.idOf(VM)}/snapshots/${SNAPSHOT}/restore`, { searchParams: { force: 'true' } }), done: vmIs('running'),
+  },
 } satisfies Record<string, Operation>;
 
 export type OperationName = keyof typeof OPERATIONS;
@@ -85,6 +95,7 @@ const PASSES: Record<SetupStep, string[]> = {
   'start the VM': ['vm.start.', 'network.setup.'],
   'attach the disk': ['disk.attach.'],
   'stop the VM': ['vm.stop.', 'network.release.'],
+  'snapshot the VM': ['vm.snapshot.'],
 };
 
 /** Whether prepare() passes this crash point itself: arming it would kill vman during the set-up. */
@@ -121,6 +132,7 @@ export async function prepare(world: VmanWorld, name: OperationName, point: stri
       case 'start the VM': expectStatus(await vmAction(world, VM, 'start'), 200, `start ${VM}`); break;
       case 'attach the disk': expectStatus(await attachDisk(world, DISK, VM), 200, `attach ${DISK} to ${VM}`); break;
       case 'stop the VM': expectStatus(await vmAction(world, VM, 'stop'), 200, `stop ${VM}`); break;
+      case 'snapshot the VM': expectStatus(await post(world, `api/v1/vms/${world.idOf(VM)}/snapshots`, { name: SNAPSHOT }), 201, `snapshot ${VM}`); break;
     }
   }
   if (armedLater) {
@@ -257,4 +269,12 @@ async function filesUnder(root: string): Promise<Record<string, string>> {
   };
   await walk(root);
   return out;
+}
+
+/** The snapshot is recorded with memory, and its folder holds the saved state (sqlite3 and the file system). */
+async function snapshotIsRecorded(world: VmanWorld): Promise<void> {
+  const row = await world.db().one('SELECT s.dir, s.with_memory FROM snapshots s JOIN vms v ON v.id = s.vm_id WHERE v.name = ? AND s.name = ?', [VM, SNAPSHOT]);
+  if (!row) throw new Error(`no snapshot ${SNAPSHOT} of ${VM} is recorded`);
+  const state = await stat(path.join(String(row.dir), 'memory.state')).catch(() => undefined);
+  if (Number(row.with_memory) !== 1 || !state || state.size === 0) throw new Error(`snapshot ${SNAPSHOT} is recorded ${Number(row.with_memory) === 1 ? 'with' : 'without'} memory, its state file ${state ? `${state.size} bytes` : 'missing'}`);
 }

@@ -25,6 +25,11 @@ import type { InstalledPackage, InstalledServe, PackedTarball } from '../support
 import type { ServeToEnd } from './vman-service.ts';
 
 export interface ScenarioNotes {
+  // ---- snapshots ----
+  /** The marker a guest keeps in its RAM only (a tmpfs), before a snapshot. */
+  ramMarker: string;
+  /** The marker each guest wrote at the end of its root disk, by VM name. */
+  rootTailMarkers: Map<string, string>;
   // ---- the observer, and what a scenario did behind vman's back ----
   /** The report the observer's last check returned. */
   observerReport: ReportJson;

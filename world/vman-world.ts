@@ -38,6 +38,10 @@ export interface DiskNotes {
   sha256?: string;
   /** The marker the guest wrote on it. */
   guestMarker?: string;
+  /** The marker it held when a snapshot was taken (a later one overwrote it). */
+  firstGuestMarker?: string;
+  /** The sha256 of its first 4 MiB as the guest read them. */
+  guestChecksum?: string;
   /** A pattern written into its image with qemu-io before a crash. */
   imageMarker?: { offset: number; length: number; pattern: number };
   /** The guest's disks before it was attached, by VM name. */

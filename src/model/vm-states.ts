@@ -44,7 +44,8 @@ export const ALLOWED_FROM: Record<VmAction, readonly VmState[]> = {
   restart: ['running'],
   // Transitional states are never seen here: actions on one VM are serialised.
   delete: ['created', 'running', 'stopped', 'error'],
-  'attach-disk': ['running', 'stopped'],
+  // A VM not yet started takes its disks like a stopped one: on its command line at its first start.
+  'attach-disk': ['created', 'running', 'stopped'],
   snapshot: ['created', 'running', 'stopped'],
   revert: ['created', 'running', 'stopped', 'error'],
 };
