@@ -82,6 +82,17 @@ Feature: Snapshots with memory, reverts, and clones that start warm
       And the VM "web-2" is started
       Then QEMU of "web-2" booted the guest rather than start from the saved state
 
+    @real-guest
+    Scenario: A Debian clone made after cloud-init ran starts warm, and keeps its origin's SSH host keys
+      Given a template "debian" for the Debian image with 2 CPUs and 1024 MB
+      And a running VM "deb" from the debian template
+      And a snapshot "booted" of "deb" is taken
+      When a VM "deb-2" is cloned from the snapshot "booted" of "deb"
+      And the VM "deb-2" is started
+      Then QEMU of "deb-2" was started from the saved state
+      And the guest clock of "deb-2" is within 2 s of the host's
+      And the guests of "deb-2" and "deb" hold the same SSH host keys, as the README warns
+
   Rule: What a snapshot stands on is kept, and what it holds goes with its VM
 
     Scenario: A snapshot a clone stands on, and the VM it is of, are kept until the clone is gone

@@ -15,7 +15,7 @@ import { noteHoldings } from '../support/validation-state.ts';
 import { commandWords, runVmanOk, tableRows } from '../support/cli-tasks.ts';
 import { qemuOfVm } from '../support/proc-reader.ts';
 import {
-  deleteSnapshot, setGuestClock, guestReadsRootTail, guestWritesRootTail, guestClockOffsetMs, guestDiskChecksum, guestGenerationId, guestKeepsRamMarker, guestRamMarker, memoryStateBytes,
+  deleteSnapshot, guestHostKeys, setGuestClock, guestReadsRootTail, guestWritesRootTail, guestClockOffsetMs, guestDiskChecksum, guestGenerationId, guestKeepsRamMarker, guestRamMarker, memoryStateBytes,
   qemuGenerationId, qemuResumedAState, requestClone, requestRevert, requestSnapshot, takeSnapshot,
 } from '../support/snapshot-tasks.ts';
 
@@ -170,6 +170,13 @@ Then('{string} and {string} each have an SSH port and a console of their own', a
   }
   expect(seen[0]!.port, 'the two SSH ports').to.not.equal(seen[1]!.port);
   expect(seen[0]!.consoleFile, 'the two consoles').to.not.equal(seen[1]!.consoleFile);
+});
+
+Then('the guests of {string} and {string} hold the same SSH host keys, as the README warns', async function (this: VmanWorld, a: string, b: string) {
+  const keys = [];
+  for (const vm of [a, b]) keys.push(await guestHostKeys((await recordedVm(this, vm)).dir));
+  expect(keys[0]!.length, `SSH host keys in the guest of ${a}`).to.be.above(0);
+  expect(keys[0], `the SSH host keys of ${a} against those of ${b}`).to.deep.equal(keys[1]);
 });
 
 Then('the database records no snapshot', async function (this: VmanWorld) {

@@ -183,3 +183,12 @@ export async function setGuestClock(dir: string, epochMs: number): Promise<void>
     if (r.exitCode !== 0) throw new Error(`the guest could not set its clock (exit ${r.exitCode}): ${r.stderr}`);
   });
 }
+
+/** The public SSH host keys a guest holds (/etc/ssh/ssh_host_*_key.pub), read through its agent, sorted. */
+export async function guestHostKeys(dir: string): Promise<string[]> {
+  return withGuestAgent(dir, async (ga) => {
+    const r = await ga.exec('/bin/sh', ['-c', 'cat /etc/ssh/ssh_host_*_key.pub'], { timeoutMs: 10_000 });
+    if (r.exitCode !== 0) throw new Error(`the guest could not read its host keys (exit ${r.exitCode}): ${r.stderr}`);
+    return r.stdout.split('\n').map((l) => l.split(' ').slice(0, 2).join(' ')).filter(Boolean).sort();
+  });
+}

@@ -107,11 +107,11 @@ export class DryRunVm implements VmHandle {
     return 0;
   }
 
-  async waitUntilReady(rule: ReadinessRule, timeoutMs: number): Promise<Readiness> {
+  async waitUntilReady(rule: ReadinessRule, timeoutMs: number, opts: { setClock?: boolean } = {}): Promise<Readiness> {
     // A timeout as the real wait reports one, so the API answers it as one (504).
     if (this.operator.behaviour.neverReady) throw new WaitTimeoutError('the guest to become ready (simulated)', 'a simulated guest that never is', timeoutMs);
     // A simulated guest takes the address it was handed, and says so when it has an agent.
-    return { guestAddress: rule.kind === 'agent' ? this.address : null, ms: 1 };
+    return { guestAddress: rule.kind === 'agent' ? this.address : null, ms: 1, ...(opts.setClock ? { clockOffsetMs: 0 } : {}) };
   }
 
   async stop(opts: StopOptions = {}): Promise<StopMethod> {

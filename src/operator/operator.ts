@@ -16,7 +16,8 @@ export interface VmHandle {
   /** QMP `query-status`. */
   runState(): Promise<string>;
   /** Until the guest is ready by its template's rule (stops early if QEMU exits). */
-  waitUntilReady(rule: ReadinessRule, timeoutMs: number): Promise<Readiness>;
+  /** With `setClock` (a resumed guest), its clock is set to the host's on the way. */
+  waitUntilReady(rule: ReadinessRule, timeoutMs: number, opts?: { setClock?: boolean }): Promise<Readiness>;
   stop(opts?: StopOptions): Promise<StopMethod>;
   kill(): Promise<void>;
   /** vman lets go of the VM without stopping it (vman shuts down; the next one adopts it). */

@@ -59,6 +59,8 @@ export interface Readiness {
   /** The guest's own IPv4 address, when it said it (agent readiness). */
   guestAddress: string | null;
   ms: number;
+  /** With `setClock`: the guest's clock minus the host's once set, in ms. */
+  clockOffsetMs?: number;
 }
 
 export interface VmHandleOptions {
@@ -178,19 +180,7 @@ export class QemuVm implements VmHandle {
   async setGuestTime(timeoutMs = 5_000): Promise<number> {
     return this.withGuestAgent(async (ga) => {
       await ga.ping(timeoutMs);
-      // qemu-ga sets the clock, then runs hwclock -w; a guest without hwclock answers "not supported"
-      // with its clock already set. What the guest's clock reads afterwards decides.
-      const refusal = await ga.execute('guest-set-time', { time: Date.now() * 1_000_000 }, { timeoutMs }).then(() => undefined, (e: unknown) => e);
-      if (refusal !== undefined && !(refusal instanceof GuestAgentError)) throw refusal;
-      // qemu-ga 7.2 refuses outright where there is no /sbin/hwclock (a busybox guest): the guest's own date sets it.
-      if (refusal instanceof GuestAgentError && /not currently supported/.test(refusal.message)) {
-        const r = await ga.exec('date', ['-s', `@${Math.round(Date.now() / 1000)}`], { timeoutMs });
-        if (r.exitCode !== 0) throw new Error(`the guest's date -s failed (${r.exitCode}): ${r.stderr}`);
-      }
-      const guestNs = await ga.execute<number>('guest-get-time', undefined, { timeoutMs });
-      const offset = Math.round(guestNs / 1_000_000 - Date.now());
-      if (Math.abs(offset) > 2_000) throw new Error(`the guest's clock is ${offset} ms off the host's after guest-set-time${refusal ? ` (${errorText(refusal)})` : ''}`);
-      return offset;
+      return setClockThrough(ga, timeoutMs);
     }, timeoutMs);
   }
 
@@ -209,8 +199,9 @@ export class QemuVm implements VmHandle {
    * and it reports an IPv4 address; its SSH server greets; a console line
    * matches; or at once (QEMU runs). Stops early if QEMU exits.
    */
-  async waitUntilReady(rule: ReadinessRule, timeoutMs: number): Promise<Readiness> {
+  async waitUntilReady(rule: ReadinessRule, timeoutMs: number, opts: { setClock?: boolean } = {}): Promise<Readiness> {
     const started = Date.now();
+    let clockOffsetMs: number | undefined;
     const what = rule.kind === 'agent' ? 'its guest agent to answer and report an address'
       : rule.kind === 'ssh' ? `an SSH server to greet on ${rule.host}:${rule.port}`
         : rule.kind === 'serial' ? `a console line matching ${rule.pattern}` : 'QEMU to run';
@@ -222,8 +213,10 @@ export class QemuVm implements VmHandle {
           case 'none':
             return { done: true, value: null };
           case 'agent': {
+            // A resumed guest's clock is set in the same agent session: each new session costs qemu-ga's poll.
             const address = await this.withGuestAgent(async (ga) => {
               await ga.ping(1_000);
+              if (opts.setClock && clockOffsetMs === undefined) clockOffsetMs = await setClockThrough(ga, 5_000);
               return firstIpv4(await ga.networkInterfaces());
             }, 1_500);
             return address ? { done: true, value: address } : { done: false, seen: 'the agent answers; the guest has no IPv4 address yet' };
@@ -238,7 +231,9 @@ export class QemuVm implements VmHandle {
       },
       { timeoutMs, intervalMs: 100 },
     );
-    return { guestAddress, ms: Date.now() - started };
+    // Other rules know nothing of an agent: the clock is set apart, where there is one.
+    if (opts.setClock && clockOffsetMs === undefined) clockOffsetMs = await this.setGuestTime(2_000).catch(() => undefined);
+    return { guestAddress, ms: Date.now() - started, ...(clockOffsetMs === undefined ? {} : { clockOffsetMs }) };
   }
 
   /**
@@ -408,6 +403,26 @@ const DETACH_POINTS: Partial<Record<HotplugProgress, CrashPoint>> = {
 function crashAt(points: Partial<Record<HotplugProgress, CrashPoint>>, progress: HotplugProgress): void {
   const point = points[progress];
   if (point) crashPoint(point);
+}
+
+/**
+ * Sets the guest's clock to the host's through its agent and returns the
+ * guest's clock minus the host's afterwards (ms), as the agent reads it back.
+ * qemu-ga sets the clock, then runs hwclock -w; qemu-ga 7.2 refuses outright
+ * ("not supported") where there is no /sbin/hwclock (a busybox guest), and
+ * then the guest's own date sets it. What the clock reads afterwards decides.
+ */
+async function setClockThrough(ga: GuestAgentClient, timeoutMs: number): Promise<number> {
+  const refusal = await ga.execute('guest-set-time', { time: Date.now() * 1_000_000 }, { timeoutMs }).then(() => undefined, (e: unknown) => e);
+  if (refusal !== undefined && !(refusal instanceof GuestAgentError)) throw refusal;
+  if (refusal instanceof GuestAgentError && /not currently supported/.test(refusal.message)) {
+    const r = await ga.exec('date', ['-s', `@${Math.round(Date.now() / 1000)}`], { timeoutMs });
+    if (r.exitCode !== 0) throw new Error(`the guest's date -s failed (${r.exitCode}): ${r.stderr}`);
+  }
+  const guestNs = await ga.execute<number>('guest-get-time', undefined, { timeoutMs });
+  const offset = Math.round(guestNs / 1_000_000 - Date.now());
+  if (Math.abs(offset) > 2_000) throw new Error(`the guest's clock is ${offset} ms off the host's after guest-set-time${refusal ? ` (${errorText(refusal)})` : ''}`);
+  return offset;
 }
 
 /** The first IPv4 address a guest reports outside loopback. */

@@ -6,6 +6,7 @@
 // detach). A restart is a stop and then a start, so cut short it ends stopped.
 import { rm } from 'node:fs/promises';
 import { putDisksBack } from './snapshot-service.ts';
+import { removeSnapshotDir } from './snapshot-files.ts';
 import type { VmanDb } from '../db/database.ts';
 import type { Intent, IntentRecord } from '../db/types.ts';
 import { removeImage } from '../operator/qemu-img.ts';
@@ -103,7 +104,7 @@ async function settleVm(o: RecoveryOptions, i: VmIntent): Promise<string> {
     }
     case 'vm.snapshot': {
       // Never recorded (the record and the intent's end are one commit): its folder goes, and a paused guest runs on.
-      if (!o.db.snapshots.get(i.snapshotId)) await rm(i.dir, { recursive: true, force: true });
+      if (!o.db.snapshots.get(i.snapshotId)) await removeSnapshotDir(i.dir);
       if (!vm || !i.running) return 'undone: the snapshot folder removed';
       const handle = await o.runtime.operator.adopt(vm.id, vm.storageDir).catch(() => undefined);
       if (!handle) {
@@ -129,7 +130,7 @@ async function settleVm(o: RecoveryOptions, i: VmIntent): Promise<string> {
       const clones = o.db.vms.listClonesOf(i.snapshotId);
       if (clones.length > 0) return `not finished: clones stand on it (${clones.map((c) => c.name).join(', ')})`;
       o.db.snapshots.delete(i.snapshotId);
-      await rm(i.dir, { recursive: true, force: true });
+      await removeSnapshotDir(i.dir);
       return 'finished: record and folder removed';
     }
     case 'vm.delete': {

@@ -18,7 +18,7 @@ import type { IntentJournal } from './intent-journal.ts';
 import type { LogFields, VmService } from './vm-service.ts';
 import type { TemplateService } from './template-service.ts';
 import { message, type VmRuntime } from './vm-runtime.ts';
-import { MEMORY_STATE_FILE, SERIAL_LOG_FILE, snapshotDir, snapshotImage } from './snapshot-files.ts';
+import { MEMORY_STATE_FILE, removeSnapshotDir, SERIAL_LOG_FILE, snapshotDir, snapshotImage } from './snapshot-files.ts';
 
 export interface SnapshotServiceOptions {
   db: VmanDb;
@@ -72,7 +72,7 @@ export class SnapshotService {
         try {
           return running ? await this.takeRunning(vm, id, name, dir, intent) : await this.takeAtRest(vm, id, name, dir, intent);
         } catch (err) {
-          await rm(dir, { recursive: true, force: true });
+          await removeSnapshotDir(dir);
           throw err;
         }
       });
@@ -156,7 +156,14 @@ export class SnapshotService {
         await putDisksBack(snapshot.disks);
         crashPoint('vm.revert.after-disks');
         if (snapshot.withMemory) {
-          await this.o.vms.resumeLocked(vm, snapshot, intent);
+          await this.o.vms.resumeLocked(vm, snapshot, intent).catch(async (err: unknown) => {
+            // Refused before QEMU ran (its network): the disks are the snapshot's already, so it ends stopped, as
+            // recovery ends a cut-short revert, not left restoring (a failed launch or boot has settled it already).
+            if (this.o.vms.record(vm.id).state === 'restoring') {
+              await this.o.runtime.settle(vm.id, { state: 'stopped', reason: `the revert to snapshot ${snapshot.name} failed: its disks are the snapshot's, its memory was not resumed: ${message(err)}` });
+            }
+            throw err;
+          });
         } else {
           await this.o.runtime.settle(vm.id, { state: 'stopped', reason: `reverted to snapshot ${snapshot.name}` }, { inTransaction: () => this.o.journal.clear(intent) });
         }
@@ -176,7 +183,7 @@ export class SnapshotService {
       if (clones.length > 0) throw conflict('snapshot-has-clones', `snapshot ${name} of VM ${vm.name} has clones whose disks stand on it: ${clones.join(', ')}; delete them first`);
       await this.o.journal.run({ op: 'vm.snapshot-delete', vmId: vm.id, snapshotId: snapshot.id, dir: snapshot.dir }, async () => {
         this.o.db.snapshots.delete(snapshot.id);
-        await rm(snapshot.dir, { recursive: true, force: true });
+        await removeSnapshotDir(snapshot.dir);
       });
       this.log(`vm ${vm.id}: snapshot ${name} deleted`, { vm_id: vm.id, vm_name: vm.name, snapshot: name });
     });

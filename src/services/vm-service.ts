@@ -346,8 +346,11 @@ export class VmService {
     const resumed = Date.now();
     let clock = 'not resumed';
     try {
-      if (resume) clock = await this.runOn(vm, template, handle);
-      ({ guestAddress } = await handle.waitUntilReady(readinessRule(template, sshPort, resume?.guestAddress ?? address), this.o.bootTimeoutMs));
+      // A loaded guest runs on; its clock, standing at the moment it was saved, is set to the host's on the way to ready.
+      if (resume) await handle.resume();
+      const ready = await handle.waitUntilReady(readinessRule(template, sshPort, resume?.guestAddress ?? address), this.o.bootTimeoutMs, { setClock: resume !== undefined });
+      guestAddress = ready.guestAddress;
+      if (resume) clock = ready.clockOffsetMs === undefined ? 'not set: no guest agent answered' : `set through the guest agent (${ready.clockOffsetMs} ms from the host's after)`;
     } catch (err) {
       await this.runtime.failLocked(vm.id, `the guest never became ready (${template.readiness}): ${message(err)}`);
       throw await this.bootFailure(vm, template, err);
@@ -373,20 +376,6 @@ export class VmService {
       this.log(`vm ${vm.id} resumed snapshot ${resume.name}: QEMU up in ${t.launchMs} ms, state loaded in ${t.loadMs} ms, guest ready ${Date.now() - resumed} ms after it ran on; clock ${clock}`, {
         vm_id: vm.id, vm_name: vm.name, resume_launch_ms: t.launchMs, resume_load_ms: t.loadMs, resume_ready_ms: Date.now() - resumed,
       });
-    }
-  }
-
-  /** A loaded guest runs on; its clock, standing at the moment it was saved, is set to the host's. */
-  private async runOn(vm: VmRecord, template: TemplateRecord, handle: VmHandle): Promise<string> {
-    await handle.resume();
-    try {
-      const offset = await handle.setGuestTime(template.readiness === 'agent' ? 10_000 : 2_000);
-      return `set through the guest agent (${offset} ms from the host's after)`;
-    } catch (err) {
-      // A guest without an agent keeps the clock it was saved with until it syncs itself.
-      this.log(`vm ${vm.id}: the resumed guest's clock could not be set: ${message(err)}`, { vm_id: vm.id, vm_name: vm.name });
-      if (template.readiness === 'agent') throw err;
-      return `not set (no guest agent answered: ${message(err)})`;
     }
   }
 
