@@ -123,6 +123,89 @@ describe('openDatabase and migrations', () => {
   });
 });
 
+describe('migration 4 (snapshots) over a database of version 3', () => {
+  const tables = ['templates', 'vms', 'disks', 'address_allocations', 'intents'] as const;
+  const dump = (db: Database.Database) => Object.fromEntries(tables.map((t) => [t, db.prepare(`SELECT * FROM ${t} ORDER BY rowid`).all()])) as Record<typeof tables[number], unknown[]>;
+
+  /** A version-3 database, as a vman before snapshots left it: a template, a VM running with an attached disk and an address, an unfinished intent. */
+  function version3(file: string): Database.Database {
+    const db = new Database(file);
+    db.pragma('journal_mode = WAL');
+    db.pragma('foreign_keys = ON');
+    assert.equal(applyMigrations(db, MIGRATIONS.slice(0, 3)), 3);
+    const now = '2026-01-05T10:00:00.000Z';
+    db.prepare(`INSERT INTO templates (id, name, cpus, memory_mb, kernel_path, builtin, created_at, readiness, ssh_keys)
+      VALUES ('tpl-1', 'tiny', 1, 256, '/k/vmlinuz', 0, ?, 'ssh', '["ssh-ed25519 AAAA k"]')`).run(now);
+    db.prepare(`INSERT INTO vms (id, name, template_id, state, pid, mac, storage_dir, created_at, updated_at, ssh_keys, user_data, ssh_port, guest_address, stop_method)
+      VALUES ('vm-1', 'web', 'tpl-1', 'running', 4242, '52:54:00:00:00:01', '/srv/vms/vm-1', ?, ?, '[]', '#cloud-config', 40022, '10.0.2.15', 'agent')`).run(now, now);
+    db.prepare(`INSERT INTO vms (id, name, template_id, state, state_reason, mac, storage_dir, created_at, updated_at)
+      VALUES ('vm-2', 'db', 'tpl-1', 'error', 'it crashed', '52:54:00:00:00:02', '/srv/vms/vm-2', ?, ?)`).run(now, now);
+    db.prepare(`INSERT INTO disks (id, name, size_gb, format, path, state, vm_id, mount_point, created_at, updated_at)
+      VALUES ('disk-1', 'data', 1, 'qcow2', '/srv/disks/disk-1.qcow2', 'attached', 'vm-1', '/dev/vdb', ?, ?)`).run(now, now);
+    db.prepare("INSERT INTO address_allocations (address, vm_id, allocated_at) VALUES ('10.0.2.15', 'vm-1', ?)").run(now);
+    db.prepare(`INSERT INTO intents (op, vm_id, disk_id, detail, owner, started_at)
+      VALUES ('disk.attach', 'vm-1', 'disk-1', '{"op":"disk.attach","diskId":"disk-1","vmId":"vm-1","hot":true}', 'a-vman-that-died', ?)`).run(now);
+    return db;
+  }
+
+  it('keeps every row (no cascade while vms is rebuilt), and foreign keys are on and hold afterwards', () => {
+    const db = version3(freshPath());
+    const before = dump(db);
+    assert.equal(applyMigrations(db), 1);
+    assert.equal(currentSchemaVersion(db), 4);
+    assert.equal(db.pragma('foreign_keys', { simple: true }), 1, 'foreign keys on again');
+    assert.deepEqual(db.pragma('foreign_key_check'), []);
+    const after = dump(db);
+    // The VMs keep every column, and have the new ones empty.
+    assert.deepEqual(after.vms, before.vms.map((r) => ({ ...(r as object), device_model: null, resume_from: null, origin_snapshot_id: null })));
+    for (const t of ['templates', 'disks', 'address_allocations', 'intents'] as const) assert.deepEqual(after[t], before[t], t);
+    // The indexes are back.
+    const indexes = db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'vms' AND name NOT LIKE 'sqlite_%' ORDER BY name").pluck().all();
+    assert.deepEqual(indexes, ['vms_origin_idx', 'vms_state_idx', 'vms_template_id_idx']);
+    db.close();
+  });
+
+  it('the rebuilt tables refer and are referred to as before; the new states and intents pass their CHECKs', () => {
+    const db = version3(freshPath());
+    applyMigrations(db);
+    const v = (sql: string, ...params: unknown[]) => db.prepare(sql).run(...params);
+    for (const state of ['saving', 'restoring']) v('UPDATE vms SET state = ? WHERE id = ?', state, 'vm-1');
+    assert.throws(() => v("UPDATE vms SET state = 'paused' WHERE id = 'vm-1'"), sqliteCode('SQLITE_CONSTRAINT_CHECK'));
+    for (const op of ['vm.snapshot', 'vm.revert', 'vm.snapshot-delete']) v("INSERT INTO intents (op, vm_id, detail, owner, started_at) VALUES (?, 'vm-1', '{}', 'x', 'now')", op);
+    assert.throws(() => v("INSERT INTO intents (op, detail, owner, started_at) VALUES ('vm.pause', '{}', 'x', 'now')"), sqliteCode('SQLITE_CONSTRAINT_CHECK'));
+    // disks → vms: RESTRICT still holds; address_allocations → vms: CASCADE still holds; vms → templates: RESTRICT.
+    assert.throws(() => v("DELETE FROM vms WHERE id = 'vm-1'"), fkViolation);
+    assert.throws(() => v("DELETE FROM templates WHERE id = 'tpl-1'"), fkViolation);
+    v("INSERT INTO address_allocations (address, vm_id, allocated_at) VALUES ('10.0.2.16', 'vm-2', 'now')");
+    v("DELETE FROM vms WHERE id = 'vm-2'");
+    assert.deepEqual(db.prepare('SELECT address FROM address_allocations').pluck().all(), ['10.0.2.15']);
+    // snapshots → vms, and vms → snapshots (a clone's origin): RESTRICT both ways.
+    v("INSERT INTO snapshots (id, vm_id, name, with_memory, dir, hardware, disks, created_at) VALUES ('snap-1', 'vm-1', 'warm', 1, '/srv/vms/vm-1/snapshots/snap-1', '{}', '[]', 'now')");
+    assert.throws(() => v("INSERT INTO snapshots (id, vm_id, name, with_memory, dir, hardware, disks, created_at) VALUES ('snap-2', 'ghost', 'x', 0, '/d', '{}', '[]', 'now')"), fkViolation);
+    v(`INSERT INTO vms (id, name, template_id, state, mac, storage_dir, created_at, updated_at, resume_from, origin_snapshot_id)
+      VALUES ('vm-3', 'web-2', 'tpl-1', 'created', '52:54:00:00:00:03', '/srv/vms/vm-3', 'now', 'now', 'snap-1', 'snap-1')`);
+    assert.throws(() => v("DELETE FROM snapshots WHERE id = 'snap-1'"), fkViolation);
+    assert.throws(() => v("UPDATE vms SET origin_snapshot_id = 'snap-gone' WHERE id = 'vm-3'"), fkViolation);
+    assert.deepEqual(db.pragma('foreign_key_check'), []);
+    db.close();
+  });
+
+  it('a version-3 file opened by openDatabase is upgraded the same way, its rows read through the repositories', () => {
+    const file = freshPath();
+    version3(file).close();
+    const v = openDatabase(file);
+    assert.equal(currentSchemaVersion(v.db), 4);
+    assert.equal(v.db.pragma('foreign_keys', { simple: true }), 1);
+    const web = v.vms.get('vm-1');
+    assert.deepEqual({ state: web?.state, pid: web?.pid, sshPort: web?.sshPort, deviceModel: web?.deviceModel, resumeFrom: web?.resumeFrom, origin: web?.originSnapshotId },
+      { state: 'running', pid: 4242, sshPort: 40022, deviceModel: null, resumeFrom: null, origin: null });
+    assert.equal(v.disks.get('disk-1')?.vmId, 'vm-1');
+    assert.equal(v.addresses.getByVm('vm-1')?.address, '10.0.2.15');
+    assert.deepEqual(v.intents.list().map((r) => r.intent), [{ op: 'disk.attach', diskId: 'disk-1', vmId: 'vm-1', hot: true }]);
+    v.close();
+  });
+});
+
 describe('repositories', () => {
   let v: VmanDb;
   beforeEach(() => {

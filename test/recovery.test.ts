@@ -39,8 +39,9 @@ describe('recovery: what an operation had begun to add is taken back', () => {
   it('a start cut short: its QEMU ends, the address goes, the VM is back as it was', async (t) => {
     const v = await dryVman(t, { operator: new DryRunOperator() });
     const { id, qemu } = await running(v);
-    // As the dead vman left it: starting, with an address, its QEMU up, from `stopped`.
-    v.vman.db.vms.setState(id, 'starting', { pid: qemu.pid });
+    // As the dead vman left it: starting, with an address, its QEMU up, from `stopped`. Written as the row
+    // stood (running → starting is no transition vman makes: the wrapped repository refuses it).
+    v.vman.db.db.prepare("UPDATE vms SET state = 'starting', pid = ? WHERE id = ?").run(qemu.pid, id);
     leaveIntent(v, { op: 'vm.start', vmId: id, from: { state: 'stopped', reason: null } });
 
     const b = await restart(v);
@@ -150,6 +151,98 @@ describe('recovery: what an operation had begun to take away is finished', () =>
     const b = await restart(v);
     assert.equal(qemu.disks.has(disk.id), false);
     assert.deepEqual({ state: row(b, 'disks', disk.id)?.state, mount: row(b, 'disks', disk.id)?.mount_point }, { state: 'available', mount: null });
+  });
+});
+
+describe('recovery of snapshots', () => {
+  const snapshotIds = (v: DryVman) => v.rows('SELECT id FROM snapshots') as Array<{ id: string }>;
+
+  it('a snapshot of a VM at rest cut short: its folder goes, the VM is as it was', async (t) => {
+    const v = await dryVman(t);
+    const vm = ok(await v.api('POST', '/api/v1/vms', { name: 'app', template: 'small' }), 201);
+    const dir = path.join(vm.storage_dir, 'snapshots', 'snap-0123456789ab');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'half-a-copy.qcow2'), 'partial');
+    leaveIntent(v, { op: 'vm.snapshot', vmId: vm.id, snapshotId: 'snap-0123456789ab', dir, running: false });
+    const b = await restart(v);
+    assert.equal(fs.existsSync(dir), false);
+    assert.deepEqual(snapshotIds(b), []);
+    assert.equal(row(b, 'vms', vm.id)?.state, 'created');
+    assert.deepEqual(intents(b), []);
+    ok(await b.api('POST', `/api/v1/vms/${vm.id}/snapshots`, { name: 'again' }), 201);
+  });
+
+  it('a snapshot of a running VM cut short with its guest paused: the folder goes, the guest is resumed and the VM runs on', async (t) => {
+    const v = await dryVman(t, { operator: new DryRunOperator() });
+    const { id, qemu } = await running(v);
+    const dir = path.join(row(v, 'vms', id)!.storage_dir as string, 'snapshots', 'snap-0123456789ab');
+    // As the dead vman left it: saving, the guest paused, half a state written.
+    v.vman.db.vms.setState(id, 'saving', {});
+    await qemu.pause();
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'memory.state'), '{"addr');
+    leaveIntent(v, { op: 'vm.snapshot', vmId: id, snapshotId: 'snap-0123456789ab', dir, running: true });
+
+    const b = await restart(v);
+    assert.deepEqual({ alive: qemu.alive, paused: qemu.paused }, { alive: true, paused: false }, 'the same QEMU, its guest running again');
+    assert.deepEqual({ state: row(b, 'vms', id)?.state, pid: row(b, 'vms', id)?.pid }, { state: 'running', pid: qemu.pid });
+    assert.equal(fs.existsSync(dir), false);
+    assert.deepEqual(snapshotIds(b), []);
+    assert.deepEqual(intents(b), []);
+    // vman holds it again: a snapshot and a stop work.
+    assert.equal(ok(await b.api('POST', `/api/v1/vms/${id}/snapshots`, { name: 'warm' }), 201).with_memory, true);
+    ok(await b.api('POST', `/api/v1/vms/${id}/stop`));
+    assert.equal(qemu.alive, false);
+  });
+
+  it('a snapshot of a running VM cut short, its QEMU gone since: the folder goes, the VM is in error', async (t) => {
+    const v = await dryVman(t, { operator: new DryRunOperator() });
+    const { id } = await running(v);
+    const dir = path.join(row(v, 'vms', id)!.storage_dir as string, 'snapshots', 'snap-0123456789ab');
+    v.vman.db.vms.setState(id, 'saving', {});
+    fs.mkdirSync(dir, { recursive: true });
+    leaveIntent(v, { op: 'vm.snapshot', vmId: id, snapshotId: 'snap-0123456789ab', dir, running: true });
+    await v.vman.close();
+    const b = await v.reopen({ operator: new DryRunOperator() });
+    assert.deepEqual({ state: row(b, 'vms', id)?.state, pid: row(b, 'vms', id)?.pid }, { state: 'error', pid: null });
+    assert.match(row(b, 'vms', id)?.state_reason, /snapshot/);
+    assert.equal(fs.existsSync(dir), false);
+    assert.deepEqual(addresses(b), []);
+    assert.deepEqual(intents(b), []);
+  });
+
+  it('a snapshot delete cut short: its row and its folder go', async (t) => {
+    const v = await dryVman(t);
+    const vm = ok(await v.api('POST', '/api/v1/vms', { name: 'app', template: 'small' }), 201);
+    const s = ok(await v.api('POST', `/api/v1/vms/${vm.id}/snapshots`, { name: 'cold' }), 201);
+    const dir = path.join(vm.storage_dir, 'snapshots', s.id);
+    assert.ok(fs.existsSync(dir));
+    leaveIntent(v, { op: 'vm.snapshot-delete', vmId: vm.id, snapshotId: s.id, dir });
+    const b = await restart(v);
+    assert.deepEqual(snapshotIds(b), []);
+    assert.equal(fs.existsSync(dir), false);
+    assert.deepEqual(intents(b), []);
+    ok(await b.api('POST', `/api/v1/vms/${vm.id}/snapshots`, { name: 'cold' }), 201);
+  });
+
+  it('a revert cut short after its disks were being put back: the disks are the snapshot\'s, the VM stopped', async (t) => {
+    const v = await dryVman(t, { operator: new DryRunOperator() });
+    const { id, qemu } = await running(v);
+    const disk = ok(await v.api('POST', '/api/v1/disks', { name: 'data', size_gb: 1 }), 201);
+    ok(await v.api('POST', `/api/v1/disks/${disk.id}/attach`, { vm_id: id }));
+    const s = ok(await v.api('POST', `/api/v1/vms/${id}/snapshots`, { name: 'warm' }), 201);
+    const copy = path.join(row(v, 'vms', id)!.storage_dir as string, 'snapshots', s.id, `${disk.id}.qcow2`);
+    fs.appendFileSync(disk.path, 'written after the snapshot');
+    // As the dead vman left it: restoring, the old QEMU not yet ended.
+    v.vman.db.vms.setState(id, 'restoring', {});
+    leaveIntent(v, { op: 'vm.revert', vmId: id, snapshotId: s.id, from: { state: 'running' } });
+    const b = await restart(v);
+    assert.equal(qemu.alive, false);
+    assert.deepEqual(fs.readFileSync(disk.path), fs.readFileSync(copy));
+    assert.equal(row(b, 'vms', id)?.state, 'stopped');
+    assert.match(row(b, 'vms', id)?.state_reason, /revert to snapshot warm was cut short/);
+    assert.deepEqual(addresses(b), []);
+    assert.deepEqual(intents(b), []);
   });
 });
 

@@ -8,6 +8,7 @@ import { diskCommands } from './disk-commands.ts';
 import { doctorCommand } from './doctor.ts';
 import { observerCommands } from './observer-commands.ts';
 import { SERVE_USAGE } from './serve.ts';
+import { snapshotCommands } from './snapshot-commands.ts';
 import { templateCommands } from './template-commands.ts';
 import { packageVersion } from './version.ts';
 import { vmCommands } from './vm-commands.ts';
@@ -23,7 +24,7 @@ export function buildProgram(): Command {
     .exitOverride()
     .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) });
 
-  vmCommands(program);
+  snapshotCommands(vmCommands(program));
   diskCommands(program);
   templateCommands(program);
   observerCommands(program);

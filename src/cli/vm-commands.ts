@@ -1,8 +1,10 @@
-// `vman vm ...`: list, show, create, start, stop, restart, rm, console, ssh.
+// `vman vm ...`: list, show, create (from a template, or a clone of a
+// snapshot), start, stop, restart, rm, console, ssh; `vman vm snapshot ...`
+// is in snapshot-commands.ts.
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { CliFailure, ctxOf, describe } from './context.ts';
 import { removeCommand, resolveRef } from './resolve.ts';
 import { formatTable, output } from './table.ts';
@@ -20,6 +22,8 @@ export interface VmJson {
   ssh_port: number | null;
   mac: string | null;
   storage_dir: string;
+  origin_snapshot?: { vm_id: string; name: string } | null;
+  resumes_snapshot?: boolean;
   created_at: string;
   updated_at: string;
 }
@@ -30,15 +34,30 @@ interface ConsoleJson {
   data: string;
 }
 
-const vmTable = (vms: VmJson[]): string =>
+export const vmTable = (vms: VmJson[]): string =>
   formatTable(['NAME', 'ID', 'STATE', 'ADDRESS', 'SSH', 'TEMPLATE'], vms.map((v) => [v.name, v.id, v.state, v.address, v.ssh_port, v.template ?? v.template_id]));
 
 const vmDetails = (v: VmJson): string =>
   describe([
     ['name', v.name], ['id', v.id], ['state', v.state], ['reason', v.state_reason], ['template', v.template ?? v.template_id],
     ['address', v.address], ['ssh port', v.ssh_port], ['mac', v.mac], ['pid', v.pid], ['storage', v.storage_dir],
+    // A clone: the snapshot it stands on, and whether its next start resumes it.
+    ...(v.origin_snapshot ? [['cloned from', `${v.origin_snapshot.vm_id}@${v.origin_snapshot.name}${v.resumes_snapshot ? ' (its first start resumes it)' : ''}`] as [string, unknown]] : []),
     ['created', v.created_at], ['updated', v.updated_at],
   ]);
+
+/** A snapshot named on the command line: `VM@SNAPSHOT`. */
+export interface SnapshotRef {
+  vm: string;
+  name: string;
+}
+
+/** `--from` takes `VM@SNAPSHOT` (neither a VM's nor a snapshot's name has an "@"): anything else is a usage error (exit 2). */
+export function snapshotRef(value: string): SnapshotRef {
+  const m = /^([^@]+)@([^@]+)$/.exec(value);
+  if (!m) throw new InvalidArgumentError(`${JSON.stringify(value)} is not VM@SNAPSHOT (e.g. web@warm)`);
+  return { vm: m[1]!, name: m[2]! };
+}
 
 /** `--ssh-key` takes a key or a file holding keys (one a line). */
 async function sshKeys(values: string[]): Promise<string[]> {
@@ -58,7 +77,8 @@ async function sshKeys(values: string[]): Promise<string[]> {
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
-export function vmCommands(program: Command): void {
+/** Adds `vman vm ...`; the `vm` command, under which snapshot-commands.ts adds its own. */
+export function vmCommands(program: Command): Command {
   const vm = program.command('vm').description('manage virtual machines');
 
   vm.command('list').description('list VMs').action(async (_o, cmd: Command) => {
@@ -73,14 +93,24 @@ export function vmCommands(program: Command): void {
     output(json, v, () => vmDetails(v));
   });
 
-  vm.command('create').description('create a VM from a template (it stays stopped until `vm start`)')
+  vm.command('create').description('create a VM from a template, or a clone of a snapshot (it stays stopped until `vm start`)')
     .argument('<name>', 'the new VM\'s name')
-    .requiredOption('--template <template>', 'template name or id')
+    .option('--template <template>', 'template name or id')
+    .option('--from <vm@snapshot>', 'clone this snapshot of a VM (one with memory: the clone\'s first start resumes it); the clone has its origin\'s template', snapshotRef)
     .option('--ssh-key <key-or-file>', 'a public key, or a file of keys; repeatable', collect, [])
     .option('--user-data <file>', 'cloud-init user-data file')
-    .action(async (name: string, o: { template: string; sshKey: string[]; userData?: string }, cmd: Command) => {
+    .action(async (name: string, o: { template?: string; from?: SnapshotRef; sshKey: string[]; userData?: string }, cmd: Command) => {
+      if (o.template === undefined && o.from === undefined) {
+        cmd.error('error: vm create needs --template <template>, or --from <vm@snapshot> to clone a snapshot', { exitCode: 2, code: 'vman.missingOrigin' });
+      }
       const { client, json } = ctxOf(cmd);
-      const body: Record<string, unknown> = { name, template: o.template };
+      const body: Record<string, unknown> = { name };
+      if (o.template !== undefined) body.template = o.template;
+      if (o.from !== undefined) {
+        // Resolved on the client, as every VM named on the command line is.
+        const origin = await resolveRef<VmJson>(client, 'vms', o.from.vm);
+        body.from_snapshot = { vm: origin.id, name: o.from.name };
+      }
       if (o.sshKey.length > 0) body.ssh_keys = await sshKeys(o.sshKey);
       if (o.userData !== undefined) {
         body.user_data = await readFile(o.userData, 'utf8').catch((err: NodeJS.ErrnoException) => {
@@ -141,4 +171,5 @@ export function vmCommands(program: Command): void {
       });
       if (code !== 0) throw new CliFailure('', code);
     });
+  return vm;
 }
