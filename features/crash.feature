@@ -44,6 +44,10 @@ Feature: vman killed in the middle of an operation comes back telling the truth
         | start the VM | vm.start.after-connect | after vman connected to QEMU, before the guest was ready                         | QEMU running the VM under the pid recorded, its guest not answering yet |
         | start the VM | vm.start.before-record | after the guest was ready, before the VM was recorded running                    | the VM recorded starting, its guest answering                           |
 
+      Examples: Starting a clone: it is made again to resume its snapshot
+        | operation       | point                  | moment                                                   | seen                                                                       |
+        | start the clone | vm.start.after-connect | after vman connected to QEMU, before the guest was ready | the VM recorded restoring, its QEMU paused with the saved state loaded     |
+
       Examples: Making a disk
         | operation     | point                    | moment                                                                               | seen                                                     |
         | create a disk | disk.create.after-image  | after qemu-img made the image under a temporary name, before it was moved into place | the image under its temporary name only, and no disk row |

@@ -131,6 +131,11 @@ const MOMENTS: Record<string, (s: Seen, world: VmanWorld) => Promise<Claim[]> | 
     ['no QEMU runs it', s.qemuPid === undefined],
     ['its snapshot recorded', s.snapshotRows === 1],
   ],
+  'the VM recorded restoring, its QEMU paused with the saved state loaded': (s) => [
+    ['the VM recorded restoring', s.vm?.state === 'restoring'],
+    ['QEMU runs it under the pid recorded', s.qemuPid !== undefined && s.vm?.pid === s.qemuPid],
+    ['QEMU paused, the state loaded and the guest not yet run on', s.runState === 'paused'],
+  ],
   'a VM folder that no row records': (s) => [
     ['no VM row', s.vm === undefined],
     ['one VM folder', s.vmFolders.length === 1],

@@ -21,7 +21,11 @@ export const VM = 'app';
 export const DISK = 'data';
 
 /** What the set-up does, in order, before the operation is asked for. */
-type SetupStep = 'create the VM' | 'create the disk' | 'start the VM' | 'attach the disk' | 'stop the VM' | 'snapshot the VM';
+type SetupStep = 'create the VM' | 'create the disk' | 'start the VM' | 'attach the disk' | 'stop the VM' | 'snapshot the VM'
+  | 'snapshot a running origin' | 'clone the VM from it';
+
+/** The VM a clone is made from (the clone is the scenario's VM). */
+export const ORIGIN = 'origin';
 
 /** The snapshot the snapshot and revert operations make and go back to. */
 export const SNAPSHOT = 'warm';
@@ -55,6 +59,9 @@ export const OPERATIONS = {
   'delete the disk': { setup: ['create the disk'], status: 204, request: (w) => deleteDisk(w, DISK), done: diskIsGone },
   'snapshot the running VM': {
     setup: RUNNING_WITH_DISK, status: 201, request: (w) => post(w, `api/v1/vms/${w.idOf(VM)}/snapshots`, { name: SNAPSHOT }), done: snapshotIsRecorded,
+  },
+  'start the clone': {
+    setup: ['snapshot a running origin', 'clone the VM from it'], status: 200, request: (w) => vmAction(w, VM, 'start'), done: vmIs('running'),
   },
   'revert the running VM': {
     setup: [...RUNNING_WITH_DISK, 'snapshot the VM'], status: 200,
@@ -96,6 +103,8 @@ const PASSES: Record<SetupStep, string[]> = {
   'attach the disk': ['disk.attach.'],
   'stop the VM': ['vm.stop.', 'network.release.'],
   'snapshot the VM': ['vm.snapshot.'],
+  'snapshot a running origin': ['vm.create.', 'vm.start.', 'network.setup.', 'vm.snapshot.'],
+  'clone the VM from it': ['vm.create.'],
 };
 
 /** Whether prepare() passes this crash point itself: arming it would kill vman during the set-up. */
@@ -133,6 +142,16 @@ export async function prepare(world: VmanWorld, name: OperationName, point: stri
       case 'attach the disk': expectStatus(await attachDisk(world, DISK, VM), 200, `attach ${DISK} to ${VM}`); break;
       case 'stop the VM': expectStatus(await vmAction(world, VM, 'stop'), 200, `stop ${VM}`); break;
       case 'snapshot the VM': expectStatus(await post(world, `api/v1/vms/${world.idOf(VM)}/snapshots`, { name: SNAPSHOT }), 201, `snapshot ${VM}`); break;
+      case 'snapshot a running origin':
+        await createVm(world, ORIGIN, 'small');
+        expectStatus(await vmAction(world, ORIGIN, 'start'), 200, `start ${ORIGIN}`);
+        expectStatus(await post(world, `api/v1/vms/${world.idOf(ORIGIN)}/snapshots`, { name: SNAPSHOT }), 201, `snapshot ${ORIGIN}`);
+        break;
+      case 'clone the VM from it': {
+        const vm = expectStatus<{ id: string }>(await post(world, 'api/v1/vms', { name: VM, from_snapshot: { vm: ORIGIN, name: SNAPSHOT } }), 201, `clone ${VM}`);
+        world.ids.set(VM, vm.id);
+        break;
+      }
     }
   }
   if (armedLater) {

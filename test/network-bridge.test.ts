@@ -30,7 +30,7 @@ describe('tap device names', () => {
       network: { mode: 'tap', ifname: tapName('vm-0123456789ab'), mac: '52:54:00:12:34:56' }, deviceModel: newDeviceModel('vm-0123456789ab', false),
     });
     assert.ok(args.includes('tap,id=net0,ifname=vt0123456789ab,script=no,downscript=no'), args.join(' '));
-    assert.ok(args.includes('virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56'));
+    assert.ok(args.includes('virtio-net-pci,netdev=net0,id=net0dev,addr=0x3,mac=52:54:00:12:34:56'));
   });
 });
 

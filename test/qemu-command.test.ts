@@ -1,7 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildQemuArgs, escapeOptionValue, vmPaths, type QemuVmSpec } from '../src/operator/qemu-command.ts';
-import { diskNodeNames, newDeviceModel } from '../src/model/device-model.ts';
+import { diskNodeNames, newDeviceModel, withDataDisk, withoutDataDisk } from '../src/model/device-model.ts';
 
 const base: QemuVmSpec = {
   id: 'vm-1',
@@ -42,7 +42,7 @@ describe('QEMU command line', () => {
 
   test('accelerator, CPUs, memory and direct kernel boot', () => {
     const args = buildQemuArgs({ ...base, accel: 'kvm', cpus: 2, memoryMb: 1024 });
-    assert.deepEqual(values(args, '-machine'), ['pc,accel=kvm']);
+    assert.deepEqual(values(args, '-machine'), ['pc-i440fx-7.2,accel=kvm']);
     assert.deepEqual(values(args, '-cpu'), ['host']);
     assert.deepEqual(values(args, '-smp'), ['2']);
     assert.deepEqual(values(args, '-m'), ['1024']);
@@ -55,7 +55,7 @@ describe('QEMU command line', () => {
   test('user networking hands out exactly the allocated address, lets the guest out unless restricted, and forwards SSH', () => {
     const args = buildQemuArgs(base);
     assert.deepEqual(values(args, '-netdev'), ['user,id=net0,net=10.0.2.0/24,dhcpstart=10.0.2.15']);
-    assert.ok(values(args, '-device').includes('virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56'));
+    assert.ok(values(args, '-device').includes('virtio-net-pci,netdev=net0,id=net0dev,addr=0x3,mac=52:54:00:12:34:56'));
     const restricted = buildQemuArgs({ ...base, network: { ...base.network, mode: 'user', subnet: '10.0.2.0/24', address: '10.0.2.15', mac: '52:54:00:12:34:56', restrict: true, sshPort: 2222 } });
     assert.deepEqual(values(restricted, '-netdev'), ['user,id=net0,net=10.0.2.0/24,dhcpstart=10.0.2.15,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22']);
     assert.throws(() => buildQemuArgs({ ...base, network: { mode: 'user', subnet: '10.0.2.0/24', address: '10.0.2.15', mac: '52:54:00:12:34:56', sshPort: 70000 } }), /invalid SSH port/);
@@ -67,18 +67,18 @@ describe('QEMU command line', () => {
   });
 
   test('cold-attached disks become blockdev nodes and virtio-blk devices named after the disk', () => {
-    const args = buildQemuArgs({ ...base, disks: [{ id: 'd1', path: '/s/disks/d1.qcow2', format: 'qcow2' }] });
+    const args = buildQemuArgs({ ...base, disks: [{ id: 'd1', path: '/s/disks/d1.qcow2', format: 'qcow2' }], deviceModel: withDataDisk(base.deviceModel, 'd1') });
     const names = diskNodeNames('d1');
     assert.deepEqual(values(args, '-blockdev'), [
       `driver=file,node-name=${names.fileNode},filename=/s/disks/d1.qcow2`,
       `driver=qcow2,node-name=${names.node},file=${names.fileNode}`,
     ]);
-    assert.ok(values(args, '-device').includes(`virtio-blk-pci,drive=${names.node},id=${names.device},serial=d1`));
+    assert.ok(values(args, '-device').includes(`virtio-blk-pci,drive=${names.node},id=${names.device},addr=0x6,serial=d1`));
   });
 
   test('commas in paths are escaped for QEMU option strings', () => {
     assert.equal(escapeOptionValue('/a,b/c'), '/a,,b/c');
-    const args = buildQemuArgs({ ...base, disks: [{ id: 'd1', path: '/s/x,y.qcow2', format: 'qcow2' }] });
+    const args = buildQemuArgs({ ...base, disks: [{ id: 'd1', path: '/s/x,y.qcow2', format: 'qcow2' }], deviceModel: withDataDisk(base.deviceModel, 'd1') });
     assert.ok(values(args, '-blockdev')[0]!.endsWith('filename=/s/x,,y.qcow2'));
   });
 
@@ -94,5 +94,34 @@ describe('QEMU command line', () => {
 
   test('refuses a VM folder whose socket paths would exceed the kernel limit', () => {
     assert.throws(() => buildQemuArgs({ ...base, dir: `/tmp/${'x'.repeat(100)}` }), /socket path too long/);
+  });
+
+  test('pins the machine, puts every device in its recorded slot, and gives each QEMU a generation id', () => {
+    const model = withDataDisk(withDataDisk(base.deviceModel, 'd1'), 'd2');
+    const args = buildQemuArgs({ ...base, deviceModel: model, disks: [{ id: 'd2', path: '/s/d2.qcow2', format: 'qcow2' }, { id: 'd1', path: '/s/d1.qcow2', format: 'qcow2' }] });
+    const devices = values(args, '-device');
+    // Slots come from the model, not from the order on the command line.
+    assert.ok(devices.some((d) => d.includes('id=disk-d1,addr=0x6')), devices.join('\n'));
+    assert.ok(devices.some((d) => d.includes('id=disk-d2,addr=0x7')), devices.join('\n'));
+    assert.ok(devices.includes('virtio-serial-pci,id=vser0,addr=0x2'));
+    assert.ok(devices.includes('vmgenid,id=vmgenid0'));
+    // A detached disk gives its slot back, and the next one takes the lowest free.
+    assert.equal(withDataDisk(withoutDataDisk(model, 'd1'), 'd3').slots['disk-d3'], 6);
+    assert.throws(() => buildQemuArgs({ ...base, disks: [{ id: 'd9', path: '/s/d9.qcow2', format: 'qcow2' }] }), /no slot/);
+  });
+
+  test('a resume waits for its state (-incoming defer) and appends to the console it goes on from', () => {
+    const args = buildQemuArgs({ ...base, incomingFd: 3 });
+    assert.deepEqual(values(args, '-incoming'), ['defer']);
+    assert.deepEqual(values(args, '-serial'), ['chardev:serial0']);
+    assert.ok(values(args, '-chardev').some((c) => c.startsWith('file,id=serial0,') && c.endsWith(',append=on')));
+    assert.deepEqual(values(buildQemuArgs(base), '-incoming'), []);
+    assert.throws(() => buildQemuArgs({ ...base, incomingFd: 1 }), /invalid incoming descriptor/);
+  });
+
+  test('forwards SSH to the address a resumed guest kept', () => {
+    const args = buildQemuArgs({ ...base, network: { mode: 'user', subnet: '10.0.2.0/24', address: '10.0.2.16', mac: '52:54:00:12:34:56', sshPort: 40022, guestAddress: '10.0.2.15' } });
+    assert.ok(values(args, '-netdev')[0]!.includes('hostfwd=tcp:127.0.0.1:40022-10.0.2.15:22'));
+    assert.throws(() => buildQemuArgs({ ...base, network: { mode: 'user', subnet: '10.0.2.0/24', address: '10.0.2.16', mac: '52:54:00:12:34:56', guestAddress: '10.0.2.15,x' } }), /invalid guest address/);
   });
 });

@@ -367,8 +367,11 @@ export class VmService {
         throw conflict('vm-state-conflict', `VM ${vm.id} left ${phase} before it was ready: ${this.record(vm.id).state}`);
       }
       this.o.db.vms.setRuntime(vm.id, { sshPort: sshPort ?? null, guestAddress });
-      // Resumed once: its next start boots from its own disks.
-      if (resume) this.o.db.vms.setResumeFrom(vm.id, null);
+      // Resumed once: its next start boots from its own disks, in the hardware the saved state had.
+      if (resume) {
+        this.o.db.vms.setResumeFrom(vm.id, null);
+        this.o.db.vms.setDeviceModel(vm.id, model);
+      }
       this.o.journal.clear(intent);
     });
     if (resume && handle.resumed) {
