@@ -5,7 +5,7 @@
 //   npm run bench -- [--runs N] [--only NAME[,NAME]] [--skip-suite] [--suite-runs N] [--strict]
 //
 // --runs N        measured runs per QEMU figure, after one warm-up (default 5)
-// --only NAME     boot, hotplug, observer, api, debian, suite (repeatable or comma-separated)
+// --only NAME     boot, hotplug, observer, api, debian, snapshot, suite (repeatable or comma-separated)
 // --skip-suite    leave out the whole-suite timing (it takes minutes)
 // --suite-runs N  runs of each suite timing (default 1)
 // --strict        exit 1 when a figure misses its target (default: report only)
@@ -26,10 +26,11 @@ import { cleanupAll, installSignalHandlers, isAborting, makeBenchRoot } from './
 import type { BenchContext, BenchModule, Figure } from './lib/figures.ts';
 import { fmtMs, fmtRatio } from './lib/stats.ts';
 import { observerBench } from './observer.bench.ts';
+import { snapshotBench } from './snapshot.bench.ts';
 import { suiteBench } from './suite.bench.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const MODULES: BenchModule[] = [observerBench, apiBench, bootBench, hotplugBench, debianBench, suiteBench];
+const MODULES: BenchModule[] = [observerBench, apiBench, bootBench, hotplugBench, debianBench, snapshotBench, suiteBench];
 
 function usage(): string {
   return `usage: npm run bench -- [--runs N] [--only ${MODULES.map((m) => m.name).join('|')}] [--skip-suite] [--suite-runs N] [--strict]`;

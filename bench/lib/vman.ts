@@ -81,6 +81,8 @@ export async function startBenchVman(opts: {
   protocolLog?: (vmId: string, entry: ProtocolLogEntry) => void;
   /** Extra settings (VMAN_IMAGE_DIRS, VMAN_BOOT_TIMEOUT, ...). */
   env?: Record<string, string>;
+  /** Every line vman logs (pino JSON), as it is written. */
+  onLog?: (line: string) => void;
 }): Promise<BenchVman> {
   assertNotAborting();
   const env: Record<string, string> = {
@@ -101,6 +103,7 @@ export async function startBenchVman(opts: {
       level: 'info',
       stream: {
         write: (line: string) => {
+          opts.onLog?.(line);
           lines.push(line);
           if (lines.length > 200) lines.splice(0, lines.length - 100);
         },
