@@ -17,14 +17,17 @@ Feature: Snapshots with memory, reverts, and clones that start warm
 
   Rule: A snapshot of a running VM keeps its memory, and a revert brings it back
 
-    Scenario: A marker kept only in the guest's memory is back after a revert
+    Scenario: A marker kept only in the guest's memory is back after a revert, which throws the guest away only when forced
       Given a running VM "web" from the small template
       And the guest of "web" keeps a marker in its memory only
       And the clock of the guest of "web" is an hour behind
       When a snapshot "warm" of "web" is taken
       Then the snapshot "warm" of "web" holds the guest's memory, its state file no larger than the guest's memory
       When the guest of "web" keeps another marker in its memory only
-      And "web" is reverted to "warm" with force
+      And the operator asks to revert "web" to "warm" without force
+      Then the request is refused with status 409 and the problem "revert-loses-data"
+      And the database, the storage folder and the QEMU processes are as they were before
+      When "web" is reverted to "warm" with force
       Then QEMU of "web" was started from the saved state
       And the guest of "web" holds the first marker in its memory
       And the guest clock of "web" is within 2 s of the host's
@@ -40,16 +43,9 @@ Feature: Snapshots with memory, reverts, and clones that start warm
       Then the guest of "db" reads the first marker back from the disk "data"
       And the checksum of the disk "data", as the guest of "db" reads it, is the one it noted
 
-    Scenario: A revert that would throw away a running guest needs force, and without it nothing changes
-      Given a running VM "web" from the small template
-      And a snapshot "warm" of "web" is taken
-      When the operator asks to revert "web" to "warm" without force
-      Then the request is refused with status 409 and the problem "revert-loses-data"
-      And the database, the storage folder and the QEMU processes are as they were before
-
   Rule: A clone resumes its origin's memory, then lives a life of its own
 
-    Scenario: A clone starts from the snapshot's memory and runs beside its origin on its own
+    Scenario: A clone starts from the snapshot's memory, runs beside its origin on its own, boots from its own disks next time, and the snapshot stays while it stands on it
       Given a running VM "web" from the small template
       And the guest of "web" keeps a marker in its memory only
       And the clock of the guest of "web" is an hour behind
@@ -62,6 +58,16 @@ Feature: Snapshots with memory, reverts, and clones that start warm
       And the guests of "web-2" and "web" read different generation ids in their memory, each the one its QEMU gives
       And "web-2" and "web" each have an SSH port and a console of their own
       And the guest of "web-2" keeps another marker in its memory only, and the guest of "web" still holds the first
+      When the VM "web-2" is stopped
+      And the VM "web-2" is started
+      Then QEMU of "web-2" booted the guest rather than start from the saved state
+      When the operator asks to delete the snapshot "warm" of "web"
+      Then the request is refused with status 409 and the problem "snapshot-has-clones"
+      When the VM "web-2" is deleted with force
+      And the VM "web" is deleted with force
+      Then the database has no record of "web"
+      And the storage folder of "web" is gone
+      And the database records no snapshot
 
     Scenario: A clone and its origin each write to a root disk of their own
       Given a template "disk-boot" that boots the test guest from the disk image by its own bootloader
@@ -73,15 +79,6 @@ Feature: Snapshots with memory, reverts, and clones that start warm
       Then each of "bios" and "bios-2" reads back its own marker from the end of its root disk
       And the root disk of "bios-2" is an overlay in its own folder over the image of the snapshot "warm", and its QEMU writes that overlay
 
-    Scenario: A clone stopped and started again boots from its own disks
-      Given a running VM "web" from the small template
-      And a snapshot "warm" of "web" is taken
-      And a VM "web-2" is cloned from the snapshot "warm" of "web"
-      And the VM "web-2" is started
-      When the VM "web-2" is stopped
-      And the VM "web-2" is started
-      Then QEMU of "web-2" booted the guest rather than start from the saved state
-
     @real-guest
     Scenario: A Debian clone made after cloud-init ran starts warm, and keeps its origin's SSH host keys
       Given a template "debian" for the Debian image with 2 CPUs and 1024 MB
@@ -92,20 +89,6 @@ Feature: Snapshots with memory, reverts, and clones that start warm
       Then QEMU of "deb-2" was started from the saved state
       And the guest clock of "deb-2" is within 2 s of the host's
       And the guests of "deb-2" and "deb" hold the same SSH host keys, as the README warns
-
-  Rule: What a snapshot stands on is kept, and what it holds goes with its VM
-
-    Scenario: A snapshot a clone stands on, and the VM it is of, are kept until the clone is gone
-      Given a running VM "web" from the small template
-      And a snapshot "warm" of "web" is taken
-      And a VM "web-2" is cloned from the snapshot "warm" of "web"
-      When the operator asks to delete the snapshot "warm" of "web"
-      Then the request is refused with status 409 and the problem "snapshot-has-clones"
-      When the VM "web-2" is deleted
-      And the VM "web" is deleted with force
-      Then the database has no record of "web"
-      And the storage folder of "web" is gone
-      And the database records no snapshot
 
   Rule: Bad requests are refused with a clear problem, and change nothing
 
@@ -122,9 +105,17 @@ Feature: Snapshots with memory, reverts, and clones that start warm
         | a snapshot of a VM that does not exist          | 404    | vm-not-found           | there is no such VM                           |
         | a snapshot whose name holds a path separator    | 400    | validation-error       | a name never reaches a path as it is given    |
         | a snapshot whose name is already taken          | 409    | snapshot-name-taken    | one name, one snapshot                        |
-        | a revert with a disk attached the snapshot lacks | 409    | snapshot-disks-differ  | the saved guest knows only the disks it had   |
         | a clone from a snapshot that does not exist     | 404    | snapshot-not-found     | there is nothing to clone                     |
         | a clone from a deleted snapshot                 | 404    | snapshot-not-found     | a deleted snapshot is gone for good           |
+
+    Scenario: A revert is refused while a disk is attached that the snapshot does not hold, naming it
+      Given a running VM "web" from the small template
+      And a snapshot "warm" of "web" is taken
+      And a 1 GB disk "data" attached to "web"
+      When the operator asks to revert "web" to "warm" with force, naming no disk it should detach first
+      Then the request is refused with status 409 and the problem "snapshot-disks-differ"
+      And the problem's detail names the disk "data"
+      And the database, the storage folder and the QEMU processes are as they were before
 
   Rule: Snapshots through the command line
 

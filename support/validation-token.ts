@@ -41,7 +41,7 @@ export async function openApiDocument(world: VmanWorld): Promise<OpenApi> {
 
 /** A path of the document with {id} filled in with a template, VM or disk of the scenario, chosen by the collection. */
 function fillIn(world: VmanWorld, template: string): string {
-  return template.replace(/\{id\}/g, () => {
+  return template.replace(/\{name\}/g, 'warm').replace(/\{id\}/g, () => {
     if (template.startsWith('/api/v1/templates/')) return world.idOf('template:tiny');
     if (template.startsWith('/api/v1/vms/')) return world.idOf('db');
     if (template.startsWith('/api/v1/disks/')) return world.idOf('data');
@@ -58,6 +58,7 @@ function bodyFor(world: VmanWorld, method: string, template: string): string | u
     '/api/v1/disks': { name: 'other', size_gb: 1 },
     '/api/v1/disks/{id}/attach': { vm_id: world.idOf('db') },
     '/api/v1/vms/{id}/stop': { force: true },
+    '/api/v1/vms/{id}/snapshots': { name: 'warm' },
   };
   return template in bodies ? JSON.stringify(bodies[template]) : undefined;
 }

@@ -44,8 +44,7 @@ export const ALLOWED_FROM: Record<VmAction, readonly VmState[]> = {
   restart: ['running'],
   // Transitional states are never seen here: actions on one VM are serialised.
   delete: ['created', 'running', 'stopped', 'error'],
-  // A VM not yet started takes its disks like a stopped one: on its command line at its first start.
-  'attach-disk': ['created', 'running', 'stopped'],
+  'attach-disk': ['running', 'stopped'],
   snapshot: ['created', 'running', 'stopped'],
   revert: ['created', 'running', 'stopped', 'error'],
 };

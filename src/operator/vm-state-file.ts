@@ -74,7 +74,7 @@ export async function saveState(qmp: QmpLike, socketPath: string, file: string, 
     await Promise.race([written, new Promise((_, reject) => {
       timer = setTimeout(() => reject(new Error(`the saved state was sent but not written within 10 s (${bytes} bytes written)`)), 10_000);
     })]).finally(() => clearTimeout(timer));
-    await syncFile(file);
+    // Not synced here: the guest waits paused for nothing the disk does; the caller syncs before it records.
     return { bytes, ms: Date.now() - started };
   } finally {
     connection?.destroy();
@@ -85,7 +85,7 @@ export async function saveState(qmp: QmpLike, socketPath: string, file: string, 
 }
 
 /** On disk before it is recorded: a snapshot that outlives a power cut. */
-async function syncFile(file: string): Promise<void> {
+export async function syncFile(file: string): Promise<void> {
   const handle = await open(file, 'r');
   try {
     await handle.sync();

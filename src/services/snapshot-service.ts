@@ -18,6 +18,7 @@ import type { IntentJournal } from './intent-journal.ts';
 import type { LogFields, VmService } from './vm-service.ts';
 import type { TemplateService } from './template-service.ts';
 import { message, type VmRuntime } from './vm-runtime.ts';
+import { syncFile } from '../operator/vm-state-file.ts';
 import { MEMORY_STATE_FILE, removeSnapshotDir, SERIAL_LOG_FILE, snapshotDir, snapshotImage } from './snapshot-files.ts';
 
 export interface SnapshotServiceOptions {
@@ -84,6 +85,7 @@ export class SnapshotService {
 
   private async takeAtRest(vm: VmRecord, id: string, name: string, dir: string, intent: number): Promise<SnapshotRecord> {
     const disks = await copyDisks(this.disksOf(vm), dir);
+    for (const d of disks) await syncFile(d.image);
     return this.recordSnapshot({ id, vmId: vm.id, name, withMemory: false, dir, hardware: this.hardwareOf(vm), disks, guestAddress: null, pauseMs: null, stateBytes: null }, intent);
   }
 
@@ -120,6 +122,8 @@ export class SnapshotService {
     }
     await handle.resume();
     const pauseMs = Date.now() - paused;
+    // On disk before it is recorded, synced while the guest already runs on.
+    for (const f of [path.join(dir, MEMORY_STATE_FILE), ...disks.map((d) => d.image)]) await syncFile(f);
     // Its clock stood still while it was paused.
     await handle.setGuestTime(2_000).catch((err: unknown) => this.log(`vm ${vm.id}: clock not set after the snapshot: ${message(err)}`, { vm_id: vm.id, vm_name: vm.name }));
     return this.recordSnapshot({
