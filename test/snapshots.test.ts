@@ -16,7 +16,7 @@ import { UserNetworkBackend, type NetworkBackend } from '../src/network/backend.
 import { DryRunOperator } from '../src/operator/dry-run-operator.ts';
 import { createVman } from '../src/server.ts';
 import { EventBus, type PublishedEvent } from '../src/services/events.ts';
-import { MEMORY_STATE_FILE } from '../src/services/snapshot-files.ts';
+import { MEMORY_STATE_FILE } from '../src/model/snapshot-files.ts';
 import { publishingStateChanges } from '../src/services/state-events.ts';
 import { assertProblem, dryVman, eventually, sharedDryVman, type ApiResponse, type DryVman, type HasAfter } from './helpers/dry-vman.ts';
 

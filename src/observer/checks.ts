@@ -5,7 +5,7 @@ import type { DiskRecord, VmRecord } from '../db/types.ts';
 import { deviceModelOf, diskIdOfBlockName, diskNodeNames, expectedBlockNames } from '../model/device-model.ts';
 import { describeIntent } from '../model/intents.ts';
 import { AT_REST, HOLDS_ADDRESS } from '../model/vm-states.ts';
-import { MEMORY_STATE_FILE } from '../services/snapshot-files.ts';
+import { MEMORY_STATE_FILE } from '../model/snapshot-files.ts';
 import type { Finding } from './findings.ts';
 import { claimProcesses } from './snapshot.ts';
 import type { ObserverSnapshot, QemuProcessView } from './snapshot.ts';

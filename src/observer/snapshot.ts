@@ -10,7 +10,7 @@ import { isQemuSystem, listProcesses, qemuNameOf } from '../operator/proc.ts';
 import type { ProcessInfo } from '../operator/proc.ts';
 import { vmPaths } from '../operator/qemu-command.ts';
 import { QmpClient } from '../operator/qmp-client.ts';
-import { SNAPSHOTS_DIR } from '../services/snapshot-files.ts';
+import { SNAPSHOTS_DIR } from '../model/snapshot-files.ts';
 
 export interface QemuProcessView {
   pid: number;

@@ -5,8 +5,7 @@
 // start, attach); what it had begun to take away is finished (stop, delete,
 // detach). A restart is a stop and then a start, so cut short it ends stopped.
 import { rm } from 'node:fs/promises';
-import { putDisksBack } from './snapshot-service.ts';
-import { removeSnapshotDir } from './snapshot-files.ts';
+import { putDisksBack, removeSnapshotDir } from './snapshot-service.ts';
 import type { VmanDb } from '../db/database.ts';
 import type { Intent, IntentRecord } from '../db/types.ts';
 import { removeImage } from '../operator/qemu-img.ts';

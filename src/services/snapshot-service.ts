@@ -3,7 +3,7 @@
 // saved and its disks are copied; reverting puts the disks back and, with
 // memory, runs the guest on from that moment. Every step runs under the VM's
 // lock and an intent, with crash points, like every other operation.
-import { copyFile, mkdir, rename, rm, stat } from 'node:fs/promises';
+import { copyFile, mkdir, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -19,7 +19,7 @@ import type { LogFields, VmService } from './vm-service.ts';
 import type { TemplateService } from './template-service.ts';
 import { message, type VmRuntime } from './vm-runtime.ts';
 import { syncFile } from '../operator/vm-state-file.ts';
-import { MEMORY_STATE_FILE, removeSnapshotDir, SERIAL_LOG_FILE, snapshotDir, snapshotImage } from './snapshot-files.ts';
+import { MEMORY_STATE_FILE, SERIAL_LOG_FILE, snapshotDir, snapshotImage } from '../model/snapshot-files.ts';
 
 export interface SnapshotServiceOptions {
   db: VmanDb;
@@ -265,3 +265,8 @@ export async function putDisksBack(disks: readonly SnapshotDisk[]): Promise<void
   }
 }
 
+/** Removes a snapshot's folder, and its VM's snapshots folder when that was the last: nothing of it is left. */
+export async function removeSnapshotDir(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true });
+  await rmdir(path.dirname(dir)).catch(() => undefined);
+}

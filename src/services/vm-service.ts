@@ -23,7 +23,7 @@ import { createOverlay } from '../operator/qemu-img.ts';
 import { writeSeed, type SeedContent } from '../operator/cloud-init-seed.ts';
 import type { IntentJournal } from './intent-journal.ts';
 import { AT_REST, assertActionAllowed, isAtRest } from '../model/vm-states.ts';
-import { MEMORY_STATE_FILE, SERIAL_LOG_FILE } from './snapshot-files.ts';
+import { MEMORY_STATE_FILE, SERIAL_LOG_FILE } from '../model/snapshot-files.ts';
 import { GuestGoneError } from '../operator/qemu-vm.ts';
 import { WaitTimeoutError } from '../poll.ts';
 import type { TemplateService } from './template-service.ts';

@@ -1,6 +1,5 @@
 // Where a snapshot's files sit in its VM's folder, named once for the VM
 // service, the snapshot service, recovery and the observer.
-import { rm, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 
 /** Every snapshot of a VM has a folder here, named by its id. */
@@ -17,10 +16,4 @@ export function snapshotDir(vmDir: string, snapshotId: string): string {
 /** The copy of a disk's image in a snapshot's folder. */
 export function snapshotImage(dir: string, diskId: string): string {
   return path.join(dir, `${diskId}.qcow2`);
-}
-
-/** Removes a snapshot's folder, and its VM's snapshots folder when that was the last: nothing of it is left. */
-export async function removeSnapshotDir(dir: string): Promise<void> {
-  await rm(dir, { recursive: true, force: true });
-  await rmdir(path.dirname(dir)).catch(() => undefined);
 }
