@@ -45,6 +45,9 @@ Feature: Snapshots with memory, reverts, and clones that start warm
 
   Rule: A clone resumes its origin's memory, then lives a life of its own
 
+    # A Debian clone, made after cloud-init ran, keeps its origin's SSH host
+    # keys: features/real_guest.feature proves it beside the Debian VM's boot.
+
     Scenario: A clone starts from the snapshot's memory, runs beside its origin on its own, boots from its own disks next time, and the snapshot stays while it stands on it
       Given a running VM "web" from the small template
       And the guest of "web" keeps a marker in its memory only
@@ -78,17 +81,6 @@ Feature: Snapshots with memory, reverts, and clones that start warm
       When the guests of "bios" and "bios-2" each write a marker of their own at the end of their root disk
       Then each of "bios" and "bios-2" reads back its own marker from the end of its root disk
       And the root disk of "bios-2" is an overlay in its own folder over the image of the snapshot "warm", and its QEMU writes that overlay
-
-    @real-guest
-    Scenario: A Debian clone made after cloud-init ran starts warm, and keeps its origin's SSH host keys
-      Given a template "debian" for the Debian image with 2 CPUs and 1024 MB
-      And a running VM "deb" from the debian template
-      And a snapshot "booted" of "deb" is taken
-      When a VM "deb-2" is cloned from the snapshot "booted" of "deb"
-      And the VM "deb-2" is started
-      Then QEMU of "deb-2" was started from the saved state
-      And the guest clock of "deb-2" is within 2 s of the host's
-      And the guests of "deb-2" and "deb" hold the same SSH host keys, as the README warns
 
   Rule: Bad requests are refused with a clear problem, and change nothing
 
