@@ -4,7 +4,7 @@
 // the snapshot's files.
 import type { Response } from 'got';
 import { randomBytes } from 'node:crypto';
-import { readdir, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { expectStatus } from './vm-tasks.ts';
@@ -137,13 +137,6 @@ function guidFromBytes(hex: string): string {
   const b = hex.match(/../g)!;
   const le = (from: number, to: number): string => b.slice(from, to).reverse().join('');
   return `${le(0, 4)}-${le(4, 6)}-${le(6, 8)}-${b.slice(8, 10).join('')}-${b.slice(10, 16).join('')}`;
-}
-
-/** The files in a VM's snapshot folders, and the snapshot rows, as the file system and the database file show them. */
-export async function snapshotsOnDisk(world: VmanWorld, vmDir: string): Promise<{ folders: string[]; rows: number }> {
-  const folders = await readdir(path.join(vmDir, 'snapshots')).catch(() => [] as string[]);
-  const rows = await world.db().all('SELECT id FROM snapshots WHERE dir LIKE ?', [`${vmDir}/%`]);
-  return { folders, rows: rows.length };
 }
 
 /** Size of a snapshot's memory.state on disk, or undefined. */
