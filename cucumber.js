@@ -44,10 +44,11 @@ export const nemesis = {
   format: ['progress', ...reports],
 };
 
-// scripts/coverage.sh: every scenario of the default run, with no report files
-// (they would replace those of the npm test it follows in .ci/run).
+// scripts/coverage.sh: every scenario of the default run. Its messages go to
+// reports/coverage/ (the report files of the npm test it follows in .ci/run
+// stay); .ci/run runs it cold (VMAN_SUITE_COLD=1) and counts it beside the warm run.
 export const coverage = {
   ...common,
   tags: 'not @nemesis-long',
-  format: ['summary'],
+  format: ['summary', 'message:reports/coverage-run/cucumber.ndjson', 'rerun:reports/coverage-run/@rerun.txt'],
 };

@@ -1,4 +1,4 @@
-@integration @network
+@integration @network @cold
 Feature: Network addresses and bridge mode
   Every VM that starts takes one address from the configured range: the
   lowest one free. vman records it in its database together with the VM's
@@ -11,6 +11,10 @@ Feature: Network addresses and bridge mode
   needs root, each VM gets a tap device on a bridge and a DHCP reservation in
   a dnsmasq that vman runs on that bridge; those scenarios build their own
   network namespace with a bridge and remove it afterwards.
+
+  Every VM here boots cold (@cold): a clone of a warm snapshot keeps the
+  address its guest was saved with, so it could not show which address a
+  start hands out.
 
   Rule: A starting VM takes the lowest free address, and the guest has exactly that address
 

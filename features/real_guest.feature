@@ -1,4 +1,4 @@
-@integration @real-guest
+@integration @real-guest @cold
 Feature: A Debian cloud image, run the way its users run it
   Everything else runs on the suite's own busybox guest. People boot
   distribution images: this one is Debian 12, made from Debian's packages by

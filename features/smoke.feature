@@ -1,4 +1,4 @@
-@smoke @integration
+@smoke @integration @cold
 Feature: The test guest boots on this host
   Every other feature starts VMs. Before any of them can mean anything, this
   host has to boot the test guest (started here by the suite itself, with a

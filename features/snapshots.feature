@@ -1,4 +1,4 @@
-@integration @snapshots
+@integration @snapshots @cold
 Feature: Snapshots with memory, reverts, and clones that start warm
   A snapshot keeps a VM at one moment: its disks and, when it runs, its memory
   and devices. Reverting brings the VM back to that moment, and a guest kept
@@ -11,6 +11,9 @@ Feature: Snapshots with memory, reverts, and clones that start warm
   Every claim is read by the suite itself: the guest through its agent, QEMU
   over the suite's own monitor and its command line in /proc, the database
   file and the snapshot's files.
+
+  Every VM here boots cold (@cold): these scenarios make their own snapshots
+  and clones, and count every snapshot vman records.
 
   Background:
     Given vman is running on this host

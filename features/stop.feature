@@ -1,4 +1,4 @@
-@integration @vm-lifecycle @stop
+@integration @vm-lifecycle @stop @cold
 Feature: Every way down
   A stop asks the gentlest way first and goes down the ladder only when a way
   does not work: the guest agent, then the ACPI power button, then QEMU's quit

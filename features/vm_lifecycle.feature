@@ -1,4 +1,4 @@
-@integration @vm-lifecycle
+@integration @vm-lifecycle @cold
 Feature: VM lifecycle
   An operator creates VMs from templates and starts, stops, restarts and
   deletes them through vman's API. What vman records must match what is really

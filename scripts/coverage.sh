@@ -14,16 +14,17 @@ cd "$(dirname "$0")/.."
 gate_only=false
 [ "${1:-}" = --gate-only ] && gate_only=true
 export VMAN_FROM_SOURCES=1
-rm -rf reports/coverage .cache/v8-coverage
-mkdir -p .cache/v8-coverage
+rm -rf reports/coverage reports/coverage-run .cache/v8-coverage
+mkdir -p .cache/v8-coverage reports/coverage-run
 # Every node process below writes its V8 coverage there, vman's children too.
 # The gate is judged after, from the summary, so that a test's failure and the
 # gate's stay apart.
 export NODE_V8_COVERAGE="$PWD/.cache/v8-coverage"
 node --import tsx --test --test-reporter=dot test/*.test.ts >/dev/null; unit=$?
-npx cucumber-js --profile coverage --parallel 2 >/dev/null; acc=$?
+# The suite's own summary is kept; its messages go to reports/coverage-run/ (cucumber.js).
+npx cucumber-js --profile coverage --parallel 2 > reports/coverage-run/output.txt 2>&1; acc=$?
 unset NODE_V8_COVERAGE
-echo "coverage run: unit tests exit $unit, acceptance exit $acc"
+echo "coverage run: unit tests exit $unit, acceptance exit $acc ($(grep -E '^[0-9]+ scenarios' reports/coverage-run/output.txt | tail -1)${VMAN_SUITE_COLD:+, cold})"
 tests=$(( unit || acc ))
 node scripts/coverage-normalize.mjs .cache/v8-coverage
 npx c8 report --check-coverage=false

@@ -25,7 +25,7 @@ Given('vman is running with a QMP timeout of {int} seconds', async function (thi
 });
 
 Given('vman is running with its disk folder on a filesystem with only {int} KB free', async function (this: VmanWorld, kb: number) {
-  const disks = path.join(this.storage, 'vman', 'disks');
+  const disks = path.join(this.vmanStorage(), 'disks');
   await mkdir(disks, { recursive: true, mode: 0o700 });
   await execa('mount', ['-t', 'tmpfs', '-o', `size=${kb}k,mode=0700`, 'vman-test-full', disks]);
   this.cleanups.push(async () => {

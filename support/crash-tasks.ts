@@ -9,7 +9,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import type { Response } from 'got';
 import type { VmanWorld } from '../world/vman-world.ts';
-import { createVm, deleteVm, expectStatus, vmAction } from './vm-tasks.ts';
+import { cloneWarm, createVm, deleteVm, expectStatus, vmAction } from './vm-tasks.ts';
 import { attachDisk, createDisk, deleteDisk, detachDisk } from './disk-tasks.ts';
 import { qemuOfVm, qemusUnder } from './proc-reader.ts';
 import { qemuBlockView } from './qmp-reader.ts';
@@ -70,6 +70,21 @@ export const OPERATIONS = {
 } satisfies Record<string, Operation>;
 
 export type OperationName = keyof typeof OPERATIONS;
+
+const READY_TO = /^everything is ready to (.+), with vman set to die at "[^"]+"$/;
+
+/**
+ * Whether a crash example's set-up starts a VM that is not the subject of the
+ * crash (stop, restart, delete, attach, detach, snapshot, revert): that VM may
+ * come up as a clone of the worker's warm snapshot. A start cut short, and
+ * anything on the bridge (no clone from memory there), boots cold.
+ */
+export function crashSetupClones(stepText: string): boolean {
+  const name = READY_TO.exec(stepText)?.[1];
+  if (name === undefined || !(name in OPERATIONS)) return false;
+  const op: Operation = OPERATIONS[name as OperationName];
+  return !op.bridge && op.setup.includes('start the VM');
+}
 
 /** What a stop, a delete or a detach cut short must have become once vman is back. */
 export const OUTCOMES = {
@@ -133,7 +148,10 @@ export async function prepare(world: VmanWorld, name: OperationName, point: stri
   }
   for (const step of op.setup) {
     switch (step) {
-      case 'create the VM': await createVm(world, VM, 'small'); break;
+      case 'create the VM':
+        if (world.warmSource && op.setup.includes('start the VM')) await cloneWarm(world, VM);
+        else await createVm(world, VM, 'small');
+        break;
       case 'create the disk':
         await createDisk(world, DISK, 1);
         await writeMarker(world, DISK);

@@ -22,6 +22,8 @@ import { qemuRunState } from './qmp-reader.ts';
 import { withGuestAgent } from './guest-agent.ts';
 import { guestDisksOver } from './guest-view.ts';
 import { REAL_GUEST_VMAN_ENV, STEP_TIMEOUT_MS } from './timeouts.ts';
+import { scenarioClones } from './warm-start.ts';
+import { crashSetupClones } from './crash-tasks.ts';
 import { judgeSystem, UNJUDGED_REASONS, unjudgedReason } from './judgement.ts';
 
 // Boots under TCG take seconds; a step that takes a minute is broken
@@ -61,8 +63,9 @@ Before({ name: 'root and namespaces', tags: '@privileged' }, async function (thi
   return 'skipped';
 });
 
-Before({ name: 'storage for the scenario' }, async function (this: VmanWorld) {
+Before({ name: 'storage for the scenario' }, async function (this: VmanWorld, { pickle }: ITestCaseHookParameter) {
   await this.prepareStorage();
+  this.clonesWarm = scenarioClones(pickle, crashSetupClones);
 });
 
 Before({ name: 'patient timeouts for real guests', tags: '@real-guest' }, function (this: VmanWorld) {

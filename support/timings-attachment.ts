@@ -5,7 +5,7 @@ import type { VmanWorld } from '../world/vman-world.ts';
 export const TIMINGS_MEDIA_TYPE = 'application/vnd.vman.timings+json';
 export const TIMINGS_FILE_NAME = 'timings.json';
 
-export type TimingKind = 'boot' | 'hotplug' | 'unplug' | 'stop' | 'restart' | 'other';
+export type TimingKind = 'boot' | 'resume' | 'hotplug' | 'unplug' | 'stop' | 'restart' | 'other';
 
 export interface TimingEntry {
   kind: TimingKind;
@@ -23,6 +23,8 @@ export interface TimingEntry {
 export function classifyTiming(what: string): TimingKind {
   if (/^start VM .+ without waiting$/.test(what)) return 'other';
   if (/^start VM /.test(what)) return 'boot';
+  // A clone's first start: it resumes the warm snapshot's memory instead of booting.
+  if (/^resume VM /.test(what)) return 'resume';
   if (/^stop VM /.test(what)) return 'stop';
   if (/^restart VM /.test(what)) return 'restart';
   if (/^attach disk /.test(what)) return 'hotplug';
@@ -47,7 +49,7 @@ export interface TimingContext {
   bareBoots?: ReadonlyArray<{ name: string; bootMs: number }>;
 }
 
-const VM_ACTION = /^(start|stop|restart) VM (.+?)( without waiting)?$/;
+const VM_ACTION = /^(start|resume|stop|restart) VM (.+?)( without waiting)?$/;
 
 /**
  * The entries of a scenario. An attach or detach while the VM is not running

@@ -60,6 +60,7 @@ describe('timings of a scenario', () => {
   it('classifies what the tasks measure', () => {
     assert.equal(classifyTiming('start VM web-1'), 'boot');
     assert.equal(classifyTiming('start VM web-1 without waiting'), 'other');
+    assert.equal(classifyTiming('resume VM web-1'), 'resume');
     assert.equal(classifyTiming('stop VM web-1'), 'stop');
     assert.equal(classifyTiming('restart VM web-1'), 'restart');
     assert.equal(classifyTiming('attach disk d1'), 'hotplug');

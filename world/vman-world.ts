@@ -50,6 +50,7 @@ export interface DiskNotes {
 import { bootBareGuest, killBareGuest, type BareGuest } from '../support/bare-guest.ts';
 import { DbReader } from '../support/db-reader.ts';
 import { startChildVman, startInProcessVman, type ChildVman, type VmanEndpoint } from './vman-service.ts';
+import { seedWarmStorage, warmStoragePath, type WarmSource } from '../support/warm-start.ts';
 import type { Response } from 'got';
 import path from 'node:path';
 
@@ -83,6 +84,16 @@ export class VmanWorld extends World {
   vmanEnv: Record<string, string> = {};
   /** Undo actions registered by steps (unmount, a network namespace, ...): run first at teardown, newest first. */
   readonly cleanups: Array<() => Promise<void>> = [];
+  /**
+   * Whether this scenario's running VMs come up as clones of the worker's warm
+   * snapshot (support/warm-start.ts; a Before hook decides from its tags and
+   * steps), and, once its vman started on a copy of the warm database, the
+   * snapshot they are cloned from.
+   */
+  clonesWarm = false;
+  warmSource?: WarmSource;
+  /** Clones made but not yet started: their first start is timed as a warm start. */
+  readonly clonesToResume = new Set<string>();
   /** Watches of running guests (agent and QMP polled in the background): stopped before the system is judged, which needs the agent. */
   readonly watches: Array<{ stop(): Promise<unknown> }> = [];
 
@@ -116,8 +127,11 @@ export class VmanWorld extends World {
   async startVman(opts: { child?: boolean; env?: Record<string, string>; crashAt?: string } = {}): Promise<VmanEndpoint> {
     if (opts.child && opts.env) this.childEnv = opts.env;
     const env = { ...this.vmanEnv, ...(opts.child ? { ...this.childEnv, ...(opts.crashAt ? { VMAN_CRASH_AT: opts.crashAt } : {}) } : opts.env) };
+    const storagePath = this.vmanStorage();
+    // The first vman of a scenario that clones starts on a copy of the worker's warm storage.
+    if (this.clonesWarm && !this.warmSource) this.warmSource = await seedWarmStorage(this.host ? [this.host.guest.dir] : []);
     const settings = {
-      storagePath: path.join(this.storage, 'vman'),
+      storagePath,
       imageDirs: this.imageDirs(),
       protocolLog: (vm: string, e: ProtocolLogEntry) => this.protocolLog.push({ ...e, vm }),
       env,
@@ -133,12 +147,21 @@ export class VmanWorld extends World {
   }
 
   /**
+   * vman's storage in this scenario: a folder of its own, or, in a scenario
+   * that clones, the worker's warm storage (support/warm-start.ts), which the
+   * worker's scenarios take in turn and its teardown empties.
+   */
+  vmanStorage(): string {
+    return this.clonesWarm ? warmStoragePath() : path.join(this.storage, 'vman');
+  }
+
+  /**
    * Where vman may take templates' boot files from: the scenario's own images
    * folder (files a step makes), vman's default one, and the built guests.
    */
   imageDirs(): string[] {
     return [
-      path.join(this.storage, 'images'), path.join(this.storage, 'vman', 'images'),
+      path.join(this.storage, 'images'), path.join(this.vmanStorage(), 'images'),
       ...(this.host ? [this.host.guest.dir] : []), ...(this.host?.debian ? [this.host.debian.dir] : []),
     ];
   }
@@ -196,13 +219,14 @@ export class VmanWorld extends World {
     this.child = undefined;
     await this.dbReader?.close();
     this.dbReader = undefined;
-    if (this.storage) {
+    // The warm storage a cloning scenario borrowed is emptied like its own folder.
+    for (const folder of this.storage ? [this.storage, ...(this.clonesWarm ? [warmStoragePath()] : [])] : []) {
       // VMs started through vman outlive it by design: end them by their folder.
-      await killProcesses(await qemuProcessesUnder(this.storage));
-      await rm(this.storage, { recursive: true, force: true });
-      const survivors = await qemuProcessesUnder(this.storage);
-      if (survivors.length > 0) errors.push(new Error(`QEMU ${survivors.map((p) => p.pid).join(', ')} survived the teardown of ${this.storage}`));
-      if (await access(this.storage).then(() => true, () => false)) errors.push(new Error(`${this.storage} survived the teardown`));
+      await killProcesses(await qemuProcessesUnder(folder));
+      await rm(folder, { recursive: true, force: true });
+      const survivors = await qemuProcessesUnder(folder);
+      if (survivors.length > 0) errors.push(new Error(`QEMU ${survivors.map((p) => p.pid).join(', ')} survived the teardown of ${folder}`));
+      if (await access(folder).then(() => true, () => false)) errors.push(new Error(`${folder} survived the teardown`));
     }
     if (errors.length > 0) throw new AggregateError(errors, `teardown could not undo everything: ${errors.map((e) => (e instanceof Error ? e.message : String(e))).join('; ')}`);
   }

@@ -13,13 +13,14 @@ import { barChart, COLORS, esc, fmtMs, htmlPage, lineChart } from './svg-chart.m
 import { isCommand } from './is-command.mjs';
 
 export const TIMINGS_MEDIA_TYPE = 'application/vnd.vman.timings+json';
-export const KINDS = ['boot', 'hotplug', 'unplug', 'stop', 'restart'];
+export const KINDS = ['boot', 'resume', 'hotplug', 'unplug', 'stop', 'restart'];
 /** The kinds whose per-scenario medians and trends the history keeps. */
 export const TREND_KINDS = ['boot', 'hotplug', 'stop'];
 export const HISTORY_LIMIT = 200;
 
 const KIND_TITLES = {
   boot: 'Boot: start → guest ready',
+  resume: "Warm start: a clone's first start → guest ready",
   hotplug: 'Hot-plug: attach a disk to a running VM',
   unplug: 'Unplug: detach a disk from a running VM',
   stop: 'Stop: stop request → stopped',

@@ -3,6 +3,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import swagger from '@fastify/swagger';
+import { sharedSchemaController } from './schema-compilers.ts';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { TemplateService } from '../services/template-service.ts';
@@ -54,6 +55,8 @@ export async function buildApp(services: AppServices, opts: AppOptions = {}): Pr
     logger: opts.logger ?? false,
     // Unknown fields are refused (400), never silently dropped; types are not coerced.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true } },
+    // Compiled once per process, not once per app (src/api/schema-compilers.ts).
+    schemaController: sharedSchemaController as unknown as FastifyServerOptions['schemaController'],
     bodyLimit: BODY_LIMIT,
     // Long ids must reach the schema (a 400 naming the rule), not the router's 414.
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
