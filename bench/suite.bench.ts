@@ -1,17 +1,21 @@
-// Whole-suite wall time: `npx cucumber-js` with CI=true, serial and with
-// --parallel 2, alternating when run more than once. The figure is the
-// speed-up ratio parallel/serial (below 1 is faster). Takes minutes; skip it
-// with --skip-suite.
+// Whole-suite wall time: `npx cucumber-js --parallel 2` with CI=true, as the
+// README runs it (warm: clones for what is not about booting) and with
+// VMAN_SUITE_COLD=1 (every VM boots), alternating when run more than once.
+// The baseline is one bare boot of the test guest (bare qemu-system-x86_64 →
+// its agent answers), measured before and after the runs in the same sitting:
+// the suite's length counted in boots, which a faster or slower day leaves
+// about the same. Takes minutes; skip it with --skip-suite.
 import { spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import path from 'node:path';
 import { assertNotAborting, onCleanup } from './lib/cleanup.ts';
 import { figure, type BenchContext, type BenchModule, type Figure } from './lib/figures.ts';
 import { fmtMs } from './lib/stats.ts';
+import { BareQemu, shortId, smallGuestSpec } from './lib/bare-qemu.ts';
 
 interface SuiteRun { ms: number; exitCode: number | null; summary: string; tail: string }
 
-function runSuite(ctx: BenchContext, args: string[], logFile: string): Promise<SuiteRun> {
+function runSuite(ctx: BenchContext, args: string[], logFile: string, env: Record<string, string> = {}): Promise<SuiteRun> {
   assertNotAborting();
   return new Promise((resolve, reject) => {
     const out = createWriteStream(logFile);
@@ -20,7 +24,7 @@ function runSuite(ctx: BenchContext, args: string[], logFile: string): Promise<S
     // Its own process group, so a stop reaches cucumber's workers and their hooks clean up.
     const child = spawn('npx', ['cucumber-js', ...args], {
       cwd: ctx.repo,
-      env: { ...process.env, CI: 'true', FORCE_COLOR: '0' },
+      env: { ...process.env, CI: 'true', FORCE_COLOR: '0', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
     });
@@ -68,33 +72,60 @@ function report(r: SuiteRun): Record<string, unknown> {
   return { ms: Math.round(r.ms), exitCode: r.exitCode, summary: r.summary, ...(r.exitCode === 0 ? {} : { outputTail: r.tail }) };
 }
 
+/** Bare boots of the test guest (spawn → its agent answers), each stopped before the next. */
+async function bareBoots(ctx: BenchContext, n: number, tag: string): Promise<number[]> {
+  const host = await ctx.host();
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    assertNotAborting();
+    const id = shortId(`${tag}${i}`);
+    const { vm, times } = await BareQemu.boot(smallGuestSpec(host, path.join(ctx.root, 'suite-bare', id), id), host.guest.readyMarker);
+    await vm.powerdown();
+    out.push(times.agentMs);
+    ctx.log(`  bare boot ${tag}#${i}: ${fmtMs(times.agentMs)}`);
+  }
+  return out;
+}
+
 export const suiteBench: BenchModule = {
   name: 'suite',
-  description: 'whole acceptance suite wall time (npx cucumber-js, CI=true): serial vs --parallel 2',
+  description: 'whole acceptance suite wall time (npx cucumber-js --parallel 2, CI=true), warm and cold, in bare boots of the test guest',
   needsQemu: true,
   async run(ctx: BenchContext): Promise<Figure[]> {
-    const serial: SuiteRun[] = [];
-    const parallel: SuiteRun[] = [];
+    await bareBoots(ctx, 1, 'warmup');
+    const boots = await bareBoots(ctx, 3, 'before');
+    const warm: SuiteRun[] = [];
+    const cold: SuiteRun[] = [];
     for (let i = 0; i < ctx.suiteRuns; i++) {
-      const s = await runSuite(ctx, [], path.join(ctx.root, `suite-serial-${i}.log`));
-      serial.push(s);
-      ctx.log(`  serial #${i}: ${fmtMs(s.ms)}, exit ${s.exitCode}: ${s.summary || 'no summary'}`);
-      const p = await runSuite(ctx, ['--parallel', '2'], path.join(ctx.root, `suite-parallel-${i}.log`));
-      parallel.push(p);
-      ctx.log(`  --parallel 2 #${i}: ${fmtMs(p.ms)}, exit ${p.exitCode}: ${p.summary || 'no summary'}`);
+      const w = await runSuite(ctx, ['--parallel', '2'], path.join(ctx.root, `suite-warm-${i}.log`));
+      warm.push(w);
+      ctx.log(`  warm #${i}: ${fmtMs(w.ms)}, exit ${w.exitCode}: ${w.summary || 'no summary'}`);
+      const c = await runSuite(ctx, ['--parallel', '2'], path.join(ctx.root, `suite-cold-${i}.log`), { VMAN_SUITE_COLD: '1' });
+      cold.push(c);
+      ctx.log(`  cold #${i}: ${fmtMs(c.ms)}, exit ${c.exitCode}: ${c.summary || 'no summary'}`);
     }
-    const failed = [...serial, ...parallel].filter((r) => r.exitCode !== 0);
-    const notes = [`${ctx.suiteRuns} run(s) each; ratio = parallel / serial (below 1: parallel is faster)`];
+    boots.push(...(await bareBoots(ctx, 3, 'after')));
+    const failed = [...warm, ...cold].filter((r) => r.exitCode !== 0);
+    const notes = [`${ctx.suiteRuns} run(s) each, warm and cold alternating; bare boots: 3 before the runs and 3 after (median of the 6)`];
     if (failed.length) notes.push(`${failed.length} suite run(s) did not pass (exit codes ${failed.map((r) => r.exitCode).join(', ')}); wall times still reported`);
+    const bare = { label: 'one bare boot of the test guest (qemu-system-x86_64 spawn → guest-ping answered)', samples: boots };
     return [
       figure({
-        id: 'suite.wall', label: 'whole suite: --parallel 2 vs serial', notes,
-        vman: { label: 'CI=true npx cucumber-js --parallel 2', samples: parallel.map((r) => r.ms) },
-        baseline: { label: 'CI=true npx cucumber-js', samples: serial.map((r) => r.ms) },
-        extra: {
-          serial: serial.map(report),
-          parallel: parallel.map(report),
-        },
+        id: 'suite.boots', label: 'whole suite (--parallel 2, warm) in bare boots', notes, target: 60,
+        vman: { label: 'CI=true npx cucumber-js --parallel 2', samples: warm.map((r) => r.ms) },
+        baseline: bare,
+        extra: { warm: warm.map(report) },
+      }),
+      figure({
+        id: 'suite.cold-boots', label: 'whole suite (--parallel 2, VMAN_SUITE_COLD=1) in bare boots', notes,
+        vman: { label: 'VMAN_SUITE_COLD=1 CI=true npx cucumber-js --parallel 2', samples: cold.map((r) => r.ms) },
+        baseline: bare,
+        extra: { cold: cold.map(report) },
+      }),
+      figure({
+        id: 'suite.warm-vs-cold', label: 'whole suite: warm vs cold (VMAN_SUITE_COLD=1)', notes,
+        vman: { label: 'warm', samples: warm.map((r) => r.ms) },
+        baseline: { label: 'cold', samples: cold.map((r) => r.ms) },
       }),
     ];
   },

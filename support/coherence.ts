@@ -44,7 +44,7 @@ export async function disagreements(world: VmanWorld): Promise<string[]> {
   const storage = vman.storagePath;
   // A VM may be between states only while the scenario waits for an answer.
   const requestInFlight = vman.inFlight() > 0;
-  const vms = await db.all('SELECT v.id, v.name, v.state, v.pid, v.storage_dir, v.mac, v.guest_address, v.origin_snapshot_id, t.cpus, t.memory_mb, t.readiness FROM vms v JOIN templates t ON t.id = v.template_id');
+  const vms = await db.all('SELECT v.id, v.name, v.state, v.pid, v.storage_dir, v.mac, v.guest_address, v.origin_snapshot_id, t.cpus, t.memory_mb, t.readiness, t.base_image_path FROM vms v JOIN templates t ON t.id = v.template_id');
   const snapshots = await db.all('SELECT id, vm_id, name, with_memory, dir, disks FROM snapshots');
   const disks = await db.all('SELECT id, name, path, state, vm_id, mount_point FROM disks');
   const addresses = await db.all('SELECT address, vm_id FROM address_allocations');
@@ -150,6 +150,12 @@ async function blockDisagreements(vm: Record<string, unknown>, disks: Array<Reco
     const names = blockNamesOf(id);
     expected.add(names.device);
     names.nodes.forEach((n) => expected.add(n));
+  }
+  // Its own disks (the cloud-init seed; a root overlay when its template boots from an image) are there whichever way it came up.
+  for (const id of ownDiskIdsOf(hardwareOf).filter((d) => vm.base_image_path !== null || !d.startsWith('root-'))) {
+    const { device, nodes } = blockNamesOf(id);
+    const missing = [device, ...nodes].filter((n) => !view.devices.includes(n) && !view.nodes.includes(n));
+    if (missing.length > 0) out.push(`QEMU of ${vm.name} holds no ${missing.join(', ')} of its own disk ${id}`);
   }
   for (const d of attached) {
     const { device, nodes } = blockNamesOf(String(d.id));

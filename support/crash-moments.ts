@@ -17,6 +17,7 @@ import { bridgePorts, reservationsInDnsmasq } from './network-facts.ts';
 import { BRIDGE_NET } from './netns.ts';
 import { scenarioNetns } from './bridge-vman.ts';
 import { DISK, VM } from './crash-tasks.ts';
+import { scenarioVmFolders } from './warm-start.ts';
 
 /** Everything a moment is judged on, read once. */
 interface Seen {
@@ -41,8 +42,6 @@ async function look(world: VmanWorld): Promise<Seen> {
   const vm = await db.one('SELECT * FROM vms WHERE name = ?', [VM]);
   const disk = await db.one('SELECT * FROM disks WHERE name = ?', [DISK]);
   const storage = world.api().storagePath;
-  // The worker's warm origin, which the scenario's clone stands on, is not the scenario's VM.
-  const warmOrigin = world.warmSource ? (await db.one('SELECT id FROM vms WHERE name = ?', [world.warmSource.vm]))?.id : undefined;
   const seen: Seen = {
     ...(vm ? { vm } : {}),
     ...(disk ? { disk } : {}),
@@ -50,7 +49,8 @@ async function look(world: VmanWorld): Promise<Seen> {
     snapshotRows: vm ? (await db.all('SELECT id FROM snapshots WHERE vm_id = ?', [vm.id])).length : 0,
     snapshotFolders: vm ? await snapshotFoldersOf(String(vm.storage_dir)) : [],
     diskInQemu: [],
-    vmFolders: (await readdir(path.join(storage, 'vms')).catch(() => [] as string[])).filter((f) => f !== warmOrigin).sort(),
+    // The worker's warm origin, which the scenario's clone stands on, is not the scenario's VM.
+    vmFolders: await scenarioVmFolders(world),
     diskFiles: (await readdir(path.join(storage, 'disks')).catch(() => [] as string[])).sort(),
   };
   if (vm) {

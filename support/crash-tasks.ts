@@ -14,6 +14,7 @@ import { attachDisk, createDisk, deleteDisk, detachDisk } from './disk-tasks.ts'
 import { qemuOfVm, qemusUnder } from './proc-reader.ts';
 import { qemuBlockView } from './qmp-reader.ts';
 import { serveInNetns, startVmanInNetns } from './bridge-vman.ts';
+import { scenarioVmFolders } from './warm-start.ts';
 import type { Row } from './db-reader.ts';
 
 /** The VM and the disk every crash scenario is about. */
@@ -22,7 +23,7 @@ export const DISK = 'data';
 
 /** What the set-up does, in order, before the operation is asked for. */
 type SetupStep = 'create the VM' | 'create the disk' | 'start the VM' | 'attach the disk' | 'stop the VM' | 'snapshot the VM'
-  | 'snapshot a running origin' | 'clone the VM from it';
+  | 'snapshot a running origin' | 'clone the VM from it' | 'clone the VM from the warm snapshot';
 
 /** The VM a clone is made from (the clone is the scenario's VM). */
 export const ORIGIN = 'origin';
@@ -83,7 +84,20 @@ export function crashSetupClones(stepText: string): boolean {
   const name = READY_TO.exec(stepText)?.[1];
   if (name === undefined || !(name in OPERATIONS)) return false;
   const op: Operation = OPERATIONS[name as OperationName];
-  return !op.bridge && op.setup.includes('start the VM');
+  return !op.bridge && (op.setup.includes('start the VM') || op.setup.includes('snapshot a running origin'));
+}
+
+/**
+ * The set-up as a scenario that clones runs it: the VM is made as a clone of
+ * the worker's warm snapshot instead of from the template, and a clone's
+ * origin is that snapshot instead of a VM booted and snapshotted here.
+ */
+function setupSteps(op: Operation, clonesWarm: boolean): SetupStep[] {
+  if (!clonesWarm) return op.setup;
+  return op.setup.flatMap((step): SetupStep[] =>
+    step === 'snapshot a running origin' ? []
+      : step === 'clone the VM from it' || step === 'create the VM' ? ['clone the VM from the warm snapshot']
+        : [step]);
 }
 
 /** What a stop, a delete or a detach cut short must have become once vman is back. */
@@ -120,11 +134,12 @@ const PASSES: Record<SetupStep, string[]> = {
   'snapshot the VM': ['vm.snapshot.'],
   'snapshot a running origin': ['vm.create.', 'vm.start.', 'network.setup.', 'vm.snapshot.'],
   'clone the VM from it': ['vm.create.'],
+  'clone the VM from the warm snapshot': ['vm.create.'],
 };
 
 /** Whether prepare() passes this crash point itself: arming it would kill vman during the set-up. */
-function setupPasses(op: Operation, point: string): boolean {
-  return op.setup.some((step) => PASSES[step].some((prefix) => point.startsWith(prefix)));
+function setupPasses(setup: SetupStep[], point: string): boolean {
+  return setup.some((step) => PASSES[step].some((prefix) => point.startsWith(prefix)));
 }
 
 /** Starts (or starts again) the scenario's vman as a separate process, in its namespace if it has one. */
@@ -140,18 +155,17 @@ export async function startVmanAgain(world: VmanWorld, crashAt?: string): Promis
  */
 export async function prepare(world: VmanWorld, name: OperationName, point: string): Promise<void> {
   const op: Operation = OPERATIONS[name];
-  const armedLater = setupPasses(op, point);
+  const setup = setupSteps(op, world.clonesWarm);
+  const armedLater = setupPasses(setup, point);
   if (op.bridge) {
     await startVmanInNetns(world, armedLater ? {} : { crashAt: point });
   } else {
     await world.startVman({ child: true, env: {}, ...(armedLater ? {} : { crashAt: point }) });
   }
-  for (const step of op.setup) {
+  for (const step of setup) {
     switch (step) {
-      case 'create the VM':
-        if (world.warmSource && op.setup.includes('start the VM')) await cloneWarm(world, VM);
-        else await createVm(world, VM, 'small');
-        break;
+      case 'create the VM': await createVm(world, VM, 'small'); break;
+      case 'clone the VM from the warm snapshot': await cloneWarm(world, VM); break;
       case 'create the disk':
         await createDisk(world, DISK, 1);
         await writeMarker(world, DISK);
@@ -200,7 +214,7 @@ function vmIs(state: 'created' | 'running' | 'stopped'): (w: VmanWorld) => Promi
 
 async function vmIsGone(world: VmanWorld): Promise<void> {
   const vm = await recordedVmRow(world);
-  const folders = await readdir(path.join(world.api().storagePath, 'vms'));
+  const folders = await scenarioVmFolders(world);
   const qemus = await qemusUnder(path.join(world.api().storagePath, 'vms'));
   const disk = await world.db().one('SELECT state, vm_id FROM disks WHERE name = ?', [DISK]);
   const seen = `row ${vm ? String(vm.state) : 'none'}, folders ${folders.join(', ') || 'none'}, QEMU ${qemus.map((p) => p.pid).join(', ') || 'none'}, disk ${disk ? `${String(disk.state)} to ${String(disk.vm_id)}` : 'none'}`;

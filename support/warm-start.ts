@@ -12,6 +12,7 @@ import type { Pickle } from '@cucumber/messages';
 import { startInProcessVman } from '../world/vman-service.ts';
 import { runContext } from './run-context.ts';
 import { expectStatus } from './vm-tasks.ts';
+import type { VmanWorld } from '../world/vman-world.ts';
 
 /** The worker's origin VM, its snapshot, and the template clones may stand in for. */
 export const WARM_ORIGIN = 'suite-warm';
@@ -121,4 +122,11 @@ async function layOut(from: string, to: string, link: boolean, top = true): Prom
     else if (link) await linkFile(src, dst);
     else await copyFile(src, dst);
   }
+}
+
+/** The VM folders under vman's storage that the scenario made: every one but the worker's warm origin's, which its clones stand on. */
+export async function scenarioVmFolders(world: VmanWorld): Promise<string[]> {
+  const storage = world.api().storagePath;
+  const origin = world.warmSource ? (await world.db().one('SELECT id FROM vms WHERE name = ?', [world.warmSource.vm]))?.id : undefined;
+  return (await readdir(path.join(storage, 'vms')).catch(() => [] as string[])).filter((f) => f !== origin).sort();
 }
