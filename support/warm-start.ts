@@ -3,9 +3,10 @@
 // origin VM once, through vman's own API, snapshots it with its memory, and
 // stops it. A scenario that will clone starts its vman on a copy of that
 // storage (the origin's row and folder, its snapshot's row and files, at the
-// same path), and its clones resume from the snapshot instead of booting. Scenarios about booting, starting and stopping are tagged @cold
-// and boot as before; VMAN_SUITE_COLD=1 boots everything cold, so that a
-// clone that behaves differently from a cold boot cannot hide.
+// same path), and its clones resume from the snapshot instead of booting.
+// Scenarios about booting, starting and stopping are tagged @cold and boot as
+// before; VMAN_SUITE_COLD=1 boots everything cold, so that a clone that
+// behaves differently from a cold boot cannot hide.
 import { copyFile, link as linkFile, mkdir, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Pickle } from '@cucumber/messages';
@@ -23,6 +24,8 @@ export const WARM_TEMPLATE = 'small';
 export interface WarmSource {
   vm: string;
   snapshot: string;
+  /** How long the worker took to make it (once, in the first scenario that cloned). */
+  madeInMs: number;
 }
 
 export function suiteRunsCold(): boolean {
@@ -105,11 +108,11 @@ async function makeWarmSnapshot(imageDirs: string[]): Promise<Golden> {
  * QEMU loads it from a descriptor vman opens read-only).
  */
 export async function seedWarmStorage(imageDirs: string[]): Promise<WarmSource> {
-  const { dir } = await warmSnapshot(imageDirs);
+  const { dir, ms } = await warmSnapshot(imageDirs);
   const target = warmStoragePath();
   await rm(target, { recursive: true, force: true });
   await layOut(dir, target, false);
-  return { vm: WARM_ORIGIN, snapshot: WARM_SNAPSHOT };
+  return { vm: WARM_ORIGIN, snapshot: WARM_SNAPSHOT, madeInMs: ms };
 }
 
 /** Copies a tree; below the top-level `vms/` folder, files are hard-linked instead. */

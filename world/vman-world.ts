@@ -129,7 +129,10 @@ export class VmanWorld extends World {
     const env = { ...this.vmanEnv, ...(opts.child ? { ...this.childEnv, ...(opts.crashAt ? { VMAN_CRASH_AT: opts.crashAt } : {}) } : opts.env) };
     const storagePath = this.vmanStorage();
     // The first vman of a scenario that clones starts on a copy of the worker's warm storage.
-    if (this.clonesWarm && !this.warmSource) this.warmSource = await seedWarmStorage(this.host ? [this.host.guest.dir] : []);
+    if (this.clonesWarm && !this.warmSource) {
+      this.warmSource = await seedWarmStorage(this.host ? [this.host.guest.dir] : []);
+      this.attach(`vman starts on a copy of the worker's warm storage: ${this.warmSource.vm} (stopped) and its snapshot ${this.warmSource.snapshot}, made once by this worker in ${this.warmSource.madeInMs} ms`, 'text/plain');
+    }
     const settings = {
       storagePath,
       imageDirs: this.imageDirs(),
