@@ -2,7 +2,7 @@
 // outline's set-up in support/crash-tasks.ts), and where the suite's time
 // goes by kind (scripts/time-breakdown.mjs).
 import assert from 'node:assert/strict';
-import { afterEach, describe, it } from 'node:test';
+import { afterEach, beforeEach, describe, it } from 'node:test';
 import { scenarioClones } from '../support/warm-start.ts';
 import { crashSetupClones } from '../support/crash-tasks.ts';
 
@@ -21,8 +21,14 @@ const pickle = (steps: string[], tags: string[] = []): { tags: Array<{ name: str
 });
 
 describe('which scenarios clone the worker\'s warm snapshot', () => {
-  afterEach(() => {
+  // The tests may themselves run with VMAN_SUITE_COLD=1 (.ci/run's coverage run): each says its own.
+  const outside = process.env.VMAN_SUITE_COLD;
+  beforeEach(() => {
     delete process.env.VMAN_SUITE_COLD;
+  });
+  afterEach(() => {
+    if (outside === undefined) delete process.env.VMAN_SUITE_COLD;
+    else process.env.VMAN_SUITE_COLD = outside;
   });
 
   it('a scenario that asks for a running VM of the small template clones', () => {
