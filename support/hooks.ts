@@ -132,7 +132,7 @@ async function evidenceAndTeardown(this: VmanWorld, { result }: ITestCaseHookPar
     this.attach(formatProtocolLog(this.protocolLog), { mediaType: 'text/plain', fileName: 'QMP exchanges' });
   }
   if (result?.status === Status.FAILED) {
-    this.attach(`Storage at failure: ${this.storage}`, 'text/plain');
+    this.attach(`Storage at failure: ${this.storage}${this.clonesWarm ? `; vman's, the worker's warm storage: ${this.vmanStorage()}` : ''}`, 'text/plain');
     if (this.vman) this.attach(this.vman.log() || '(vman logged nothing)', { mediaType: 'text/plain', fileName: 'vman log' });
     await attachGuestStates(this);
   }

@@ -62,15 +62,17 @@ export async function deleteVm(world: VmanWorld, name: string, opts: { force?: b
  * otherwise it boots. The report says which.
  */
 export async function startRunningVm(world: VmanWorld, name: string, template: string): Promise<VmJson> {
-  if (world.warmSource && template === WARM_TEMPLATE) await cloneWarm(world, name);
+  const clone = world.warmSource !== undefined && template === WARM_TEMPLATE;
+  if (clone) await cloneWarm(world, name);
   else await createVm(world, name, template);
   const vm = expectStatus<VmJson>(await vmAction(world, name, 'start'), 200, `start VM ${name}`);
-  if (!world.warmSource) world.attach(`${name} booted cold (${coldReason(world)})`, 'text/plain');
+  if (!clone) world.attach(`${name} booted cold (${coldReason(world, template)})`, 'text/plain');
   return vm;
 }
 
-function coldReason(world: VmanWorld): string {
+function coldReason(world: VmanWorld, template: string): string {
   if (suiteRunsCold()) return 'VMAN_SUITE_COLD=1';
+  if (template !== WARM_TEMPLATE) return `the warm snapshot is of the ${WARM_TEMPLATE} template, not ${template}`;
   if (!world.clonesWarm) return 'this scenario boots its VMs: @cold, or it never asks for a running VM of the warm template';
   return 'vman was not started on the warm database';
 }
