@@ -29,12 +29,10 @@ const KINDS = [
 ];
 
 export function breakdown(messages) {
-  const sources = new Map();
   const stepDefs = new Map();
   const hooks = new Map();
   const pickles = new Map();
   const testCases = new Map();
-  const started = new Map();
   const attempts = new Map();
   const totals = new Map();
   const warm = { resumes: 0, resumeMs: 0, boots: 0, bootMs: 0 };
@@ -44,12 +42,10 @@ export function breakdown(messages) {
     if (m.stepDefinition) stepDefs.set(m.stepDefinition.id, m.stepDefinition.pattern.source);
     else if (m.hook) hooks.set(m.hook.id, m.hook.name ?? m.hook.tagExpression ?? 'hook');
     else if (m.pickle) pickles.set(m.pickle.id, m.pickle);
-    else if (m.source) sources.set(m.source.uri, true);
     else if (m.testCase) testCases.set(m.testCase.id, m.testCase);
     else if (m.testCaseStarted) attempts.set(m.testCaseStarted.id, m.testCaseStarted.testCaseId);
     else if (m.testRunStarted) first = Math.min(first, toMs(m.testRunStarted.timestamp));
     else if (m.testRunFinished) last = Math.max(last, toMs(m.testRunFinished.timestamp));
-    else if (m.testStepStarted) started.set(`${m.testStepStarted.testCaseStartedId}/${m.testStepStarted.testStepId}`, m.testStepStarted);
     else if (m.attachment?.mediaType === 'application/vnd.vman.timings+json') {
       for (const e of JSON.parse(m.attachment.body).entries) {
         if (e.status !== null && (e.status < 200 || e.status > 299)) continue;
