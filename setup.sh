@@ -87,11 +87,12 @@ as_owner() { "${owner[@]}" "$@"; }
 # the suite logs in to guests; chromium (headless) renders the API's
 # documentation page for the suite, with fonts-liberation for its text.
 # python3, make and g++ build the native npm modules when no prebuilt binary fits.
+# acl: vman as root lets a clone's QEMU read its origin's snapshot images with setfacl (src/operator/confinement.ts).
 # The unit tests make disks with qemu-img (qemu-utils, no emulator) and seeds with genisoimage.
 unit_packages=(python3 make g++ ca-certificates qemu-utils genisoimage)
 packages=(
   "${unit_packages[@]}"
-  qemu-system-x86 busybox-static cpio gzip dnsmasq-base iproute2 sqlite3
+  qemu-system-x86 busybox-static cpio gzip dnsmasq-base iproute2 sqlite3 acl
   libglib2.0-0 libnuma1 libudev1 liburing2
   debootstrap dosfstools mtools syslinux syslinux-common openssh-client e2fsprogs
   chromium fonts-liberation
@@ -116,6 +117,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
   log "Debian packages present"
+fi
+# vman as root runs each VM's QEMU as a user of its own, which opens /dev/net/tun to
+# attach to its tap (bridge mode). udev's default rule makes it 0666; a host without
+# udev (a container, a minimal VM like these) leaves the kernel's 0600.
+if [ "$mode" != unit ] && [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
+  log "/dev/net/tun: 0666, as udev's default rule sets it"
+  as_root chmod 0666 /dev/net/tun
 fi
 [ "$mode" != packages ] || exit 0
 

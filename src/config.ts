@@ -5,6 +5,7 @@ import path from 'node:path';
 import type { AccelRequest } from './host/accel-probe.ts';
 import { parseNetworkConfig, type NetworkConfig, type NetworkSettings } from './network/config.ts';
 import { isCrashPoint } from './crash-points.ts';
+import { parseUidRange, type UidRange } from './operator/confinement.ts';
 
 export interface VmanConfig {
   storagePath: string;
@@ -32,6 +33,10 @@ export interface VmanConfig {
   stopTimeouts: { agentMs: number; acpiMs: number };
   /** How long close() waits for requests and operations in flight before it lets go anyway. */
   shutdownTimeoutMs: number;
+  /** vman as root: the uids (and gids) its VMs' QEMU processes run as, one each. Unset: the default range. */
+  qemuUidRange: UidRange | undefined;
+  /** Start VMs without cgroup limits where the host gives vman none. */
+  allowUnlimited: boolean;
 }
 
 /** Flag name (without --) → environment variable. */
@@ -59,6 +64,8 @@ export const SETTINGS = {
   'stop-agent-timeout': 'VMAN_STOP_AGENT_TIMEOUT',
   'stop-acpi-timeout': 'VMAN_STOP_ACPI_TIMEOUT',
   'shutdown-timeout': 'VMAN_SHUTDOWN_TIMEOUT',
+  'qemu-uid-range': 'VMAN_QEMU_UID_RANGE',
+  'allow-unlimited': 'VMAN_ALLOW_UNLIMITED',
 } as const;
 
 export type SettingName = keyof typeof SETTINGS;
@@ -127,7 +134,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: Partial<
   }
 
   const dry = get('dry-run');
+  const uidRange = get('qemu-uid-range');
+  let qemuUidRange: UidRange | undefined;
+  try {
+    qemuUidRange = uidRange === undefined ? undefined : parseUidRange(uidRange);
+  } catch (err) {
+    throw new ConfigError(`${SETTINGS['qemu-uid-range']}: ${(err as Error).message}`);
+  }
+  const unlimited = get('allow-unlimited');
   return {
+    qemuUidRange,
+    allowUnlimited: unlimited === '1' || unlimited === 'true',
     storagePath,
     dbPath,
     listen,

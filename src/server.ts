@@ -16,6 +16,7 @@ import { UserNetworkBackend, type NetworkBackend } from './network/backend.ts';
 import { BridgeNetworkBackend, reservationsFrom } from './network/bridge-backend.ts';
 import { DryRunOperator } from './operator/dry-run-operator.ts';
 import { QemuOperator, UnavailableOperator, type Operator } from './operator/operator.ts';
+import { Confinement } from './operator/confinement.ts';
 import type { ProtocolLogEntry } from './operator/qmp-client.ts';
 import { TemplateService, type BootFiles } from './services/template-service.ts';
 import { ImageDirs } from './services/image-dirs.ts';
@@ -93,6 +94,7 @@ async function openVman(config: VmanConfig, opts: CreateOptions, lock: StorageLo
   let qemuBinary = 'qemu-system-x86_64';
   let qemuImg = 'qemu-img';
   let accel: 'kvm' | 'tcg' = 'tcg';
+  let confinement: Confinement | undefined;
   if (config.dryRun) {
     operator = opts.operator ?? new DryRunOperator();
     const guest = await loadGuestImage(config.guestDir).catch(() => undefined);
@@ -119,7 +121,13 @@ async function openVman(config: VmanConfig, opts: CreateOptions, lock: StorageLo
       };
     } else {
       const info = probed;
-      operator = opts.operator ?? new QemuOperator(opts.protocolLog ? { protocolLog: opts.protocolLog } : {});
+      confinement = await Confinement.create({
+        ...(config.qemuUidRange ? { uidRange: config.qemuUidRange } : {}), allowUnlimited: config.allowUnlimited, needsTun: config.network.mode === 'bridge',
+      });
+      const refusal = confinement.refusal;
+      operator = opts.operator ?? (refusal
+        ? new UnavailableOperator(refusal)
+        : new QemuOperator({ confinement, ...(opts.protocolLog ? { protocolLog: opts.protocolLog } : {}) }));
       boot = info.guest;
       qemuBinary = info.qemu.path;
       qemuImg = info.qemuImg.path;
@@ -127,10 +135,15 @@ async function openVman(config: VmanConfig, opts: CreateOptions, lock: StorageLo
       host = {
         qemu_version: formatVersion(info.qemu.version), qemu_path: info.qemu.path, qemu_img_path: info.qemuImg.path,
         accelerator: info.accel.accel, accelerator_reason: info.accel.reason, host_kernel: info.hostKernel,
-        guest_image: describeGuest(info.guest), dry_run: false,
+        guest_image: describeGuest(info.guest), dry_run: false, confinement: confinement.summary(),
       };
     }
   }
+
+  // Where vman is root, each VM's user passes through the storage to its own folder (0711: pass, not list),
+  // and reads base images and kernels from its images folder (0755).
+  const dirMode = confinement?.storageDirMode ?? 0o700;
+  for (const dir of ['', 'vms', 'disks']) await chmod(path.join(config.storagePath, dir), dirMode);
 
   const events = new EventBus();
   // Every VM and disk state written through this handle is published once committed.
@@ -144,6 +157,7 @@ async function openVman(config: VmanConfig, opts: CreateOptions, lock: StorageLo
     // Templates take boot files only from here: by default vman's own images folder and the built-in guest's.
     const imageDirs = config.imageDirs ?? [path.join(config.storagePath, 'images'), path.dirname(boot.kernel)];
     await mkdir(path.join(config.storagePath, 'images'), { recursive: true, mode: 0o700 });
+    await chmod(path.join(config.storagePath, 'images'), confinement?.perVmUser ? 0o755 : 0o700);
     host.image_dirs = imageDirs;
     const templates = new TemplateService(db, { imageDirs: new ImageDirs(imageDirs), qemuImg });
     templates.ensureBuiltins(boot);
@@ -156,7 +170,7 @@ async function openVman(config: VmanConfig, opts: CreateOptions, lock: StorageLo
     const runtime = new VmRuntime({ db, operator, pool, network: net, log: (m, f) => log(m, f) });
     const journal = new IntentJournal(db);
     const vms = new VmService({
-      db, runtime, journal, templates, pool, storagePath: config.storagePath,
+      db, runtime, journal, templates, pool, storagePath: config.storagePath, ...(confinement ? { confinement } : {}),
       qemuBinary, qemuImg, accel, bootTimeoutMs: config.bootTimeoutMs, stopTimeouts: config.stopTimeouts, log: (m, f) => log(m, f),
     });
     const snapshots = new SnapshotService({ db, runtime, journal, vms, templates, log: (m, f) => log(m, f) });

@@ -64,7 +64,8 @@ When('the operator asks vman whether it is ready', async function (this: VmanWor
 
 Then('vman answers that it is ready', function (this: VmanWorld) {
   const res = this.lastResponse!;
-  expect({ status: res.statusCode, body: res.body }, 'GET /ready').to.deep.equal({ status: 200, body: { status: 'ready' } });
+  // The suite runs as root: vman gives each VM's QEMU a user of its own, and says so.
+  expect({ status: res.statusCode, body: res.body }, 'GET /ready').to.deep.equal({ status: 200, body: { status: 'ready', confinement: 'per-vm-user' } });
 });
 
 Then('vman answers 503 not ready, saying {string}', function (this: VmanWorld, words: string) {

@@ -3,7 +3,8 @@
 // Once per run. Without QEMU a scenario is skipped with the reason, or fails
 // when VMAN_REQUIRE_QEMU=1 (CI). vman's own probe is vman's business: the
 // World hands vman what it needs to start (world/vman-service.ts).
-import { access, readFile, realpath } from 'node:fs/promises';
+import { access, copyFile, link, mkdir, readdir, readFile, realpath } from 'node:fs/promises';
+import { runContext } from './run-context.ts';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -36,8 +37,9 @@ export interface DebianImage {
 /** The Debian image guest/build-debian.sh made, if it did. */
 async function builtDebian(): Promise<DebianImage | undefined> {
   const cache = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
-  const dir = await realpath(path.join(process.env.VMAN_DEBIAN_CACHE || path.join(cache, 'vman', 'debian'), 'current')).catch(() => undefined);
-  if (!dir) return undefined;
+  const cached = await realpath(path.join(process.env.VMAN_DEBIAN_CACHE || path.join(cache, 'vman', 'debian'), 'current')).catch(() => undefined);
+  if (!cached) return undefined;
+  const dir = await withinReach(cached);
   const m = JSON.parse(await readFile(path.join(dir, 'manifest.json'), 'utf8')) as Record<string, string>;
   return {
     dir, kernel: path.join(dir, m.kernel!), initrd: path.join(dir, m.initrd!), image: path.join(dir, m.image!),
@@ -65,12 +67,33 @@ async function versionOf(file: string): Promise<string> {
   return m[1]!;
 }
 
+/**
+ * vman as root runs each VM's QEMU as a user of its own, who cannot pass
+ * through /root to the image caches there. The run's own folder can be
+ * passed: the images are hard-linked into <run>/images/<key> (the same files,
+ * read-only to QEMU, 0644), or copied where a link cannot cross file systems.
+ */
+async function withinReach(dir: string): Promise<string> {
+  if (process.getuid?.() !== 0) return dir;
+  const target = path.join(runContext().root, 'images', path.basename(dir));
+  await mkdir(target, { recursive: true, mode: 0o755 });
+  for (const name of await readdir(dir)) {
+    const to = path.join(target, name);
+    if (await access(to).then(() => true, () => false)) continue;
+    await link(path.join(dir, name), to).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'EXDEV') return copyFile(path.join(dir, name), to);
+      throw err;
+    });
+  }
+  return target;
+}
+
 async function builtGuest(): Promise<SuiteHost['guest']> {
   const cache = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
-  const link = process.env.VMAN_GUEST_DIR || path.join(process.env.VMAN_GUEST_CACHE || path.join(cache, 'vman', 'guest'), 'current');
-  const dir = await realpath(link).catch(() => {
-    throw new Error(`the test guest is not built (${link}); run ./setup.sh`);
-  });
+  const current = process.env.VMAN_GUEST_DIR || path.join(process.env.VMAN_GUEST_CACHE || path.join(cache, 'vman', 'guest'), 'current');
+  const dir = await withinReach(await realpath(current).catch(() => {
+    throw new Error(`the test guest is not built (${current}); run ./setup.sh`);
+  }));
   const manifest = JSON.parse(await readFile(path.join(dir, 'manifest.json'), 'utf8')) as Record<string, string>;
   const guest = {
     dir,

@@ -1,5 +1,6 @@
 // The host as the leak guard sees it, before the run and after: QEMU and
-// dnsmasq processes, tap devices, network namespaces and vman temp folders.
+// dnsmasq processes, tap devices, network namespaces, vman temp folders and
+// VM cgroups.
 // Whatever appeared during the run and is still there at its end is a leak,
 // unless it belongs to another run that is still going (--parallel workers).
 import { readdir } from 'node:fs/promises';
@@ -8,12 +9,15 @@ import path from 'node:path';
 import { hostProcesses } from './proc-reader.ts';
 import { namespaces } from './netns.ts';
 import { processExists, RUN_PREFIX } from './run-context.ts';
+import { processesIn, vmCgroupDirs } from './cgroup-reader.ts';
 
 export interface HostView {
   processes: Map<number, string>;
   taps: Set<string>;
   netns: Set<string>;
   tmp: Set<string>;
+  /** VM cgroups with no process left in them (one with a QEMU in it is that QEMU's, judged above). */
+  emptyCgroups: Set<string>;
 }
 
 const isDnsmasq = (argv: readonly string[]): boolean => (argv[0]?.split('/').at(-1) ?? '') === 'dnsmasq';
@@ -30,7 +34,9 @@ export async function hostView(): Promise<HostView> {
     if (await readdir(path.join('/sys/class/net', dev)).then((e) => e.includes('tun_flags'), () => false)) taps.add(dev);
   }
   const tmp = new Set((await readdir(os.tmpdir())).filter((e) => e.startsWith('vman-')));
-  return { processes, taps, netns: new Set(await namespaces()), tmp };
+  const emptyCgroups = new Set<string>();
+  for (const dir of await vmCgroupDirs()) if ((await processesIn(dir)).length === 0) emptyCgroups.add(dir);
+  return { processes, taps, netns: new Set(await namespaces()), tmp, emptyCgroups };
 }
 
 /** Runs other than this one that are still going: their folders, names and processes are not ours to judge. */
@@ -51,6 +57,8 @@ export function leaks(before: HostView, after: HostView, selfId: string): string
   for (const tap of after.taps) if (!before.taps.has(tap)) out.push(`tap device ${tap} appeared during the run and is still there`);
   for (const ns of after.netns) if (!before.netns.has(ns) && !theirs(ns)) out.push(`network namespace ${ns} appeared during the run and is still there`);
   for (const e of after.tmp) if (!before.tmp.has(e) && !theirs(e)) out.push(`temp folder ${path.join(os.tmpdir(), e)} appeared during the run and is still there`);
+  // An empty one is nobody's: the other worker's vman removes its VM's cgroup as it settles the VM (lastingLeaks waits that out).
+  for (const dir of after.emptyCgroups) if (!before.emptyCgroups.has(dir)) out.push(`VM cgroup ${dir} appeared during the run and is still there, empty`);
   return out;
 }
 

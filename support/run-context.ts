@@ -24,7 +24,8 @@ export function runContext(): RunContext {
     // pid first: a later run tells whether the owner is still alive from the name.
     const id = `${process.pid}-w${workerId}`;
     const root = path.join(os.tmpdir(), `${RUN_PREFIX}${id}`);
-    mkdirSync(root, { recursive: true, mode: 0o700 });
+    // 0711: a VM's QEMU runs as a user of its own (vman as root) and must pass through to its folder; nobody lists it.
+    mkdirSync(root, { recursive: true, mode: 0o711 });
     writeFileSync(path.join(root, 'owner'), `${process.pid}\n`);
     current = { id, root, workerId };
   }
@@ -34,7 +35,7 @@ export function runContext(): RunContext {
 /** A fresh, short folder per scenario (unix socket paths must stay under 108 bytes). */
 export function newScenarioDir(): string {
   const dir = path.join(runContext().root, `s${++scenarioCounter}`);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  mkdirSync(dir, { recursive: true, mode: 0o711 });
   return dir;
 }
 

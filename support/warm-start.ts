@@ -84,6 +84,8 @@ async function makeWarmSnapshot(imageDirs: string[]): Promise<Golden> {
   const storagePath = warmStoragePath();
   const dir = path.join(runContext().root, 'warm-golden');
   await rm(storagePath, { recursive: true, force: true });
+  // Passable, as every folder above a VM's (its QEMU runs as a user of its own).
+  await mkdir(path.dirname(storagePath), { recursive: true, mode: 0o711 });
   const vman = await startInProcessVman({ storagePath, imageDirs });
   try {
     const created = expectStatus<{ id: string }>(await vman.http.post('api/v1/vms', { json: { name: WARM_ORIGIN, template: WARM_TEMPLATE } }), 201, `create the warm origin ${WARM_ORIGIN}`);
@@ -117,7 +119,7 @@ export async function seedWarmStorage(imageDirs: string[]): Promise<WarmSource> 
 
 /** Copies a tree; below the top-level `vms/` folder, files are hard-linked instead. */
 async function layOut(from: string, to: string, link: boolean, top = true): Promise<void> {
-  await mkdir(to, { recursive: true, mode: 0o700 });
+  await mkdir(to, { recursive: true, mode: 0o711 });
   for (const entry of await readdir(from, { withFileTypes: true })) {
     const src = path.join(from, entry.name);
     const dst = path.join(to, entry.name);

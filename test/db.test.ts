@@ -151,7 +151,7 @@ describe('migration 4 (snapshots) over a database of version 3', () => {
   it('keeps every row (no cascade while vms is rebuilt), and foreign keys are on and hold afterwards', () => {
     const db = version3(freshPath());
     const before = dump(db);
-    assert.equal(applyMigrations(db), 1);
+    assert.equal(applyMigrations(db, MIGRATIONS.filter((m) => m.version <= 4)), 1);
     assert.equal(currentSchemaVersion(db), 4);
     assert.equal(db.pragma('foreign_keys', { simple: true }), 1, 'foreign keys on again');
     assert.deepEqual(db.pragma('foreign_key_check'), []);
@@ -194,7 +194,7 @@ describe('migration 4 (snapshots) over a database of version 3', () => {
     const file = freshPath();
     version3(file).close();
     const v = openDatabase(file);
-    assert.equal(currentSchemaVersion(v.db), 4);
+    assert.equal(currentSchemaVersion(v.db), MIGRATIONS.at(-1)!.version);
     assert.equal(v.db.pragma('foreign_keys', { simple: true }), 1);
     const web = v.vms.get('vm-1');
     assert.deepEqual({ state: web?.state, pid: web?.pid, sshPort: web?.sshPort, deviceModel: web?.deviceModel, resumeFrom: web?.resumeFrom, origin: web?.originSnapshotId },
@@ -464,5 +464,24 @@ describe('repositories', () => {
     assert.equal(v.disks.count(), 10000);
     assert.equal(v.disks.listByVm('vm-500').length, 5);
     assert.equal(v.templates.countVms('t1'), 1000);
+  });
+});
+
+describe('migration 5 (qemu identity) over a database of version 4', () => {
+  it('adds the uid and gid of each VM\'s QEMU, empty for the VMs there, and no two VMs may hold one uid', () => {
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'vman-m5-')), 'vman.db');
+    const db = new Database(file);
+    applyMigrations(db, MIGRATIONS.filter((m) => m.version <= 4));
+    const now = new Date().toISOString();
+    db.prepare("INSERT INTO templates (id, name, cpus, memory_mb, kernel_path, builtin, created_at) VALUES ('tpl-1', 'small', 1, 512, '/k', 1, ?)").run(now);
+    for (const [id, mac] of [['vm-1', '52:54:00:00:00:01'], ['vm-2', '52:54:00:00:00:02']]) {
+      db.prepare(`INSERT INTO vms (id, name, template_id, state, mac, storage_dir, created_at, updated_at) VALUES (?, ?, 'tpl-1', 'stopped', ?, ?, ?, ?)`).run(id, id, mac, `/srv/vms/${id}`, now, now);
+    }
+    assert.equal(applyMigrations(db), 1);
+    assert.deepEqual(db.prepare('SELECT qemu_uid, qemu_gid FROM vms ORDER BY id').all(), [{ qemu_uid: null, qemu_gid: null }, { qemu_uid: null, qemu_gid: null }]);
+    db.prepare("UPDATE vms SET qemu_uid = 1879048192, qemu_gid = 1879048192 WHERE id = 'vm-1'").run();
+    assert.throws(() => db.prepare("UPDATE vms SET qemu_uid = 1879048192, qemu_gid = 1879048192 WHERE id = 'vm-2'").run(), /UNIQUE/);
+    db.close();
+    fs.rmSync(path.dirname(file), { recursive: true, force: true });
   });
 });

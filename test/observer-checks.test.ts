@@ -29,7 +29,7 @@ const T = '2024-01-01T00:00:00.000Z';
 function vm(id: string, state: VmRecord['state'], pid: number | null = null): VmRecord {
   return {
     id, name: `n-${id}`, templateId: 't1', state, stateReason: null, pid, mac: '52:54:00:00:00:01',
-    storageDir: `${S}/vms/${id}`, sshKeys: [], userData: null, sshPort: null, guestAddress: null, stopMethod: null, deviceModel: null, resumeFrom: null, originSnapshotId: null, createdAt: T, updatedAt: T,
+    storageDir: `${S}/vms/${id}`, sshKeys: [], userData: null, sshPort: null, guestAddress: null, stopMethod: null, deviceModel: null, resumeFrom: null, originSnapshotId: null, qemuIdentity: null, createdAt: T, updatedAt: T,
   };
 }
 

@@ -191,7 +191,7 @@ describe('defaultSources', () => {
 describe('takeSnapshot', () => {
   const vmA = {
     id: 'a', name: 'a', templateId: 't1', state: 'running', stateReason: null, pid: 5, mac: 'm', storageDir: '/s/vms/a',
-    sshKeys: [], userData: null, sshPort: null, guestAddress: null, stopMethod: null, deviceModel: null, resumeFrom: null, originSnapshotId: null, createdAt: 'c', updatedAt: 'u1',
+    sshKeys: [], userData: null, sshPort: null, guestAddress: null, stopMethod: null, deviceModel: null, resumeFrom: null, originSnapshotId: null, qemuIdentity: null, createdAt: 'c', updatedAt: 'u1',
   } satisfies VmRecord;
   const vmB = { ...vmA, id: 'b', name: 'b', state: 'stopped', pid: null } satisfies VmRecord;
 

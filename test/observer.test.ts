@@ -12,7 +12,7 @@ const T = '2024-01-01T00:00:00.000Z';
 
 const runningVm: VmRecord = {
   id: 'a', name: 'web', templateId: 't1', state: 'running', stateReason: null, pid: 99, mac: '52:54:00:00:00:01',
-  storageDir: `${S}/vms/a`, sshKeys: [], userData: null, sshPort: null, guestAddress: null, stopMethod: null, deviceModel: null, resumeFrom: null, originSnapshotId: null, createdAt: T, updatedAt: T,
+  storageDir: `${S}/vms/a`, sshKeys: [], userData: null, sshPort: null, guestAddress: null, stopMethod: null, deviceModel: null, resumeFrom: null, originSnapshotId: null, qemuIdentity: null, createdAt: T, updatedAt: T,
 };
 
 interface Fake extends SnapshotSources {

@@ -25,6 +25,9 @@ import type { InstalledPackage, InstalledServe, PackedTarball } from '../support
 import type { ServeToEnd } from './vman-service.ts';
 
 export interface ScenarioNotes {
+  // ---- confinement ----
+  /** A QEMU asked to run a program: its pid and the user it ran as, for the kernel's record of its end. */
+  killedQemu: { pid: number; user: { uid: number; gid: number } };
   // ---- snapshots ----
   /** The marker a guest keeps in its RAM only (a tmpfs), before a snapshot. */
   ramMarker: string;

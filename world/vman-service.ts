@@ -9,6 +9,7 @@ import { probeHost, type HostInfo } from '../src/host/probe.ts';
 import type { AccelRequest } from '../src/host/accel-probe.ts';
 import type { NetworkMode } from '../src/network/config.ts';
 import { runContext } from '../support/run-context.ts';
+import { hostStatus } from '../support/host.ts';
 import type { ProtocolLogEntry } from '../src/operator/qmp-client.ts';
 import { createVman, type Vman } from '../src/server.ts';
 import { pollUntil } from '../support/poll.ts';
@@ -66,15 +67,30 @@ function client(baseUrl: string): { http: Got; inFlight: () => number } {
   return { http, inFlight: () => pending };
 }
 
-function baseEnv(s: VmanSettings): Record<string, string> {
+async function baseEnv(s: VmanSettings): Promise<Record<string, string>> {
+  const guestDir = await suiteGuestDir();
   return {
+    // The built guest where a VM's QEMU, running as a user of its own, can read it (support/host.ts).
+    ...(guestDir ? { VMAN_GUEST_DIR: guestDir } : {}),
     VMAN_STORAGE_PATH: s.storagePath,
     VMAN_OBSERVER_INTERVAL: '0',
     VMAN_BOOT_TIMEOUT: '60',
+    VMAN_QEMU_UID_RANGE: workerUidRange(),
     ...(s.imageDirs ? { VMAN_IMAGE_DIRS: s.imageDirs.join(':') } : {}),
     ...(process.env.VMAN_ACCEL ? { VMAN_ACCEL: process.env.VMAN_ACCEL } : {}),
     ...s.env,
   };
+}
+
+/**
+ * Each worker's vmans give their VMs' QEMU users from a range of their own:
+ * two vmans that share a range would give two VMs one uid (vman as root).
+ */
+export function workerUidRange(): string {
+  const worker = Number.parseInt(runContext().workerId, 10) || 0;
+  // vman's default range starts here too (above systemd's container uids, below 2^31).
+  const first = 1_879_048_192 + worker * 4096;
+  return `${first}-${first + 4095}`;
 }
 
 let vmanHost: Promise<HostInfo> | undefined;
@@ -85,12 +101,20 @@ let vmanHost: Promise<HostInfo> | undefined;
  * Part of starting vman, not evidence: the suite's facts are support/host.ts.
  */
 function vmanHostInfo(): Promise<HostInfo> {
-  vmanHost ??= probeHost({ storagePath: runContext().root, requestedAccel: (process.env.VMAN_ACCEL as AccelRequest | undefined) ?? 'auto' });
+  vmanHost ??= suiteGuestDir().then((guestDir) => probeHost({
+    storagePath: runContext().root, requestedAccel: (process.env.VMAN_ACCEL as AccelRequest | undefined) ?? 'auto', ...(guestDir ? { guestDir } : {}),
+  }));
   return vmanHost;
 }
 
+/** The test guest's folder as the suite found it, within reach of a VM's own user. */
+async function suiteGuestDir(): Promise<string | undefined> {
+  const status = await hostStatus();
+  return status.ok ? status.host.guest.dir : undefined;
+}
+
 export async function startInProcessVman(s: VmanSettings): Promise<VmanEndpoint & { vman: Vman }> {
-  const config = loadConfig(baseEnv(s), { listen: '127.0.0.1:0' });
+  const config = loadConfig(await baseEnv(s), { listen: '127.0.0.1:0' });
   const lines: string[] = [];
   const vman = await createVman(config, {
     hostInfo: await vmanHostInfo(),
@@ -118,10 +142,13 @@ export async function startChildVman(s: VmanSettings, port?: number): Promise<Ch
   const baseUrl = `http://${listenHost}:${listenPort}/`;
   const lines: string[] = [];
   const serve = [path.join(REPO, 'bin', 'vman.mjs'), 'serve', '--listen', `${listenHost}:${listenPort}`];
-  // `ip netns exec` execs node itself: the child's pid is vman's, and signals reach it.
-  const [file, args]: [string, string[]] = s.netns ? ['ip', ['netns', 'exec', s.netns.name, process.execPath, ...serve]] : [process.execPath, serve];
+  // nsenter joins the namespace's network only and execs node itself: the child's pid is vman's, and signals reach it.
+  // Not `ip netns exec`: it also remounts /sys for the namespace, which hides the cgroups vman confines QEMU in.
+  const [file, args]: [string, string[]] = s.netns
+    ? ['nsenter', [`--net=/run/netns/${s.netns.name}`, '--', process.execPath, ...serve]]
+    : [process.execPath, serve];
   const child: ResultPromise = execa(file, args, {
-    env: { ...baseEnv(s), VMAN_LOG_LEVEL: 'info' },
+    env: { ...(await baseEnv(s)), VMAN_LOG_LEVEL: 'info' },
     reject: false,
     all: true,
     cleanup: true,
@@ -137,7 +164,7 @@ export async function startChildVman(s: VmanSettings, port?: number): Promise<Ch
     },
     { timeoutMs: 30_000, intervalMs: 100 },
   );
-  const config = loadConfig(baseEnv(s));
+  const config = loadConfig(await baseEnv(s));
   const exited = (child as unknown as Promise<{ exitCode?: number; signal?: string }>).then(
     (r) => ({ code: r.exitCode ?? null, signal: r.signal ?? null }),
     () => ({ code: child.exitCode, signal: child.signalCode }),
@@ -168,7 +195,7 @@ export async function runVmanServeToEnd(s: VmanSettings, timeoutMs = 30_000): Pr
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const r = await execa(process.execPath, [path.join(REPO, 'bin', 'vman.mjs'), 'serve', '--listen', `127.0.0.1:${port}`], {
-    env: { ...baseEnv(s), VMAN_LOG_LEVEL: 'info' }, reject: false, all: true, timeout: timeoutMs, forceKillAfterDelay: 1_000,
+    env: { ...(await baseEnv(s)), VMAN_LOG_LEVEL: 'info' }, reject: false, all: true, timeout: timeoutMs, forceKillAfterDelay: 1_000,
   });
   return { exitCode: r.exitCode, output: r.all ?? '', url };
 }

@@ -50,6 +50,7 @@ export interface DiskNotes {
 import { bootBareGuest, killBareGuest, type BareGuest } from '../support/bare-guest.ts';
 import { DbReader } from '../support/db-reader.ts';
 import { startChildVman, startInProcessVman, type ChildVman, type VmanEndpoint } from './vman-service.ts';
+import { removeVmCgroups, vmIdsUnder } from '../support/cgroup-reader.ts';
 import { seedWarmStorage, warmStoragePath, type WarmSource } from '../support/warm-start.ts';
 import type { Response } from 'got';
 import path from 'node:path';
@@ -224,8 +225,10 @@ export class VmanWorld extends World {
     this.dbReader = undefined;
     // The warm storage a cloning scenario borrowed is emptied like its own folder.
     for (const folder of this.storage ? [this.storage, ...(this.clonesWarm ? [warmStoragePath()] : [])] : []) {
-      // VMs started through vman outlive it by design: end them by their folder.
+      // VMs started through vman outlive it by design: end them by their folder, and their cgroups with them.
       await killProcesses(await qemuProcessesUnder(folder));
+      const cgroupsLeft = await removeVmCgroups(await vmIdsUnder(folder));
+      if (cgroupsLeft.length > 0) errors.push(new Error(`VM cgroups could not be removed: ${cgroupsLeft.join('; ')}`));
       await rm(folder, { recursive: true, force: true });
       const survivors = await qemuProcessesUnder(folder);
       if (survivors.length > 0) errors.push(new Error(`QEMU ${survivors.map((p) => p.pid).join(', ')} survived the teardown of ${folder}`));

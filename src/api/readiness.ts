@@ -18,6 +18,7 @@ export async function notReadyReason({ host, storagePath }: ReadinessInput): Pro
   // Dry run: processes are simulated, nothing on the host is needed.
   if (host.dry_run) return undefined;
   if (!host.qemu_path || !host.qemu_img_path) return host.accelerator_reason || 'QEMU or qemu-img is not usable on this host';
+  if (host.confinement?.refusal) return host.confinement.refusal;
   if (storagePath === undefined) return undefined;
   const probe = path.join(storagePath, `.ready-${randomBytes(4).toString('hex')}`);
   try {

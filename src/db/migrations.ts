@@ -173,6 +173,18 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE intents_new RENAME TO intents;
     `,
   },
+  {
+    version: 5,
+    name: 'qemu identity',
+    // The unprivileged user and group a VM's QEMU runs as when vman runs as
+    // root (src/operator/confinement.ts): the uid is the VM's own; the gid is
+    // shared by a VM and its clones, which read their origin's snapshot images.
+    up: `
+      ALTER TABLE vms ADD COLUMN qemu_uid INTEGER;
+      ALTER TABLE vms ADD COLUMN qemu_gid INTEGER;
+      CREATE UNIQUE INDEX vms_qemu_uid_idx ON vms(qemu_uid) WHERE qemu_uid IS NOT NULL;
+    `,
+  },
 ];
 
 function assertOrdered(migrations: readonly Migration[]): void {

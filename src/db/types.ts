@@ -51,6 +51,8 @@ export interface VmRecord {
   resumeFrom: string | null;
   /** The snapshot it was cloned from, whose images its disks are overlays over. */
   originSnapshotId: string | null;
+  /** The unprivileged uid and gid its QEMU runs as, when vman runs as root (null until its first start). */
+  qemuIdentity: { uid: number; gid: number } | null;
   createdAt: string;
   updatedAt: string;
 }
@@ -115,7 +117,7 @@ export interface AddressRecord {
 export type NewTemplate = Omit<TemplateRecord, 'createdAt' | 'readiness' | 'readyPattern' | 'sshKeys'> &
   Partial<Pick<TemplateRecord, 'readiness' | 'readyPattern' | 'sshKeys'>>;
 /** A VM to insert; no keys and no user-data unless given. */
-export type NewVm = Omit<VmRecord, 'createdAt' | 'updatedAt' | 'sshPort' | 'guestAddress' | 'stopMethod' | 'sshKeys' | 'userData' | 'deviceModel' | 'resumeFrom' | 'originSnapshotId'> &
+export type NewVm = Omit<VmRecord, 'createdAt' | 'updatedAt' | 'sshPort' | 'guestAddress' | 'stopMethod' | 'sshKeys' | 'userData' | 'deviceModel' | 'resumeFrom' | 'originSnapshotId' | 'qemuIdentity'> &
   Partial<Pick<VmRecord, 'sshKeys' | 'userData' | 'deviceModel' | 'resumeFrom' | 'originSnapshotId'>>;
 export type NewSnapshot = Omit<SnapshotRecord, 'createdAt'>;
 export type NewDisk = Omit<DiskRecord, 'createdAt' | 'updatedAt'>;

@@ -19,6 +19,8 @@ interface VmRow {
   device_model: string | null;
   resume_from: string | null;
   origin_snapshot_id: string | null;
+  qemu_uid: number | null;
+  qemu_gid: number | null;
   created_at: string;
   updated_at: string;
 }
@@ -58,6 +60,7 @@ function toRecord(r: VmRow): VmRecord {
     deviceModel: parseDeviceModel(r.device_model),
     resumeFrom: r.resume_from,
     originSnapshotId: r.origin_snapshot_id,
+    qemuIdentity: r.qemu_uid === null || r.qemu_gid === null ? null : { uid: r.qemu_uid, gid: r.qemu_gid },
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };
@@ -79,11 +82,13 @@ const SET_CLAUSE = `state = @state, state_reason = @reason,
   pid = CASE WHEN @set_pid THEN @pid ELSE pid END, updated_at = @now`;
 
 export class VmRepo {
-  private readonly insertStmt: Database.Statement<[Omit<VmRow, 'ssh_port' | 'guest_address' | 'stop_method'>], VmRow>;
+  private readonly insertStmt: Database.Statement<[Omit<VmRow, 'ssh_port' | 'guest_address' | 'stop_method' | 'qemu_uid' | 'qemu_gid'>], VmRow>;
   private readonly setRuntimeStmt: Database.Statement<[number | null, string | null, string]>;
   private readonly setStopMethodStmt: Database.Statement<[StopMethod, string]>;
   private readonly setDeviceModelStmt: Database.Statement<[string, string]>;
   private readonly setResumeFromStmt: Database.Statement<[string | null, string]>;
+  private readonly setQemuIdentityStmt: Database.Statement<[number, number, string]>;
+  private readonly qemuIdsStmt: Database.Statement<[], { qemu_uid: number; qemu_gid: number }>;
   private readonly clonesStmt: Database.Statement<[string], VmRow>;
   private readonly getStmt: Database.Statement<[string], VmRow>;
   private readonly getByNameStmt: Database.Statement<[string], VmRow>;
@@ -104,8 +109,10 @@ export class VmRepo {
     this.setStopMethodStmt = db.prepare<[StopMethod, string]>('UPDATE vms SET stop_method = ? WHERE id = ?');
     this.setDeviceModelStmt = db.prepare<[string, string]>('UPDATE vms SET device_model = ? WHERE id = ?');
     this.setResumeFromStmt = db.prepare<[string | null, string]>('UPDATE vms SET resume_from = ? WHERE id = ?');
+    this.setQemuIdentityStmt = db.prepare<[number, number, string]>('UPDATE vms SET qemu_uid = ?, qemu_gid = ? WHERE id = ?');
+    this.qemuIdsStmt = db.prepare<[], { qemu_uid: number; qemu_gid: number }>('SELECT qemu_uid, qemu_gid FROM vms WHERE qemu_uid IS NOT NULL');
     this.clonesStmt = db.prepare<[string], VmRow>('SELECT * FROM vms WHERE origin_snapshot_id = ? ORDER BY created_at, id');
-    this.insertStmt = db.prepare<Omit<VmRow, 'ssh_port' | 'guest_address' | 'stop_method'>, VmRow>(
+    this.insertStmt = db.prepare<Omit<VmRow, 'ssh_port' | 'guest_address' | 'stop_method' | 'qemu_uid' | 'qemu_gid'>, VmRow>(
       `INSERT INTO vms (id, name, template_id, state, state_reason, pid, mac, storage_dir, ssh_keys, user_data, device_model, resume_from, origin_snapshot_id, created_at, updated_at)
        VALUES (@id, @name, @template_id, @state, @state_reason, @pid, @mac, @storage_dir, @ssh_keys, @user_data, @device_model, @resume_from, @origin_snapshot_id, @created_at, @updated_at)
        RETURNING *`,
@@ -141,6 +148,18 @@ export class VmRepo {
   /** The snapshot its next start resumes, or none: its starts boot. */
   setResumeFrom(id: string, snapshotId: string | null): void {
     this.setResumeFromStmt.run(snapshotId, id);
+  }
+
+  /** The uid and gid its QEMU runs as (vman as root); set once, at its first start. */
+  setQemuIdentity(id: string, who: { uid: number; gid: number }): void {
+    this.setQemuIdentityStmt.run(who.uid, who.gid, id);
+  }
+
+  /** Every uid and gid a VM holds: none is given to another VM while it exists. */
+  qemuIdsInUse(): Set<number> {
+    const used = new Set<number>();
+    for (const r of this.qemuIdsStmt.all()) used.add(r.qemu_uid).add(r.qemu_gid);
+    return used;
   }
 
   /** The VMs cloned from this snapshot (their disks are overlays over its images). */

@@ -11,6 +11,8 @@ export interface VmNetworkRequest {
   address: string;
   /** User mode: the host port on 127.0.0.1 forwarded to the guest's SSH. */
   sshPort?: number;
+  /** Bridge mode: the user the VM's QEMU runs as (vman as root) owns its tap. */
+  owner?: { uid: number; gid: number };
 }
 
 /** What the host holds for VMs' networks (bridge mode): tap devices on the bridge and DHCP reservations. */

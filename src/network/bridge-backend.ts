@@ -71,7 +71,7 @@ export class BridgeNetworkBackend implements NetworkBackend {
     const ip = parseIpv4(req.address);
     if (ip === undefined || !inCidr(this.config.subnet, ip)) throw new Error(`address ${req.address} is not in the subnet of ${this.bridge}`);
     const tap = tapName(req.vmId);
-    await createTap(tap, this.bridge);
+    await createTap(tap, this.bridge, req.owner);
     try {
       if (this.config.vlan !== null) await tagTap(this.bridge, tap, this.config.vlan);
       crashPoint('network.setup.after-tap');

@@ -42,10 +42,12 @@ export async function linkInfo(name: string): Promise<IpLink | undefined> {
  * name left by a crashed run is replaced: the VM is not running (it is being
  * started), so nothing uses it. On failure nothing is left behind.
  */
-export async function createTap(name: string, bridge: string): Promise<void> {
+export async function createTap(name: string, bridge: string, owner?: { uid: number; gid: number }): Promise<void> {
   if (!isTapName(name)) throw new Error(`invalid tap name ${JSON.stringify(name)}`);
   await deleteTap(name);
-  await ip(['tuntap', 'add', 'dev', name, 'mode', 'tap']);
+  // Owned by the VM's QEMU user (vman as root): QEMU attaches to it without CAP_NET_ADMIN, and no other user can.
+  const ownedBy = owner ? ['user', String(owner.uid), 'group', String(owner.gid)] : [];
+  await ip(['tuntap', 'add', 'dev', name, 'mode', 'tap', ...ownedBy]);
   try {
     await ip(['link', 'set', 'dev', name, 'master', bridge]);
     await ip(['link', 'set', 'dev', name, 'up']);

@@ -52,6 +52,12 @@ export class DryRunOperator implements Operator {
     vm.alive = false;
     return true;
   }
+
+  /** Simulated processes open no files: nothing changes hands. */
+  async returnFile(): Promise<void> {}
+
+  /** Nor are they in cgroups. */
+  async releaseHost(): Promise<void> {}
 }
 
 export class DryRunVm implements VmHandle {

@@ -63,6 +63,10 @@ export interface Operator {
   adopt(vmId: string, dir: string): Promise<VmHandle | undefined>;
   /** Ends a VM's QEMU that no handle holds (SIGKILL); true if one was running. */
   terminate(vmId: string, dir: string): Promise<boolean>;
+  /** A VM at rest: what the host kept for its QEMU (its cgroup) goes. */
+  releaseHost(vmId: string): Promise<void>;
+  /** A disk no QEMU opens any more (detached, or its VM gone) goes back to vman's ownership. */
+  returnFile(file: string): Promise<void>;
 }
 
 export interface QemuOperatorOptions extends VmHandleOptions {
@@ -81,8 +85,18 @@ export class QemuOperator implements Operator {
     return QemuVm.adopt(vmId, dir, this.opts);
   }
 
-  terminate(vmId: string, dir: string): Promise<boolean> {
-    return terminateQemu(vmId, dir);
+  async terminate(vmId: string, dir: string): Promise<boolean> {
+    const ended = await terminateQemu(vmId, dir);
+    await this.opts.confinement?.release(vmId);
+    return ended;
+  }
+
+  async returnFile(file: string): Promise<void> {
+    await this.opts.confinement?.releaseDisk(file);
+  }
+
+  async releaseHost(vmId: string): Promise<void> {
+    await this.opts.confinement?.release(vmId);
   }
 }
 
@@ -105,4 +119,8 @@ export class UnavailableOperator implements Operator {
   async terminate(): Promise<boolean> {
     return false;
   }
+
+  async returnFile(): Promise<void> {}
+
+  async releaseHost(): Promise<void> {}
 }

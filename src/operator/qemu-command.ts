@@ -4,6 +4,7 @@
 import path from 'node:path';
 import { assertId } from '../names.ts';
 import { diskNodeNames, NIC_ID, pciAddr, SERIAL_BUS_ID, type DeviceModel } from '../model/device-model.ts';
+import type { QemuIdentity } from './confinement.ts';
 
 export type Accelerator = 'kvm' | 'tcg';
 
@@ -33,6 +34,10 @@ export interface QemuVmSpec {
   id: string;
   /** The VM's own folder: sockets, pidfile, serial log and overlay live here. */
   dir: string;
+  /** The unprivileged user QEMU runs as (vman as root); none: vman's own user. */
+  identity?: QemuIdentity;
+  /** Snapshot images under its root disk (a clone's), by vman's records: its user is let read them. */
+  sharedImages?: string[];
   qemuBinary: string;
   accel: Accelerator;
   cpus: number;
@@ -123,8 +128,8 @@ export function buildQemuArgs(spec: QemuVmSpec): string[] {
     '-device', `virtserialport,bus=${SERIAL_BUS_ID}.0,chardev=ga,name=org.qemu.guest_agent.0`,
     // A new generation id at every QEMU start: a resumed copy's kernel reseeds its RNG.
     '-device', 'vmgenid,id=vmgenid0',
+    // No -daemonize: under the sandbox QEMU 7.x dies forking itself; vman starts it detached instead.
     '-pidfile', p.pidfile,
-    '-daemonize',
   ];
 
   if (spec.boot) {

@@ -7,7 +7,8 @@ import { readFile } from 'node:fs/promises';
 import { GuestAgentClient, GuestAgentError, type GuestNetworkInterface } from './guest-agent-client.ts';
 import { QmpClient, type ProtocolLogEntry, type QmpEvent } from './qmp-client.ts';
 import type { ExitInfo, VmHandle } from './operator.ts';
-import { launchQemu, removeRuntimeFiles } from './qemu-launcher.ts';
+import { describeSignal, launchQemu, qemuLogPath, removeRuntimeFiles, type QemuExit } from './qemu-launcher.ts';
+import { Confinement, type QemuIdentity } from './confinement.ts';
 import { qemuName, vmPaths, type DiskSpec, type QemuVmSpec, type VmPaths } from './qemu-command.ts';
 import { blockInventory, hotplugDisk, removeBlock, unplugDisk, type BlockInventory, type HotplugProgress } from './hotplug.ts';
 import { crashPoint, type CrashPoint } from '../crash-points.ts';
@@ -66,6 +67,8 @@ export interface Readiness {
 export interface VmHandleOptions {
   /** Every QMP message sent and received, for the report. */
   protocolLog?: (vmId: string, entry: ProtocolLogEntry) => void;
+  /** Who QEMU runs as, what it may touch, its limits; by default the sandbox alone. */
+  confinement?: Confinement;
 }
 
 export class QemuVm implements VmHandle {
@@ -76,13 +79,19 @@ export class QemuVm implements VmHandle {
   private stopping = false;
   private disconnected = false;
 
+  private exitStatus: QemuExit | undefined;
+
   private constructor(
     readonly id: string,
     readonly dir: string,
     readonly pid: number,
     readonly qmp: QmpClient,
     private readonly opts: VmHandleOptions,
+    /** The user QEMU runs as when it is not vman's: its disks are handed to it. */
+    readonly identity: QemuIdentity | undefined,
+    private readonly exited?: Promise<QemuExit>,
   ) {
+    void exited?.then((e) => (this.exitStatus = e));
     this.paths = vmPaths(dir);
     qmp.onEvent((ev) => {
       if (ev.event === 'SHUTDOWN') this.shutdownEvent = ev;
@@ -103,15 +112,17 @@ export class QemuVm implements VmHandle {
     const started = Date.now();
     const state = opts.stateFile === undefined ? undefined : await openState(opts.stateFile);
     let pid: number;
+    let exited: Promise<QemuExit>;
+    const confinement = opts.confinement ?? Confinement.sandboxOnly();
     try {
-      ({ pid } = await launchQemu(state ? { ...spec, incomingFd: INCOMING_FD } : spec, opts.launchTimeoutMs, state?.fd));
+      ({ pid, exited } = await launchQemu(state ? { ...spec, incomingFd: INCOMING_FD } : spec, confinement, opts.launchTimeoutMs, state?.fd));
     } finally {
       await state?.close();
     }
     crashPoint('vm.start.after-launch');
     try {
       const qmp = await QmpClient.connect(vmPaths(spec.dir).qmp, qmpOptions(spec.id, opts));
-      const vm = new QemuVm(spec.id, spec.dir, pid, qmp, opts);
+      const vm = new QemuVm(spec.id, spec.dir, pid, qmp, opts, spec.identity, exited);
       if (state) {
         const launchMs = Date.now() - started;
         vm.resumed = { launchMs, loadMs: await loadState(qmp) };
@@ -121,6 +132,10 @@ export class QemuVm implements VmHandle {
       signal(pid, 'SIGKILL');
       await waitForExit(pid, 5_000);
       await removeRuntimeFiles(spec.dir);
+      await confinement.release(spec.id).catch(() => undefined);
+      // QEMU opens its monitor before it loads the kernel and the disks: a failure there closes the monitor. Its own words say why.
+      const said = await readFile(qemuLogPath(spec.dir), 'utf8').catch(() => '');
+      if (said.trim()) throw new Error(`${(err as Error).message}: QEMU said: ${said.trim()}`, { cause: err });
       throw err;
     }
   }
@@ -132,7 +147,15 @@ export class QemuVm implements VmHandle {
     const proc = await readProcess(pid);
     if (!proc || proc.state === 'Z' || qemuNameOf(proc.argv) !== qemuName(id)) return undefined;
     const qmp = await QmpClient.connect(vmPaths(dir).qmp, qmpOptions(id, opts));
-    return new QemuVm(id, dir, pid, qmp, opts);
+    return new QemuVm(id, dir, pid, qmp, opts, await processIdentity(pid));
+  }
+
+  /** How QEMU ended, when this vman started it and it ends within `ms`. */
+  private exitedWithin(ms: number): Promise<QemuExit | undefined> {
+    if (!this.exited) return Promise.resolve(undefined);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<undefined>((resolve) => (timer = setTimeout(resolve, ms, undefined)));
+    return Promise.race([this.exited, late]).finally(() => clearTimeout(timer));
   }
 
   /** Called once when the QEMU process has gone, whoever ended it. */
@@ -169,7 +192,11 @@ export class QemuVm implements VmHandle {
 
   /** The paused guest's memory and device state to `file`, through a socket in the VM's folder. */
   saveState(file: string): Promise<SavedState> {
-    return saveState(this.qmp, path.join(this.dir, 'save.sock'), file);
+    return saveState(this.qmp, path.join(this.dir, 'save.sock'), file, { beforeMigrate: (sock) => this.confinement.grantSocket(sock, this.identity) });
+  }
+
+  private get confinement(): Confinement {
+    return this.opts.confinement ?? Confinement.sandboxOnly();
   }
 
   /**
@@ -316,11 +343,16 @@ export class QemuVm implements VmHandle {
   /** Closes the monitor and removes sockets and pidfile once the process is gone. */
   async cleanup(): Promise<void> {
     await this.qmp.close();
-    if (!(await isAlive(this.pid))) await removeRuntimeFiles(this.dir);
+    if (!(await isAlive(this.pid))) {
+      await removeRuntimeFiles(this.dir);
+      await this.confinement.release(this.id).catch(() => undefined);
+    }
   }
 
   async attachDisk(disk: DiskSpec, opts: { timeoutMs?: number } = {}): Promise<string> {
     const timeoutMs = opts.timeoutMs ?? 15_000;
+    // QEMU opens the file as its own user: the disk is that user's while attached.
+    await this.confinement.grantDisk(disk.path, this.identity);
     // One agent connection for every look at the guest: qemu-ga only notices a
     // new client every 100 ms, so reconnecting per check would add that each time.
     const seeing = this.withGuestAgent((ga) => waitForGuestDisk((fn) => fn(ga), disk.id, { timeoutMs, present: true }), timeoutMs);
@@ -373,14 +405,21 @@ export class QemuVm implements VmHandle {
     // The monitor closes just before the process ends; give it a moment.
     await waitForExit(this.pid, 5_000);
     if (await isAlive(this.pid)) return;
-    if (!this.stopping) await removeRuntimeFiles(this.dir);
+    if (!this.stopping) {
+      await removeRuntimeFiles(this.dir);
+      await this.confinement.release(this.id).catch(() => undefined);
+    }
     const guestInitiated = this.shutdownEvent?.data?.guest === true;
     const reason = this.shutdownEvent?.data?.reason;
+    // Started by this vman: how it ended is known (reaped a moment after the monitor closed).
+    const status = this.exitStatus ?? (await this.exitedWithin(1_000));
     const info: ExitInfo = {
       guestInitiated,
       detail: this.shutdownEvent
         ? `QEMU ${this.pid} shut down (${typeof reason === 'string' ? reason : 'no reason given'})`
-        : `QEMU ${this.pid} exited without a shutdown event (killed or crashed)`,
+        : status?.signal
+          ? `QEMU ${this.pid} was ${describeSignal(status)}`
+          : `QEMU ${this.pid} exited without a shutdown event (killed or crashed)`,
     };
     this.exitInfo = info;
     for (const l of this.exitListeners) l(info);
@@ -458,6 +497,15 @@ export class GuestGoneError extends TerminalStateError {
     super(`QEMU of VM ${vmId} exited before its guest became ready`);
     this.name = 'GuestGoneError';
   }
+}
+
+/** The uid and gid a running process has (adopted QEMU: the user it was started as). */
+async function processIdentity(pid: number): Promise<QemuIdentity | undefined> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+  const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1];
+  const gid = /^Gid:\s+(\d+)/m.exec(status)?.[1];
+  if (uid === undefined || gid === undefined || Number(uid) === (process.geteuid?.() ?? 0)) return undefined;
+  return { uid: Number(uid), gid: Number(gid) };
 }
 
 async function readPidfile(dir: string): Promise<number | undefined> {

@@ -35,7 +35,8 @@ export interface SavedState {
  * QEMU ends in `postmigrate` with its disks flushed and let go: the caller
  * copies them, then `cont`s.
  */
-export async function saveState(qmp: QmpLike, socketPath: string, file: string, timeoutMs = 120_000): Promise<SavedState> {
+export async function saveState(qmp: QmpLike, socketPath: string, file: string, opts: { timeoutMs?: number; beforeMigrate?: (socket: string) => Promise<void> } = {}): Promise<SavedState> {
+  const timeoutMs = opts.timeoutMs ?? 120_000;
   const started = Date.now();
   await rm(socketPath, { force: true });
   const sink = createWriteStream(file, { flags: 'wx', mode: 0o600 });
@@ -61,6 +62,8 @@ export async function saveState(qmp: QmpLike, socketPath: string, file: string, 
       server.once('error', reject);
       server.listen(socketPath, resolve);
     });
+    // QEMU connects as its own user: the socket must be its to write to.
+    await opts.beforeMigrate?.(socketPath);
     await qmp.execute('migrate-set-parameters', { 'max-bandwidth': UNTHROTTLED_BYTES_PER_SECOND });
     await qmp.execute('migrate', { uri: `unix:${socketPath}` });
     await pollUntil('the state saved (query-migrate completed)', async () => {

@@ -62,6 +62,8 @@ export class DiskService {
     const disk = await this.o.journal.run({ op: 'disk.create', diskId: id, file, pending }, async (intent) => {
       try {
         await createQcow2(pending, input.sizeGb, { qemuImg: this.o.qemuImg });
+        // No VM's yet: vman's alone (qemu-img makes it 0644).
+        await this.o.runtime.operator.returnFile(pending);
       } catch (err) {
         await rm(pending, { force: true });
         const msg = (err as Error).message;
@@ -150,6 +152,8 @@ export class DiskService {
             const addr = vm.deviceModel ? pciAddr(withDataDisk(vm.deviceModel, id), diskNodeNames(id).device) : undefined;
             device = await handle.attachDisk({ id, path: disk.path, format: disk.format, ...(addr ? { addr } : {}) }, { timeoutMs: this.o.qmpTimeoutMs });
           } catch (err) {
+            // Not the VM's disk after all: vman's again (a descriptor QEMU still holds is the observer's to report).
+            await this.o.runtime.operator.returnFile(disk.path);
             throw await this.hotplugFailure('hot-plug', id, vmId, handle, err);
           }
         }
@@ -208,6 +212,8 @@ export class DiskService {
           this.log(`disk ${id} unplugged from ${vm.id}`, { disk_id: id, vm_id: vm.id, vm_name: vm.name });
         }
         crashPoint('disk.detach.before-record');
+        // Detached, it is no VM's: vman's file again, out of reach of the VM's user.
+        await this.o.runtime.operator.returnFile(disk.path);
         return this.o.db.transaction(() => {
           const row = this.o.db.disks.detach(id);
           if (vm.deviceModel) this.o.db.vms.setDeviceModel(vm.id, withoutDataDisk(vm.deviceModel, id));

@@ -3,7 +3,8 @@
 // saved and its disks are copied; reverting puts the disks back and, with
 // memory, runs the guest on from that moment. Every step runs under the VM's
 // lock and an intent, with crash points, like every other operation.
-import { copyFile, mkdir, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { mkdir, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { copyVmFile } from '../operator/confinement.ts';
 import { constants } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -112,7 +113,7 @@ export class SnapshotService {
       crashPoint('vm.snapshot.after-pause');
       state = await handle.saveState(path.join(dir, MEMORY_STATE_FILE));
       disks = await copyDisks(this.disksOf(vm), dir);
-      await copyFile(path.join(vm.storageDir, SERIAL_LOG_FILE), path.join(dir, SERIAL_LOG_FILE)).catch(() => undefined);
+      await copyVmFile(path.join(vm.storageDir, SERIAL_LOG_FILE), path.join(dir, SERIAL_LOG_FILE)).catch(() => undefined);
       crashPoint('vm.snapshot.after-copy');
     } catch (err) {
       // The guest runs on as it was; nothing of the snapshot stays.
@@ -249,7 +250,8 @@ async function copyDisks(disks: Array<Omit<SnapshotDisk, 'image'>>, dir: string)
   const out: SnapshotDisk[] = [];
   for (const d of disks) {
     const image = snapshotImage(dir, d.diskId);
-    await copyFile(d.source, image, constants.COPYFILE_FICLONE | constants.COPYFILE_EXCL);
+    // The root overlay sits in the VM's folder, its QEMU's user's: never copied through a link planted there.
+    await copyVmFile(d.source, image, { exclusive: true });
     out.push({ ...d, image });
   }
   return out;
@@ -260,7 +262,7 @@ export async function putDisksBack(disks: readonly SnapshotDisk[]): Promise<void
   for (const d of disks) {
     const pending = `${d.source}.reverting`;
     await rm(pending, { force: true });
-    await copyFile(d.image, pending, constants.COPYFILE_FICLONE);
+    await copyVmFile(d.image, pending);
     await rename(pending, d.source);
   }
 }

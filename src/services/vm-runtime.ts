@@ -77,6 +77,8 @@ export class VmRuntime {
    */
   async settle(vmId: string, to: { state: AtRestState; reason: string | null }, hooks: SettleHooks = {}): Promise<VmRecord | undefined> {
     await this.o.network.release(vmId).catch((err: unknown) => this.#log(`vm ${vmId}: network release failed: ${message(err)}`, { vm_id: vmId }));
+    // Its cgroup, whoever ended its QEMU (a vman before this one, a signal, a stop).
+    await this.o.operator.releaseHost(vmId).catch((err: unknown) => this.#log(`vm ${vmId}: its cgroup could not be removed: ${message(err)}`, { vm_id: vmId }));
     hooks.beforeRecord?.();
     return this.o.db.transaction(() => {
       const vm = this.o.db.vms.get(vmId);

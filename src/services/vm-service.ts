@@ -21,6 +21,7 @@ import type { ReadinessRule, StopRung } from '../operator/qemu-vm.ts';
 import { createServer } from 'node:net';
 import { createOverlay } from '../operator/qemu-img.ts';
 import { writeSeed, type SeedContent } from '../operator/cloud-init-seed.ts';
+import { copyVmFile, openVmFile, type Confinement, type QemuIdentity } from '../operator/confinement.ts';
 import type { IntentJournal } from './intent-journal.ts';
 import { AT_REST, assertActionAllowed, isAtRest } from '../model/vm-states.ts';
 import { MEMORY_STATE_FILE, SERIAL_LOG_FILE } from '../model/snapshot-files.ts';
@@ -57,6 +58,8 @@ export interface VmServiceOptions {
   bootTimeoutMs: number;
   stopTimeouts: { agentMs: number; acpiMs: number };
   log?: (msg: string, fields?: LogFields) => void;
+  /** Who each VM's QEMU runs as (vman as root: a user of its own); none in a dry run. */
+  confinement?: Confinement;
 }
 
 export class VmService {
@@ -224,9 +227,13 @@ export class VmService {
       await this.o.journal.run({ op: 'vm.delete', vmId: id, dir: vm.storageDir }, async () => {
         if (vm.state === 'running') await this.stopLocked(vm, false);
         crashPoint('vm.delete.before-record');
+        const disks = this.o.db.disks.listByVm(id).map((d) => d.path);
+        // Its uid goes back to the range: no snapshot image of its origin stays readable to it.
+        await this.o.confinement?.forget(vm.qemuIdentity, this.sharedImages(vm), this.o.storagePath);
         // The intent stays until the folder is gone too.
         this.forget(id);
         crashPoint('vm.delete.after-record');
+        for (const d of disks) await this.runtime.operator.returnFile(d);
         await rm(vm.storageDir, { recursive: true, force: true });
       });
       this.log(`vm ${id} deleted`, { vm_id: id, vm_name: vm.name });
@@ -289,9 +296,10 @@ export class VmService {
     const phase = resume ? 'restoring' : 'starting';
     // User mode: a port on 127.0.0.1 for the guest's SSH, free now (the kernel's choice).
     const sshPort = this.runtime.network.mode === 'user' ? await freeLocalPort() : undefined;
+    const identity = this.qemuIdentity(vm);
     let network: QemuVmSpec['network'];
     try {
-      network = await this.runtime.network.prepare({ vmId: vm.id, mac: vm.mac, address, ...(sshPort !== undefined ? { sshPort } : {}) });
+      network = await this.runtime.network.prepare({ vmId: vm.id, mac: vm.mac, address, ...(sshPort !== undefined ? { sshPort } : {}), ...(identity ? { owner: identity } : {}) });
       // A resumed guest keeps the address it was saved with: its SSH is forwarded there.
       if (resume?.guestAddress && network.mode === 'user') network = { ...network, guestAddress: resume.guestAddress };
     } catch (err) {
@@ -310,9 +318,12 @@ export class VmService {
     const attached = this.o.db.disks.listByVm(vm.id);
     // The hardware: a snapshot's exactly (its state fits nothing else); else the VM's own, with the disks attached now.
     const model = resume ? resume.hardware.deviceModel : this.reconcileModel(vm, template, attached.map((d) => d.id));
+    const shared = this.sharedImages(vm);
     const spec: QemuVmSpec = {
       id: vm.id,
       dir: vm.storageDir,
+      ...(identity ? { identity } : {}),
+      ...(shared.length > 0 ? { sharedImages: shared } : {}),
       qemuBinary: this.o.qemuBinary,
       accel: this.o.accel,
       cpus: resume ? resume.hardware.cpus : template.cpus,
@@ -327,7 +338,7 @@ export class VmService {
       deviceModel: model,
     };
     // The console goes on from where the saved one stopped (what a serial readiness rule saw is there).
-    if (resume) await copyFile(path.join(resume.dir, SERIAL_LOG_FILE), path.join(vm.storageDir, SERIAL_LOG_FILE)).catch(() => undefined);
+    if (resume) await copyVmFile(path.join(resume.dir, SERIAL_LOG_FILE), path.join(vm.storageDir, SERIAL_LOG_FILE)).catch(() => undefined);
 
     let handle: VmHandle;
     try {
@@ -380,6 +391,32 @@ export class VmService {
         vm_id: vm.id, vm_name: vm.name, resume_launch_ms: t.launchMs, resume_load_ms: t.loadMs, resume_ready_ms: Date.now() - resumed,
       });
     }
+  }
+
+  /** The snapshot images its root disk stands on, by the records: its origin's, and its origin's origin's. */
+  private sharedImages(vm: VmRecord): string[] {
+    const images: string[] = [];
+    const seen = new Set<string>();
+    for (let id = vm.originSnapshotId; id && !seen.has(id);) {
+      seen.add(id);
+      const snapshot = this.o.db.snapshots.get(id);
+      if (!snapshot) break;
+      images.push(...snapshot.disks.filter((d) => d.role === 'root').map((d) => d.image));
+      id = this.o.db.vms.get(snapshot.vmId)?.originSnapshotId ?? null;
+    }
+    return images;
+  }
+
+  /** The user its QEMU runs as (vman as root): its own, chosen at its first start and kept. */
+  private qemuIdentity(vm: VmRecord): QemuIdentity | undefined {
+    const c = this.o.confinement;
+    if (!c?.perVmUser) return undefined;
+    if (vm.qemuIdentity) return vm.qemuIdentity;
+    return this.o.db.transaction(() => {
+      const who = c.allocate(this.o.db.vms.qemuIdsInUse())!;
+      this.o.db.vms.setQemuIdentity(vm.id, who);
+      return who;
+    });
   }
 
   /** The VM's hardware for a cold start: its recorded model (or a new one), with exactly the data disks attached now. Recorded. */
@@ -444,7 +481,7 @@ export class VmService {
    */
   async console(ref: string, offset: number): Promise<{ offset: number; nextOffset: number; data: string }> {
     const vm = this.record(ref);
-    const file = await open(path.join(vm.storageDir, 'serial.log'), 'r').catch(() => undefined);
+    const file = await openVmFile(path.join(vm.storageDir, 'serial.log')).catch(() => undefined);
     if (!file) return { offset: 0, nextOffset: 0, data: '' };
     try {
       const size = (await file.stat()).size;
@@ -521,7 +558,7 @@ const READINESS_WORDS: Record<TemplateRecord['readiness'], string> = {
 
 /** The last non-empty line of a VM's serial console, if any (what a dying guest said last). */
 async function lastConsoleLine(dir: string): Promise<string | undefined> {
-  const file = await open(path.join(dir, 'serial.log'), 'r').catch(() => undefined);
+  const file = await openVmFile(path.join(dir, 'serial.log')).catch(() => undefined);
   if (!file) return undefined;
   try {
     const size = (await file.stat()).size;

@@ -16,7 +16,25 @@ export interface HostSummary {
   dry_run: boolean;
   /** Where templates may take boot files from (VMAN_IMAGE_DIRS). */
   image_dirs?: string[];
+  /** Who QEMU runs as, its sandbox and its limits (src/operator/confinement.ts); null in a dry run. */
+  confinement?: ConfinementJson | null;
 }
+
+export interface ConfinementJson {
+  mode: 'per-vm-user' | 'vman-user';
+  user: string;
+  sandbox: string;
+  limits: string;
+  refusal: string | null;
+}
+
+const Confinement = Type.Object({
+  mode: Type.Union([Type.Literal('per-vm-user'), Type.Literal('vman-user')], { description: 'per-vm-user: vman runs as root and gives each VM\'s QEMU a user of its own; vman-user: QEMU runs as vman\'s user' }),
+  user: Type.String(),
+  sandbox: Type.String(),
+  limits: Type.String(),
+  refusal: Type.Union([Type.String(), Type.Null()], { description: 'why no VM may start, when none may' }),
+});
 
 const Host = Type.Object({
   qemu_version: Type.Union([Type.String(), Type.Null()]),
@@ -28,6 +46,7 @@ const Host = Type.Object({
   guest_image: Type.Union([Type.String(), Type.Null()]),
   dry_run: Type.Boolean(),
   image_dirs: Type.Array(Type.String()),
+  confinement: Type.Union([Confinement, Type.Null()]),
 });
 
 /** Routes anyone may call without the API token: they reveal no VM, disk or template. */
@@ -46,19 +65,23 @@ export const healthRoute = (readiness: ReadinessInput): FastifyPluginAsyncTypebo
   app.get('/ready', {
     schema: {
       tags: ['system'], summary: 'Whether VMs can start: QEMU and qemu-img usable, storage writable with room', operationId: 'ready', security: [],
-      response: { 200: Type.Object({ status: Type.Literal('ready') }), ...problemResponses(503) },
+      response: {
+        200: Type.Object({ status: Type.Literal('ready'), confinement: Type.Optional(Type.String({ description: 'who QEMU runs as: per-vm-user or vman-user' })) }),
+        ...problemResponses(503),
+      },
     },
   }, async (_req, reply) => {
     const reason = await notReadyReason(readiness);
     if (reason) return sendProblem(reply, 503, 'not-ready', `VMs cannot start on this vman: ${reason}`);
-    return { status: 'ready' as const };
+    const c = readiness.host.confinement;
+    return { status: 'ready' as const, ...(c ? { confinement: c.mode } : {}) };
   });
 };
 
 export const systemRoutes = (host: HostSummary): FastifyPluginAsyncTypebox => async (app) => {
   app.get('/host', {
     schema: { tags: ['system'], summary: 'What vman found on this host: QEMU, accelerator, guest image', operationId: 'getHost', response: { 200: Host } },
-  }, async () => ({ ...host, image_dirs: host.image_dirs ?? [] }));
+  }, async () => ({ ...host, image_dirs: host.image_dirs ?? [], confinement: host.confinement ?? null }));
   app.get('/openapi.json', {
     schema: { tags: ['system'], summary: 'This OpenAPI document', operationId: 'getOpenApi', security: [], hide: true },
   }, async () => app.swagger());
