@@ -5,7 +5,7 @@
 //   npm run bench -- [--runs N] [--only NAME[,NAME]] [--skip-suite] [--suite-runs N] [--strict]
 //
 // --runs N        measured runs per QEMU figure, after one warm-up (default 5)
-// --only NAME     boot, hotplug, observer, api, debian, snapshot, suite (repeatable or comma-separated)
+// --only NAME     boot, confinement, hotplug, observer, api, debian, snapshot, suite (repeatable or comma-separated)
 // --skip-suite    leave out the whole-suite timing (it takes minutes)
 // --suite-runs N  runs of each suite timing (default 1)
 // --strict        exit 1 when a figure misses its target (default: report only)
@@ -20,6 +20,7 @@ import { probeHost, type HostInfo } from '../src/host/probe.ts';
 import { isQemuSystem, listProcesses } from '../src/operator/proc.ts';
 import { apiBench } from './api.bench.ts';
 import { bootBench } from './boot.bench.ts';
+import { confinementBench } from './confinement.bench.ts';
 import { debianBench } from './debian.bench.ts';
 import { hotplugBench } from './hotplug.bench.ts';
 import { cleanupAll, installSignalHandlers, isAborting, makeBenchRoot } from './lib/cleanup.ts';
@@ -30,7 +31,7 @@ import { snapshotBench } from './snapshot.bench.ts';
 import { suiteBench } from './suite.bench.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const MODULES: BenchModule[] = [observerBench, apiBench, bootBench, hotplugBench, debianBench, snapshotBench, suiteBench];
+const MODULES: BenchModule[] = [observerBench, apiBench, bootBench, confinementBench, hotplugBench, debianBench, snapshotBench, suiteBench];
 
 function usage(): string {
   return `usage: npm run bench -- [--runs N] [--only ${MODULES.map((m) => m.name).join('|')}] [--skip-suite] [--suite-runs N] [--strict]`;

@@ -8,7 +8,7 @@ Feature: Confinement
   - a seccomp sandbox forbids it to run programs, change privileges, or
     change its scheduling or affinity;
   - it lives in a cgroup of its own, limited to its template's memory and
-    256 MB more for QEMU itself, and to 256 processes;
+    512 MB more for QEMU itself, and to 256 processes;
   - its folder, and its disks while attached, are its user's alone. The
     database, the storage, other VMs' disks and the host's files are out of
     its reach. A clone may read its origin's snapshot image, and nothing
@@ -33,7 +33,7 @@ Feature: Confinement
     Given a running VM "web" from the small template
     Then the QEMU of "web" runs as the uid and gid the database recorded for "web", which no user or group of this host has
     And the QEMU of "web" has no supplementary groups, no capabilities, no_new_privs set and a seccomp filter
-    And the QEMU of "web" is alone in a cgroup of its own, limited to 768 MB of memory and 256 processes
+    And the QEMU of "web" is alone in a cgroup of its own, limited to 1024 MB of memory and 256 processes
     And the folder of "web" is its QEMU user's with mode 0700, and so are its seed with mode 0400 and its console log with mode 0600
 
   Scenario: Two VMs run as two users, and neither's QEMU can open the other's disk, the database or the host's files

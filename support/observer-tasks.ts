@@ -1,6 +1,6 @@
 // The observer through vman's API, and the inconsistencies a scenario makes by
 // hand (outside the API) for it to find.
-import { appendFile, mkdir, readFile } from 'node:fs/promises';
+import { appendFile, chown, mkdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import type { VmanWorld } from '../world/vman-world.ts';
@@ -104,6 +104,9 @@ export async function makeDiskFileByHand(world: VmanWorld): Promise<string> {
  */
 export async function plugDiskBehindVmansBack(vmDir: string, disk: { id: string; path: string }): Promise<void> {
   const names = blockNamesOf(disk.id);
+  // An attach cut short has handed the file to the VM's QEMU user already (vman as root): so does the suite, as root.
+  const st = await stat(path.join(vmDir, 'qemu.pid'));
+  await chown(disk.path, st.uid, st.gid);
   await withQmp(vmDir, async (qmp) => {
     await qmp.execute('blockdev-add', { driver: 'file', 'node-name': names.nodes[1], filename: disk.path });
     await qmp.execute('blockdev-add', { driver: 'qcow2', 'node-name': names.nodes[0], file: names.nodes[1] });

@@ -154,9 +154,9 @@ describe('VM cgroups on a fake v1 host', () => {
 
     const cg = await createVmCgroup(s, VM, limitsForTemplate(512));
     assert.deepEqual(cg.paths, [leaf, h.cg(`pids/vman/${VM}`)]);
-    assert.equal(readFileSync(path.join(leaf, 'memory.memsw.limit_in_bytes'), 'utf8'), String(768 * MiB));
+    assert.equal(readFileSync(path.join(leaf, 'memory.memsw.limit_in_bytes'), 'utf8'), String(1024 * MiB));
     assert.equal(readFileSync(path.join(leaf, 'memory.move_charge_at_immigrate'), 'utf8'), '1');
-    assert.deepEqual(await readVmLimits(s, VM), { memoryBytes: 768 * MiB, pids: 256 });
+    assert.deepEqual(await readVmLimits(s, VM), { memoryBytes: 1024 * MiB, pids: 256 });
 
     await createVmCgroup(s, VM, { memoryBytes: 2048 * MiB, pids: 64 });
     assert.deepEqual(await readVmLimits(s, VM), { memoryBytes: 2048 * MiB, pids: 64 });
@@ -202,8 +202,8 @@ describe('VM cgroup arguments', () => {
   });
 
   it('limits from a template: its memory plus QEMU\'s overhead, and the pids cap', () => {
-    assert.equal(QEMU_MEMORY_OVERHEAD_MB, 256);
-    assert.deepEqual(limitsForTemplate(512), { memoryBytes: 768 * MiB, pids: QEMU_PIDS_MAX });
+    assert.equal(QEMU_MEMORY_OVERHEAD_MB, 512);
+    assert.deepEqual(limitsForTemplate(512), { memoryBytes: 1024 * MiB, pids: QEMU_PIDS_MAX });
     assert.throws(() => limitsForTemplate(0), RangeError);
     assert.throws(() => limitsForTemplate(1.5), RangeError);
   });

@@ -11,8 +11,10 @@ import { loadGuestImage } from '../src/host/guest-image.ts';
 
 const bin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'vman.mjs');
 
-async function doctor(t: { after(fn: () => void): void }, env: Record<string, string>, args: string[] = []) {
+async function doctor(t: { after(fn: () => void): void }, env: Record<string, string>, args: string[] = [], dirMode = 0o711) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vman-doctor-test-'));
+  // vman as root: a VM's own user must pass through every folder above the storage.
+  fs.chmodSync(dir, dirMode);
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   // TCG asked for: the decision is immediate, no probe VM boots in a unit test.
   const r = await execa(process.execPath, [bin, 'doctor', ...args], {
@@ -48,5 +50,15 @@ describe('vman doctor', () => {
     assert.match(byName.get('qemu-img')?.detail ?? '', /^\d+\.\d+\.\d+ \(/);
     assert.equal(byName.get('accelerator')?.detail, 'TCG: TCG requested (VMAN_ACCEL=tcg)');
     assert.match(byName.get('storage')?.detail ?? '', /GB free/);
+    const root = process.getuid?.() === 0;
+    assert.match(byName.get('confinement')?.detail ?? '', root ? /^per-vm-user: each VM's QEMU runs as its own user/ : /^vman-user: /);
+    assert.match(byName.get('confinement')?.detail ?? '', /-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny/);
+    if (root) assert.equal(byName.get('storage reach')?.ok, true);
+  });
+
+  it('as root, with a folder above the storage that others cannot pass: exit 1, naming it', { skip: process.getuid?.() === 0 ? false : 'only vman as root gives QEMU a user of its own' }, async (t) => {
+    const r = await doctor(t, {}, [], 0o700);
+    assert.equal(r.exitCode, 1);
+    assert.match(r.stdout, /^FAIL +storage reach +\/tmp\/vman-doctor-test-\w+ \(mode 700\) keeps a VM's own user out of /m);
   });
 });

@@ -42,7 +42,8 @@ describe('QEMU command line', () => {
 
   test('accelerator, CPUs, memory and direct kernel boot', () => {
     const args = buildQemuArgs({ ...base, accel: 'kvm', cpus: 2, memoryMb: 1024 });
-    assert.deepEqual(values(args, '-machine'), ['pc-i440fx-7.2,accel=kvm']);
+    assert.deepEqual(values(args, '-machine'), ['pc-i440fx-7.2']);
+    assert.deepEqual(values(args, '-accel'), ['kvm']);
     assert.deepEqual(values(args, '-cpu'), ['host']);
     assert.deepEqual(values(args, '-smp'), ['2']);
     assert.deepEqual(values(args, '-m'), ['1024']);
@@ -50,6 +51,7 @@ describe('QEMU command line', () => {
     assert.deepEqual(values(args, '-initrd'), ['/g/initrd.img']);
     assert.deepEqual(values(args, '-append'), ['console=ttyS0 quiet']);
     assert.deepEqual(values(buildQemuArgs(base), '-cpu'), ['max']);
+    assert.deepEqual(values(buildQemuArgs(base), '-accel'), ['tcg,tb-size=256']);
   });
 
   test('user networking hands out exactly the allocated address, lets the guest out unless restricted, and forwards SSH', () => {

@@ -86,7 +86,8 @@ export class BareQemu {
   }
 
   async #boot(marker: string, timeoutMs: number, agentWithAddress: boolean): Promise<BareBootTimes> {
-    const args = buildQemuArgs(this.spec);
+    // QEMU as vman started it before confinement: as root, no sandbox, daemonizing itself (vman's launcher no longer asks it to).
+    const args = [...buildQemuArgs(this.spec), '-daemonize'];
     let stderr = '';
     let parentExit: { code: number | null; at: number } | undefined;
     const t0 = performance.now();

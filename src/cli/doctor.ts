@@ -1,7 +1,7 @@
 // `vman doctor`: what this host can do, checked here (not over the API), with
 // the same probes `vman serve` runs at start-up, so the two never disagree.
 import { constants } from 'node:fs';
-import { access, statfs } from 'node:fs/promises';
+import { access, stat, statfs } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { ConfigError, loadConfig, type VmanConfig } from '../config.ts';
@@ -10,6 +10,7 @@ import { findQemuImg, findQemuSystem, formatVersion, type Binary } from '../host
 import { defaultGuestDir, describeGuest, loadGuestImage, type GuestImage } from '../host/guest-image.ts';
 import { MIN_FREE_BYTES } from '../host/probe.ts';
 import { CliFailure, ctxOf } from './context.ts';
+import { Confinement } from '../operator/confinement.ts';
 
 export interface Check {
   name: string;
@@ -82,7 +83,42 @@ export async function runChecks(config: VmanConfig): Promise<Check[]> {
     name: 'tap devices', ok: root && tun, required: bridged,
     detail: `${root && tun ? 'can make tap devices' : `cannot make tap devices (${!root ? 'not root' : '/dev/net/tun not usable'})`}; network mode ${config.network.mode}${bridged ? ' needs them' : ' does not'}`,
   });
+  checks.push(...(await confinementChecks(config, storage, [guestDir, ...imageDirs])));
   return checks;
+}
+
+/** Who QEMU runs as, its sandbox and limits, and whether a VM's own user can reach what it must (vman as root). */
+async function confinementChecks(config: VmanConfig, storage: string, readDirs: string[]): Promise<Check[]> {
+  const c = await Confinement.create({
+    ...(config.qemuUidRange ? { uidRange: config.qemuUidRange } : {}), allowUnlimited: config.allowUnlimited, needsTun: config.network.mode === 'bridge',
+  });
+  const s = c.summary();
+  const checks: Check[] = [
+    { name: 'confinement', ok: true, required: false, detail: `${s.mode}: ${s.user}; ${s.sandbox}` },
+    { name: 'limits', ok: s.refusal === null, required: true, detail: s.refusal ?? s.limits },
+  ];
+  if (!c.perVmUser) return checks;
+  // A VM's user passes through the storage's parents to its folder, and reads kernels and base images.
+  const blocked = await firstClosedParent(storage);
+  checks.push({ name: 'storage reach', ok: blocked === undefined, required: true, detail: blocked ?? `a VM's own user can pass through to ${storage}` });
+  for (const dir of [...new Set(readDirs)]) {
+    const closed = await firstClosedParent(dir, 0o005);
+    checks.push({ name: 'image reach', ok: closed === undefined, required: false, detail: closed ?? `a VM's own user can read ${dir}` });
+  }
+  return checks;
+}
+
+/** The first folder from `dir` up that others cannot pass (or, with `need` 0o005, read), in words; undefined if none. */
+async function firstClosedParent(dir: string, need = 0o001): Promise<string | undefined> {
+  let d = dir;
+  while (!(await exists(d)) && path.dirname(d) !== d) d = path.dirname(d);
+  for (let first = true; ; first = false) {
+    const mode = (await stat(d)).mode & 0o777;
+    const wanted = first ? need : 0o001;
+    if ((mode & wanted) !== wanted) return `${d} (mode ${mode.toString(8)}) keeps a VM's own user out of ${dir}`;
+    if (path.dirname(d) === d) return undefined;
+    d = path.dirname(d);
+  }
 }
 
 export function doctorCommand(program: Command): void {

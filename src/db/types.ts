@@ -131,7 +131,8 @@ export type AtRestState = 'created' | 'stopped' | 'error';
  */
 export type Intent =
   | { op: 'vm.create'; vmId: string; dir: string }
-  | { op: 'vm.start'; vmId: string; from: { state: AtRestState; reason: string | null } }
+  /** `from.qemuIdentity`: the QEMU user it had (null: none; this start chose one, and an undo gives it back). */
+  | { op: 'vm.start'; vmId: string; from: { state: AtRestState; reason: string | null; qemuIdentity?: { uid: number; gid: number } | null } }
   | { op: 'vm.stop'; vmId: string }
   | { op: 'vm.delete'; vmId: string; dir: string }
   | { op: 'vm.snapshot'; vmId: string; snapshotId: string; dir: string; running: boolean }

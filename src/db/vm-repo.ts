@@ -87,7 +87,7 @@ export class VmRepo {
   private readonly setStopMethodStmt: Database.Statement<[StopMethod, string]>;
   private readonly setDeviceModelStmt: Database.Statement<[string, string]>;
   private readonly setResumeFromStmt: Database.Statement<[string | null, string]>;
-  private readonly setQemuIdentityStmt: Database.Statement<[number, number, string]>;
+  private readonly setQemuIdentityStmt: Database.Statement<[number | null, number | null, string]>;
   private readonly qemuIdsStmt: Database.Statement<[], { qemu_uid: number; qemu_gid: number }>;
   private readonly clonesStmt: Database.Statement<[string], VmRow>;
   private readonly getStmt: Database.Statement<[string], VmRow>;
@@ -109,7 +109,7 @@ export class VmRepo {
     this.setStopMethodStmt = db.prepare<[StopMethod, string]>('UPDATE vms SET stop_method = ? WHERE id = ?');
     this.setDeviceModelStmt = db.prepare<[string, string]>('UPDATE vms SET device_model = ? WHERE id = ?');
     this.setResumeFromStmt = db.prepare<[string | null, string]>('UPDATE vms SET resume_from = ? WHERE id = ?');
-    this.setQemuIdentityStmt = db.prepare<[number, number, string]>('UPDATE vms SET qemu_uid = ?, qemu_gid = ? WHERE id = ?');
+    this.setQemuIdentityStmt = db.prepare<[number | null, number | null, string]>('UPDATE vms SET qemu_uid = ?, qemu_gid = ? WHERE id = ?');
     this.qemuIdsStmt = db.prepare<[], { qemu_uid: number; qemu_gid: number }>('SELECT qemu_uid, qemu_gid FROM vms WHERE qemu_uid IS NOT NULL');
     this.clonesStmt = db.prepare<[string], VmRow>('SELECT * FROM vms WHERE origin_snapshot_id = ? ORDER BY created_at, id');
     this.insertStmt = db.prepare<Omit<VmRow, 'ssh_port' | 'guest_address' | 'stop_method' | 'qemu_uid' | 'qemu_gid'>, VmRow>(
@@ -150,9 +150,9 @@ export class VmRepo {
     this.setResumeFromStmt.run(snapshotId, id);
   }
 
-  /** The uid and gid its QEMU runs as (vman as root); set once, at its first start. */
-  setQemuIdentity(id: string, who: { uid: number; gid: number }): void {
-    this.setQemuIdentityStmt.run(who.uid, who.gid, id);
+  /** The uid and gid its QEMU runs as (vman as root); set once, at its first start (null: a first start refused). */
+  setQemuIdentity(id: string, who: { uid: number; gid: number } | null): void {
+    this.setQemuIdentityStmt.run(who?.uid ?? null, who?.gid ?? null, id);
   }
 
   /** Every uid and gid a VM holds: none is given to another VM while it exists. */

@@ -84,6 +84,7 @@ export class Confinement {
     readonly cgroups: CgroupSupport,
     private readonly allowUnlimited: boolean,
     private readonly tunProblem?: string,
+    private readonly sandboxed = true,
   ) {}
 
   static async create(opts: ConfinementOptions = {}): Promise<Confinement> {
@@ -99,6 +100,16 @@ export class Confinement {
   static sandboxOnly(): Confinement {
     const uid = process.geteuid?.() ?? 0;
     return new Confinement({ kind: 'vman-user', uid, why: 'a probe of this host, not a VM' }, { kind: 'none', why: 'a probe of this host' }, true);
+  }
+
+  /**
+   * Nothing at all: QEMU as root, no sandbox, no cgroup, as vman started it
+   * before confinement (though not daemonizing itself). Only the benchmark's baseline uses it
+   * (bench/confinement.bench.ts); no setting of vman reaches it.
+   */
+  static unconfined(): Confinement {
+    const uid = process.geteuid?.() ?? 0;
+    return new Confinement({ kind: 'vman-user', uid, why: 'the unconfined baseline of a benchmark' }, { kind: 'none', why: 'unconfined' }, true, undefined, false);
   }
 
   get perVmUser(): boolean {
@@ -139,7 +150,7 @@ export class Confinement {
 
   /** QEMU's own options for its confinement. */
   qemuArgs(): string[] {
-    return ['-sandbox', SANDBOX_OPTION];
+    return this.sandboxed ? ['-sandbox', SANDBOX_OPTION] : [];
   }
 
   /** Storage folders above the VMs' own: passable for a VM's user (to reach its folder), not readable. */

@@ -8,6 +8,9 @@ import type { QemuIdentity } from './confinement.ts';
 
 export type Accelerator = 'kvm' | 'tcg';
 
+/** TCG's translation cache, in MB: part of QEMU's own memory, which its cgroup allows beside the guest's (cgroups.ts). */
+export const TCG_TB_SIZE_MB = 256;
+
 export interface KernelBoot {
   kernel: string;
   initrd?: string;
@@ -108,7 +111,9 @@ export function buildQemuArgs(spec: QemuVmSpec): string[] {
 
   const args: string[] = [
     '-name', qemuName(spec.id),
-    '-machine', `${spec.deviceModel.machine},accel=${spec.accel}`,
+    '-machine', spec.deviceModel.machine,
+    // TCG's translation cache would grow to 1 GB by default: bounded, it fits the VM's memory limit (cgroups.ts).
+    '-accel', spec.accel === 'kvm' ? 'kvm' : `tcg,tb-size=${TCG_TB_SIZE_MB}`,
     '-cpu', spec.accel === 'kvm' ? 'host' : 'max',
     '-smp', String(spec.cpus),
     '-m', String(spec.memoryMb),

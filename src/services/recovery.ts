@@ -92,7 +92,12 @@ async function settleVm(o: RecoveryOptions, i: VmIntent): Promise<string> {
     case 'vm.start': {
       if (!vm) return 'the VM is gone';
       const killed = await o.runtime.terminate(vm);
-      await o.runtime.settle(vm.id, { state: i.from.state, reason: i.from.reason });
+      await o.runtime.settle(vm.id, { state: i.from.state, reason: i.from.reason }, {
+        // Its first start, undone: the QEMU user it chose goes back to the range, and the row is as it was.
+        inTransaction: () => {
+          if (i.from.qemuIdentity === null) o.db.vms.setQemuIdentity(vm.id, null);
+        },
+      });
       return `undone: ${killed ? 'its QEMU ended, ' : ''}network and address released, back to ${i.from.state}`;
     }
     case 'vm.stop': {

@@ -258,7 +258,7 @@ export class VmService {
     const template = this.o.templates.get(vm.templateId);
     if (!isAtRest(vm.state)) throw conflict('vm-state-conflict', `VM ${vm.id} is ${vm.state}`);
     // What recovery puts back if this start is cut short.
-    const from = { state: vm.state, reason: vm.stateReason };
+    const from = { state: vm.state, reason: vm.stateReason, qemuIdentity: vm.qemuIdentity };
     // A clone's first start resumes its snapshot; every other start boots.
     const resume = vm.resumeFrom === null ? undefined : this.o.db.snapshots.get(vm.resumeFrom);
     if (vm.resumeFrom !== null && !resume) throw conflict('snapshot-gone', `VM ${vm.id} was to resume snapshot ${vm.resumeFrom}, which is gone`);
@@ -307,6 +307,8 @@ export class VmService {
       await this.runtime.network.release(vm.id).catch(() => undefined);
       this.o.db.transaction(() => {
         this.o.db.vms.restore(vm);
+        // A first start refused gives its QEMU user back too: the row is as it was.
+        if (!vm.qemuIdentity && identity) this.o.db.vms.setQemuIdentity(vm.id, null);
         this.o.pool.release(vm.id);
       });
       throw new VmanError('conflict', 'vm-network-failed', `VM ${vm.id} could not start: ${message(err)}`, { cause: err });
