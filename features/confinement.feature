@@ -55,6 +55,8 @@ Feature: Confinement
     Then the kernel's audit log shows the QEMU of "web" killed by SIGSYS, under the uid vman recorded for "web"
     And no QEMU process of "web" is left
     And the VM "web" is recorded as error with a reason mentioning "killed by SIGSYS: its seccomp sandbox refused a system call"
+    When the observer checks
+    Then the report says "web" has failed, naming "killed by SIGSYS"
 
   Scenario: A clone reads its origin's snapshot image, and nothing else of its origin
     Given a template "boot" that boots the test guest from the disk image by its own bootloader

@@ -100,6 +100,12 @@ Then('the start-up report says {string} was recorded running but had no QEMU pro
   expect(f.observed).to.include('no QEMU process');
 });
 
+Then('the report says {string} has failed, naming {string}', function (this: VmanWorld, name: string, words: string) {
+  const f = findingAbout(lastReport(this), 'vm-failed', this.idOf(name));
+  expect(f.recorded, 'what the finding says the database recorded').to.include(words);
+  expect(f.observed, 'what the observer saw').to.equal('no QEMU process');
+});
+
 Then('the report names the hand-started QEMU as an orphan, with its pid', function (this: VmanWorld) {
   const pid = this.noted('handQemuPid', 'a QEMU started by hand');
   const f = findingAbout(lastReport(this), 'orphan-process', String(pid));

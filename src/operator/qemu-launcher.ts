@@ -12,7 +12,7 @@ import { connect } from 'node:net';
 import path from 'node:path';
 import { buildQemuArgs, qemuName, vmPaths, type QemuVmSpec } from './qemu-command.ts';
 import { listVmanQemuProcesses, qemuNameOf, readProcess, signal, waitForExit } from './proc.ts';
-import type { Confinement } from './confinement.ts';
+import { openVmFile, type Confinement } from './confinement.ts';
 import { pollUntil, TerminalStateError } from '../poll.ts';
 
 export class QemuLaunchError extends Error {
@@ -49,7 +49,20 @@ export function qemuLogPath(dir: string): string {
 /** Remove what a previous QEMU of this VM may have left, so stale sockets are never mistaken for live ones. */
 export async function removeRuntimeFiles(dir: string): Promise<void> {
   const p = vmPaths(dir);
-  await Promise.all([p.qmp, p.qmpAux, p.guestAgent, p.pidfile].map((f) => rm(f, { force: true })));
+  await Promise.all([p.qmp, p.qmpAux, p.guestAgent, p.pidfile, qemuLogPath(dir)].map((f) => rm(f, { force: true })));
+}
+
+/** What QEMU wrote to its stderr (the first 64 KiB), read without following a link planted in its folder. */
+export async function readQemuLog(dir: string): Promise<string> {
+  const handle = await openVmFile(qemuLogPath(dir)).catch(() => undefined);
+  if (!handle) return '';
+  try {
+    const buf = Buffer.alloc(64 * 1024);
+    const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
+    return buf.subarray(0, bytesRead).toString('utf8');
+  } finally {
+    await handle.close();
+  }
 }
 
 /**
@@ -84,9 +97,9 @@ export async function launchQemu(spec: QemuVmSpec, confinement: Confinement, tim
   const fail = async (message: string, cause?: unknown): Promise<never> => {
     signal(pid, 'SIGKILL');
     const end = await Promise.race([exited, waitForExit(pid, 5_000).then(() => undefined)]);
+    const output = await readQemuLog(spec.dir);
     await removeRuntimeFiles(spec.dir);
     await confinement.release(spec.id).catch(() => undefined);
-    const output = await readFile(qemuLogPath(spec.dir), 'utf8').catch(() => '');
     throw new QemuLaunchError(message, argv, end?.code ?? null, output + describeSignal(end), cause === undefined ? undefined : { cause });
   };
   let ended: QemuExit | undefined;

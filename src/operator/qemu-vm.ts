@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { GuestAgentClient, GuestAgentError, type GuestNetworkInterface } from './guest-agent-client.ts';
 import { QmpClient, type ProtocolLogEntry, type QmpEvent } from './qmp-client.ts';
 import type { ExitInfo, VmHandle } from './operator.ts';
-import { describeSignal, launchQemu, qemuLogPath, removeRuntimeFiles, type QemuExit } from './qemu-launcher.ts';
+import { describeSignal, launchQemu, readQemuLog, removeRuntimeFiles, type QemuExit } from './qemu-launcher.ts';
 import { Confinement, type QemuIdentity } from './confinement.ts';
 import { qemuName, vmPaths, type DiskSpec, type QemuVmSpec, type VmPaths } from './qemu-command.ts';
 import { blockInventory, hotplugDisk, removeBlock, unplugDisk, type BlockInventory, type HotplugProgress } from './hotplug.ts';
@@ -131,10 +131,10 @@ export class QemuVm implements VmHandle {
     } catch (err) {
       signal(pid, 'SIGKILL');
       await waitForExit(pid, 5_000);
+      // QEMU opens its monitor before it loads the kernel and the disks: a failure there closes the monitor. Its own words say why.
+      const said = await readQemuLog(spec.dir);
       await removeRuntimeFiles(spec.dir);
       await confinement.release(spec.id).catch(() => undefined);
-      // QEMU opens its monitor before it loads the kernel and the disks: a failure there closes the monitor. Its own words say why.
-      const said = await readFile(qemuLogPath(spec.dir), 'utf8').catch(() => '');
       if (said.trim()) throw new Error(`${(err as Error).message}: QEMU said: ${said.trim()}`, { cause: err });
       throw err;
     }
