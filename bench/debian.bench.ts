@@ -15,6 +15,7 @@ import { BareQemu, randomMac, shortId } from './lib/bare-qemu.ts';
 import { figure, type BenchContext, type BenchModule, type Figure } from './lib/figures.ts';
 import { fmtMs } from './lib/stats.ts';
 import { startBenchVman } from './lib/vman.ts';
+import { withinReach } from './lib/cleanup.ts';
 
 interface VmJson { id: string; state: string; stop_method: string | null }
 
@@ -34,8 +35,9 @@ export const debianBench: BenchModule = {
   description: 'the Debian guest: start to ready and stop, vman API vs bare QEMU',
   needsQemu: true,
   async run(ctx: BenchContext): Promise<Figure[]> {
-    const dir = debianDir();
-    if (!dir) throw new Error('the Debian guest is not built: run guest/build-debian.sh (./setup.sh does)');
+    const cached = debianDir();
+    if (!cached) throw new Error('the Debian guest is not built: run guest/build-debian.sh (./setup.sh does)');
+    const dir = withinReach(cached, ctx.root);
     const m = JSON.parse(readFileSync(path.join(dir, 'manifest.json'), 'utf8')) as Record<string, string>;
     const host = await ctx.host();
     const root = path.join(ctx.root, 'debian');

@@ -15,7 +15,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { formatVersion } from '../src/host/binaries.ts';
-import { describeGuest } from '../src/host/guest-image.ts';
+import { defaultGuestDir, describeGuest } from '../src/host/guest-image.ts';
+import { realpathSync } from 'node:fs';
 import { probeHost, type HostInfo } from '../src/host/probe.ts';
 import { isQemuSystem, listProcesses } from '../src/operator/proc.ts';
 import { apiBench } from './api.bench.ts';
@@ -23,7 +24,7 @@ import { bootBench } from './boot.bench.ts';
 import { confinementBench } from './confinement.bench.ts';
 import { debianBench } from './debian.bench.ts';
 import { hotplugBench } from './hotplug.bench.ts';
-import { cleanupAll, installSignalHandlers, isAborting, makeBenchRoot } from './lib/cleanup.ts';
+import { cleanupAll, installSignalHandlers, isAborting, makeBenchRoot, withinReach } from './lib/cleanup.ts';
 import type { BenchContext, BenchModule, Figure } from './lib/figures.ts';
 import { fmtMs, fmtRatio } from './lib/stats.ts';
 import { observerBench } from './observer.bench.ts';
@@ -103,7 +104,8 @@ async function main(): Promise<number> {
     host: () => (hostPromise ??= probeHost({
       storagePath: root,
       requestedAccel: (process.env.VMAN_ACCEL as 'auto' | 'kvm' | 'tcg' | undefined) ?? 'auto',
-      ...(process.env.VMAN_GUEST_DIR ? { guestDir: process.env.VMAN_GUEST_DIR } : {}),
+      // Where a VM's own user can read it (vman as root confines each QEMU).
+      guestDir: withinReach(realpathSync(defaultGuestDir()), root),
     })),
   };
 

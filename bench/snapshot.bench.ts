@@ -32,6 +32,7 @@ import { shortId } from './lib/bare-qemu.ts';
 import { figure, type BenchContext, type BenchModule, type Figure } from './lib/figures.ts';
 import { fmtMs, median, round } from './lib/stats.ts';
 import { startBenchVman, type BenchVman } from './lib/vman.ts';
+import { withinReach } from './lib/cleanup.ts';
 
 interface VmJson { id: string; state: string; storage_dir: string }
 interface SnapshotJson { name: string; with_memory: boolean; pause_ms: number | null; state_bytes: number | null; memory_mb: number }
@@ -338,11 +339,13 @@ export const snapshotBench: BenchModule = {
       await v.close();
     }
 
-    const dir = debianDir();
-    if (!dir) {
+    const cached = debianDir();
+    if (!cached) {
       ctx.log('  the Debian guest is not built (guest/build-debian.sh): its clone figures are left out');
       return figures;
     }
+    // Where a VM's own user can read it (vman as root confines each QEMU).
+    const dir = withinReach(cached, ctx.root);
     const m = JSON.parse(readFileSync(path.join(dir, 'manifest.json'), 'utf8')) as Record<string, string>;
     const runs = Math.min(ctx.runs, 2);
     const debian: GuestPlan = { prefix: 'debian.', words: 'Debian: ', template: 'debian', runs, warmUp: false, snapshotRuns: 0, revertWarm: true, target: 0.05 };
