@@ -9,7 +9,6 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  backingChain,
   Confinement,
   copyVmFile,
   DEFAULT_UID_RANGE,
@@ -244,57 +243,6 @@ describe('qemuArgs', () => {
     for (const c of [await Confinement.create({ euid: 0, cgroups: NONE }), await Confinement.create({ euid: 1000, cgroups: NONE })]) {
       assert.deepEqual(c.qemuArgs(), ['-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny']);
     }
-  });
-});
-
-describe('backingChain', () => {
-  const d = dir('chain');
-  const base = path.join(d, 'base.raw');
-  const mid = path.join(d, 'mid.qcow2');
-  const top = path.join(d, 'top.qcow2');
-  qemuImg('create', '-q', '-f', 'raw', base, '1M');
-  qemuImg('create', '-q', '-f', 'qcow2', '-b', base, '-F', 'raw', mid);
-  qemuImg('create', '-q', '-f', 'qcow2', '-b', 'mid.qcow2', '-F', 'qcow2', top);
-
-  it('follows qcow2 headers down to a raw image, a relative name taken relative to the image naming it', async () => {
-    assert.equal(backingNameOf(top), 'mid.qcow2', 'the top names its backing file relatively');
-    assert.equal(backingNameOf(mid), base);
-    assert.notEqual(process.cwd(), d);
-    assert.deepEqual(await backingChain(top), [mid, base]);
-    assert.deepEqual(await backingChain(mid), [base]);
-    assert.deepEqual(await backingChain(top, 1), [mid]);
-  });
-
-  it('a raw image, a missing file, a qcow2 without backing file: nothing under them', async () => {
-    const plain = path.join(d, 'plain.qcow2');
-    qemuImg('create', '-q', '-f', 'qcow2', plain, '1M');
-    assert.deepEqual(await backingChain(base), []);
-    assert.deepEqual(await backingChain(path.join(d, 'missing.qcow2')), []);
-    assert.deepEqual(await backingChain(plain), []);
-  });
-
-  it('stops at a backing file that is not there', async () => {
-    const orphan = path.join(d, 'orphan.qcow2');
-    qemuImg('create', '-q', '-f', 'qcow2', '-u', '-b', 'gone.qcow2', '-F', 'qcow2', orphan, '1M');
-    assert.deepEqual(await backingChain(orphan), []);
-  });
-
-  it('a FIFO, as the image or as its backing file: nothing read from it, no hang', async () => {
-    const fifo = mkfifo(path.join(d, 'fifo.qcow2'));
-    const chain = backingChain(fifo);
-    assert.ok(await settlesWithin(chain, 2000, () => poke(fifo, constants.O_WRONLY)), 'backingChain was still waiting on the FIFO after 2 s');
-    assert.deepEqual(await chain, []);
-    const over = path.join(d, 'over-fifo.qcow2');
-    qemuImg('create', '-q', '-f', 'qcow2', '-u', '-b', 'fifo.qcow2', '-F', 'qcow2', over, '1M');
-    const below = backingChain(over);
-    assert.ok(await settlesWithin(below, 2000, () => poke(fifo, constants.O_WRONLY)), 'backingChain was still waiting on the FIFO after 2 s');
-    assert.deepEqual(await below, [fifo], 'named, but not read');
-  });
-
-  it('an image that is a symbolic link: not followed, nothing under it', async () => {
-    const link = path.join(d, 'link.qcow2');
-    symlinkSync(top, link);
-    assert.deepEqual(await backingChain(link), []);
   });
 });
 

@@ -159,10 +159,11 @@ export class Confinement {
   }
 
   /**
-   * Before QEMU starts: its folder, its runtime files, its root overlay and
-   * seed, the data disks it opens, and the snapshot images under its overlay
-   * (a clone's or a reverted VM's) take the modes and owners above. Each
-   * start does it again: a revert or a restore writes files as vman.
+   * Before QEMU starts: its folder, its console log, its root overlay and
+   * seed and the data disks it opens take the owners and modes above, and
+   * the snapshot images its records say it stands on (a clone's) are shared
+   * with it. Each start does it again: a revert or a restore writes files as
+   * vman.
    */
   async prepareLaunch(who: QemuIdentity | undefined, files: LaunchFiles): Promise<void> {
     if (!who) return;
@@ -333,47 +334,9 @@ async function ownAs(file: string, who: QemuIdentity, mode: number, opts: { keep
     const st = await handle.stat();
     if (st.uid !== who.uid || st.gid !== who.gid) await handle.chown(who.uid, who.gid);
     // With `keepMask`, group bits stay: on a VM folder with an ACL they are its mask, and a clone's grant
-    // (shareBackingChain) lives in it. That group is the VM's own, with no other member.
+    // (shareImage) lives in it. That group is the VM's own, with no other member.
     const care = opts.keepMask ? 0o7707 : 0o7777;
     if ((st.mode & care) !== (mode & care)) await handle.chmod((mode & care) | (st.mode & ~care & 0o7777));
-  } finally {
-    await handle.close();
-  }
-}
-
-/**
- * The files under a qcow2 image, nearest first, read from the qcow2 headers
- * (backing file offset at byte 8, its length at byte 16); a relative name is
- * relative to the image that names it. Stops at a raw image or a missing file.
- */
-export async function backingChain(image: string, maxDepth = 16): Promise<string[]> {
-  const out: string[] = [];
-  let current = image;
-  for (let depth = 0; depth < maxDepth; depth++) {
-    const next = await backingFileOf(current);
-    if (!next) break;
-    const resolved = path.resolve(path.dirname(current), next);
-    if (!(await stat(resolved).then(() => true, () => false))) break;
-    out.push(resolved);
-    current = resolved;
-  }
-  return out;
-}
-
-async function backingFileOf(file: string): Promise<string | undefined> {
-  const handle = await openVmFile(file).catch(() => undefined);
-  if (!handle) return undefined;
-  try {
-    if (!(await handle.stat()).isFile()) return undefined;
-    const header = Buffer.alloc(20);
-    const { bytesRead } = await handle.read(header, 0, 20, 0);
-    if (bytesRead < 20 || header.readUInt32BE(0) !== 0x514649fb) return undefined; // "QFI\xfb": not qcow2
-    const offset = Number(header.readBigUInt64BE(8));
-    const size = header.readUInt32BE(16);
-    if (offset === 0 || size === 0 || size > 1023) return undefined;
-    const name = Buffer.alloc(size);
-    await handle.read(name, 0, size, offset);
-    return name.toString('utf8');
   } finally {
     await handle.close();
   }
