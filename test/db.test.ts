@@ -468,8 +468,9 @@ describe('repositories', () => {
 });
 
 describe('migration 5 (qemu identity) over a database of version 4', () => {
-  it('adds the uid and gid of each VM\'s QEMU, empty for the VMs there, and no two VMs may hold one uid', () => {
+  it('adds the uid and gid of each VM\'s QEMU, empty for the VMs there, and no two VMs may hold one uid', (t) => {
     const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'vman-m5-')), 'vman.db');
+    t.after(() => fs.rmSync(path.dirname(file), { recursive: true, force: true }));
     const db = new Database(file);
     applyMigrations(db, MIGRATIONS.filter((m) => m.version <= 4));
     const now = new Date().toISOString();
@@ -482,6 +483,5 @@ describe('migration 5 (qemu identity) over a database of version 4', () => {
     db.prepare("UPDATE vms SET qemu_uid = 1879048192, qemu_gid = 1879048192 WHERE id = 'vm-1'").run();
     assert.throws(() => db.prepare("UPDATE vms SET qemu_uid = 1879048192, qemu_gid = 1879048192 WHERE id = 'vm-2'").run(), /UNIQUE/);
     db.close();
-    fs.rmSync(path.dirname(file), { recursive: true, force: true });
   });
 });
