@@ -15,7 +15,7 @@ import { BareQemu, randomMac, shortId } from './lib/bare-qemu.ts';
 import { figure, type BenchContext, type BenchModule, type Figure } from './lib/figures.ts';
 import { fmtMs } from './lib/stats.ts';
 import { startBenchVman } from './lib/vman.ts';
-import { withinReach } from './lib/cleanup.ts';
+import { withinReach } from '../support/within-reach.ts';
 
 interface VmJson { id: string; state: string; stop_method: string | null }
 
@@ -37,7 +37,7 @@ export const debianBench: BenchModule = {
   async run(ctx: BenchContext): Promise<Figure[]> {
     const cached = debianDir();
     if (!cached) throw new Error('the Debian guest is not built: run guest/build-debian.sh (./setup.sh does)');
-    const dir = withinReach(cached, ctx.root);
+    const dir = await withinReach(cached, ctx.root);
     const m = JSON.parse(readFileSync(path.join(dir, 'manifest.json'), 'utf8')) as Record<string, string>;
     const host = await ctx.host();
     const root = path.join(ctx.root, 'debian');

@@ -24,7 +24,8 @@ import { bootBench } from './boot.bench.ts';
 import { confinementBench } from './confinement.bench.ts';
 import { debianBench } from './debian.bench.ts';
 import { hotplugBench } from './hotplug.bench.ts';
-import { cleanupAll, installSignalHandlers, isAborting, makeBenchRoot, withinReach } from './lib/cleanup.ts';
+import { cleanupAll, installSignalHandlers, isAborting, makeBenchRoot } from './lib/cleanup.ts';
+import { withinReach } from '../support/within-reach.ts';
 import type { BenchContext, BenchModule, Figure } from './lib/figures.ts';
 import { fmtMs, fmtRatio } from './lib/stats.ts';
 import { observerBench } from './observer.bench.ts';
@@ -101,12 +102,12 @@ async function main(): Promise<number> {
     root,
     repo: REPO,
     log,
-    host: () => (hostPromise ??= probeHost({
+    // The guest where a VM's own user can read it (vman as root confines each QEMU).
+    host: () => (hostPromise ??= withinReach(realpathSync(defaultGuestDir()), root).then((guestDir) => probeHost({
       storagePath: root,
       requestedAccel: (process.env.VMAN_ACCEL as 'auto' | 'kvm' | 'tcg' | undefined) ?? 'auto',
-      // Where a VM's own user can read it (vman as root confines each QEMU).
-      guestDir: withinReach(realpathSync(defaultGuestDir()), root),
-    })),
+      guestDir,
+    }))),
   };
 
   const figures: Figure[] = [];

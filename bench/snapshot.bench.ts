@@ -32,7 +32,7 @@ import { shortId } from './lib/bare-qemu.ts';
 import { figure, type BenchContext, type BenchModule, type Figure } from './lib/figures.ts';
 import { fmtMs, median, round } from './lib/stats.ts';
 import { startBenchVman, type BenchVman } from './lib/vman.ts';
-import { withinReach } from './lib/cleanup.ts';
+import { withinReach } from '../support/within-reach.ts';
 
 interface VmJson { id: string; state: string; storage_dir: string }
 interface SnapshotJson { name: string; with_memory: boolean; pause_ms: number | null; state_bytes: number | null; memory_mb: number }
@@ -345,7 +345,7 @@ export const snapshotBench: BenchModule = {
       return figures;
     }
     // Where a VM's own user can read it (vman as root confines each QEMU).
-    const dir = withinReach(cached, ctx.root);
+    const dir = await withinReach(cached, ctx.root);
     const m = JSON.parse(readFileSync(path.join(dir, 'manifest.json'), 'utf8')) as Record<string, string>;
     const runs = Math.min(ctx.runs, 2);
     const debian: GuestPlan = { prefix: 'debian.', words: 'Debian: ', template: 'debian', runs, warmUp: false, snapshotRuns: 0, revertWarm: true, target: 0.05 };

@@ -3,8 +3,9 @@
 // Once per run. Without QEMU a scenario is skipped with the reason, or fails
 // when VMAN_REQUIRE_QEMU=1 (CI). vman's own probe is vman's business: the
 // World hands vman what it needs to start (world/vman-service.ts).
-import { access, copyFile, link, mkdir, readdir, readFile, realpath } from 'node:fs/promises';
+import { access, readFile, realpath } from 'node:fs/promises';
 import { runContext } from './run-context.ts';
+import { withinReach } from './within-reach.ts';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -39,7 +40,7 @@ async function builtDebian(): Promise<DebianImage | undefined> {
   const cache = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
   const cached = await realpath(path.join(process.env.VMAN_DEBIAN_CACHE || path.join(cache, 'vman', 'debian'), 'current')).catch(() => undefined);
   if (!cached) return undefined;
-  const dir = await withinReach(cached);
+  const dir = await withinReach(cached, runContext().root);
   const m = JSON.parse(await readFile(path.join(dir, 'manifest.json'), 'utf8')) as Record<string, string>;
   return {
     dir, kernel: path.join(dir, m.kernel!), initrd: path.join(dir, m.initrd!), image: path.join(dir, m.image!),
@@ -67,33 +68,12 @@ async function versionOf(file: string): Promise<string> {
   return m[1]!;
 }
 
-/**
- * vman as root runs each VM's QEMU as a user of its own, who cannot pass
- * through /root to the image caches there. The run's own folder can be
- * passed: the images are hard-linked into <run>/images/<key> (the same files,
- * read-only to QEMU, 0644), or copied where a link cannot cross file systems.
- */
-async function withinReach(dir: string): Promise<string> {
-  if (process.getuid?.() !== 0) return dir;
-  const target = path.join(runContext().root, 'images', path.basename(dir));
-  await mkdir(target, { recursive: true, mode: 0o755 });
-  for (const name of await readdir(dir)) {
-    const to = path.join(target, name);
-    if (await access(to).then(() => true, () => false)) continue;
-    await link(path.join(dir, name), to).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'EXDEV') return copyFile(path.join(dir, name), to);
-      throw err;
-    });
-  }
-  return target;
-}
-
 async function builtGuest(): Promise<SuiteHost['guest']> {
   const cache = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
   const current = process.env.VMAN_GUEST_DIR || path.join(process.env.VMAN_GUEST_CACHE || path.join(cache, 'vman', 'guest'), 'current');
   const dir = await withinReach(await realpath(current).catch(() => {
     throw new Error(`the test guest is not built (${current}); run ./setup.sh`);
-  }));
+  }), runContext().root);
   const manifest = JSON.parse(await readFile(path.join(dir, 'manifest.json'), 'utf8')) as Record<string, string>;
   const guest = {
     dir,

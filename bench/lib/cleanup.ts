@@ -2,7 +2,7 @@
 // folder (/tmp/vman-bench-*) and killed, the folder removed, also on Ctrl-C
 // or SIGTERM. Modules register undo actions for what they start themselves
 // (an in-process vman, a child suite run); the QEMU sweep catches the rest.
-import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { isQemuSystem, listProcesses, signal, waitForExit } from '../../src/operator/proc.ts';
@@ -112,25 +112,3 @@ export function installSignalHandlers(log: (msg: string) => void): void {
   }
 }
 
-/**
- * vman as root runs each VM's QEMU as a user of its own, who cannot pass
- * through /root to the image caches there: the images are hard-linked into
- * <bench root>/images/<name> (the same files, 0644), or copied across file
- * systems. Not root: the folder as it is.
- */
-export function withinReach(dir: string, root: string): string {
-  if (process.getuid?.() !== 0) return dir;
-  const target = path.join(root, 'images', path.basename(dir));
-  mkdirSync(target, { recursive: true, mode: 0o755 });
-  for (const name of readdirSync(dir)) {
-    const to = path.join(target, name);
-    if (existsSync(to)) continue;
-    try {
-      linkSync(path.join(dir, name), to);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
-      copyFileSync(path.join(dir, name), to);
-    }
-  }
-  return target;
-}
