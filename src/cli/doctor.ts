@@ -1,7 +1,7 @@
 // `vman doctor`: what this host can do, checked here (not over the API), with
 // the same probes `vman serve` runs at start-up, so the two never disagree.
 import { constants } from 'node:fs';
-import { access, stat, statfs } from 'node:fs/promises';
+import { access, statfs } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { ConfigError, loadConfig, type VmanConfig } from '../config.ts';
@@ -10,7 +10,7 @@ import { findQemuImg, findQemuSystem, formatVersion, type Binary } from '../host
 import { defaultGuestDir, describeGuest, loadGuestImage, type GuestImage } from '../host/guest-image.ts';
 import { MIN_FREE_BYTES } from '../host/probe.ts';
 import { CliFailure, ctxOf } from './context.ts';
-import { Confinement } from '../operator/confinement.ts';
+import { closedToOthers, Confinement } from '../operator/confinement.ts';
 
 export interface Check {
   name: string;
@@ -108,17 +108,10 @@ async function confinementChecks(config: VmanConfig, storage: string, readDirs: 
   return checks;
 }
 
-/** The first folder from `dir` up that others cannot pass (or, with `need` 0o005, read), in words; undefined if none. */
+/** The first folder from `dir` up that keeps a VM's own user out, in words; undefined if none. */
 async function firstClosedParent(dir: string, need = 0o001): Promise<string | undefined> {
-  let d = dir;
-  while (!(await exists(d)) && path.dirname(d) !== d) d = path.dirname(d);
-  for (let first = true; ; first = false) {
-    const mode = (await stat(d)).mode & 0o777;
-    const wanted = first ? need : 0o001;
-    if ((mode & wanted) !== wanted) return `${d} (mode ${mode.toString(8)}) keeps a VM's own user out of ${dir}`;
-    if (path.dirname(d) === d) return undefined;
-    d = path.dirname(d);
-  }
+  const closed = await closedToOthers(dir, need);
+  return closed && `${closed.dir} (mode ${closed.mode.toString(8)}) keeps a VM's own user out of ${dir}`;
 }
 
 export function doctorCommand(program: Command): void {

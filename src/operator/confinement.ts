@@ -18,7 +18,7 @@ import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import {
-  createVmCgroup, describeCgroups, detectCgroups, limitsForTemplate, removeVmCgroup, type CgroupLimits, type CgroupSupport,
+  createVmCgroup, describeCgroups, detectCgroups, limitsForTemplate, removeVmCgroup, type CgroupSupport,
 } from './cgroups.ts';
 
 export interface QemuIdentity {
@@ -202,12 +202,10 @@ export class Confinement {
   }
 
   /** A cgroup of its own for the VM's QEMU, with its limits; the process moved in. */
-  async limit(vmId: string, pid: number, memoryMb: number): Promise<CgroupLimits | undefined> {
-    if (this.cgroups.kind === 'none') return undefined;
-    const limits = limitsForTemplate(memoryMb);
-    const group = await createVmCgroup(this.cgroups, vmId, limits);
+  async limit(vmId: string, pid: number, memoryMb: number): Promise<void> {
+    if (this.cgroups.kind === 'none') return;
+    const group = await createVmCgroup(this.cgroups, vmId, limitsForTemplate(memoryMb));
     await group.addProcess(pid);
-    return limits;
   }
 
   /** The VM's cgroup, once its QEMU is gone. */
@@ -244,14 +242,28 @@ async function tunRefusal(): Promise<string | undefined> {
   return undefined;
 }
 
-/** Every folder from `dir` up to / must let any user pass (o+x), or QEMU's user cannot reach its own folder. */
+/**
+ * The first folder from `dir` up to / that others cannot pass (o+x), or, for
+ * `dir` itself with `need` 0o005, read and pass; undefined if none. A `dir`
+ * not made yet is judged from its nearest existing folder.
+ */
+export async function closedToOthers(dir: string, need = 0o001): Promise<{ dir: string; mode: number } | undefined> {
+  let d = dir;
+  while (!(await stat(d).then(() => true, () => false)) && path.dirname(d) !== d) d = path.dirname(d);
+  for (let first = true; ; first = false) {
+    const mode = (await stat(d)).mode & 0o777;
+    const wanted = first ? need : 0o001;
+    if ((mode & wanted) !== wanted) return { dir: d, mode };
+    if (path.dirname(d) === d) return undefined;
+    d = path.dirname(d);
+  }
+}
+
+/** Every folder from `dir` up to / must let any user pass, or QEMU's user cannot reach its own folder. */
 async function assertPassable(dir: string): Promise<void> {
-  for (let d = dir; ; d = path.dirname(d)) {
-    const st = await stat(d);
-    if ((st.mode & 0o001) === 0) {
-      throw new Error(`a VM's QEMU runs as its own user and cannot pass ${d} (mode ${(st.mode & 0o777).toString(8)}): give that folder o+x or keep vman's storage elsewhere`);
-    }
-    if (d === path.dirname(d)) return;
+  const closed = await closedToOthers(dir);
+  if (closed) {
+    throw new Error(`a VM's QEMU runs as its own user and cannot pass ${closed.dir} (mode ${closed.mode.toString(8)}): give that folder o+x or keep vman's storage elsewhere`);
   }
 }
 
