@@ -162,7 +162,7 @@ export async function startChildVman(s: VmanSettings, port?: number): Promise<Ch
       const r = await http.get('health', { timeout: { request: 1_000 } }).catch(() => undefined);
       return r?.statusCode === 200 ? { done: true, value: undefined } : { done: false, seen: r ? `HTTP ${r.statusCode}` : 'no answer' };
     },
-    { timeoutMs: 30_000, intervalMs: 100 },
+    { timeoutMs: 30_000, intervalMs: 25 },
   );
   const config = loadConfig(await baseEnv(s));
   const exited = (child as unknown as Promise<{ exitCode?: number; signal?: string }>).then(
