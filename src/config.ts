@@ -6,6 +6,7 @@ import type { AccelRequest } from './host/accel-probe.ts';
 import { parseNetworkConfig, type NetworkConfig, type NetworkSettings } from './network/config.ts';
 import { isCrashPoint } from './crash-points.ts';
 import { parseUidRange, type UidRange } from './operator/confinement.ts';
+import { DEFAULT_REPLAY_LIMIT } from './services/events.ts';
 
 export interface VmanConfig {
   storagePath: string;
@@ -33,6 +34,8 @@ export interface VmanConfig {
   stopTimeouts: { agentMs: number; acpiMs: number };
   /** How long close() waits for requests and operations in flight before it lets go anyway. */
   shutdownTimeoutMs: number;
+  /** How many of the latest events vman keeps for event-stream clients that reconnect (Last-Event-ID). */
+  eventReplay: number;
   /** vman as root: the uids (and gids) its VMs' QEMU processes run as, one each. Unset: the default range. */
   qemuUidRange: UidRange | undefined;
   /** Start VMs without cgroup limits where the host gives vman none. */
@@ -66,6 +69,7 @@ export const SETTINGS = {
   'shutdown-timeout': 'VMAN_SHUTDOWN_TIMEOUT',
   'qemu-uid-range': 'VMAN_QEMU_UID_RANGE',
   'allow-unlimited': 'VMAN_ALLOW_UNLIMITED',
+  'event-replay': 'VMAN_EVENT_REPLAY',
 } as const;
 
 export type SettingName = keyof typeof SETTINGS;
@@ -122,6 +126,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: Partial<
     return n;
   };
 
+  const integer = (name: SettingName, fallback: number, min: number, max: number): number => {
+    const n = number(name, fallback, min, max);
+    if (!Number.isInteger(n)) throw new ConfigError(`${SETTINGS[name]} must be a whole number from ${min} to ${max}, not ${JSON.stringify(get(name))}`);
+    return n;
+  };
+
   const networkSettings: NetworkSettings = {
     mode: get('network-mode'), bridge: get('bridge'), vlan: get('vlan'),
     subnet: get('subnet'), gateway: get('gateway'), range: get('range'), restrict: get('network-restrict'),
@@ -164,5 +174,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: Partial<
       acpiMs: number('stop-acpi-timeout', 20, 1, 3_600) * 1000,
     },
     shutdownTimeoutMs: number('shutdown-timeout', 30, 0, 3_600) * 1000,
+    eventReplay: integer('event-replay', DEFAULT_REPLAY_LIMIT, 0, 100_000),
   };
 }

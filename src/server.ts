@@ -145,7 +145,7 @@ async function openVman(config: VmanConfig, opts: CreateOptions, lock: StorageLo
   const dirMode = confinement?.storageDirMode ?? 0o700;
   for (const dir of ['', 'vms', 'disks']) await chmod(path.join(config.storagePath, dir), dirMode);
 
-  const events = new EventBus();
+  const events = new EventBus({ replayLimit: config.eventReplay });
   // Every VM and disk state written through this handle is published once committed.
   const db = publishingStateChanges(openDatabase(config.dbPath), events);
   // The database holds every VM's layout: only vman's user may read it.

@@ -14,6 +14,12 @@ Given('vman is running on this host, giving a guest {int} seconds after the ACPI
   await this.startVman({ env: { VMAN_STOP_ACPI_TIMEOUT: String(seconds) } });
 });
 
+// The vman of the Background, started again with a short memory for clients that reconnect.
+Given('vman keeps the latest {int} events for clients that reconnect', async function (this: VmanWorld, n: number) {
+  await this.vman?.stop();
+  await this.startVman({ env: { VMAN_EVENT_REPLAY: String(n) } });
+});
+
 Given('vman runs as a separate process', async function (this: VmanWorld) {
   await this.vman?.stop();
   await this.startVman({ child: true });

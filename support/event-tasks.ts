@@ -6,12 +6,28 @@ import type { VmanWorld } from '../world/vman-world.ts';
 import { describe, EventStreamReader, type StreamEvent } from './events-reader.ts';
 import type { Row } from './db-reader.ts';
 
-/** Subscribes to vman's event stream; the reader is closed when the scenario ends. */
-export async function listenToEvents(world: VmanWorld): Promise<EventStreamReader> {
-  const reader = await EventStreamReader.open(new URL('api/v1/events', ensureSlash(world.api().baseUrl)).href);
+/** Subscribes to vman's event stream (as a client that saw up to `lastEventId`, if given); the reader is closed when the scenario ends. */
+export async function listenToEvents(world: VmanWorld, lastEventId?: string): Promise<EventStreamReader> {
+  const reader = await EventStreamReader.open(new URL('api/v1/events', ensureSlash(world.api().baseUrl)).href, lastEventId === undefined ? {} : { lastEventId });
   world.notes.eventReader = reader;
   world.cleanups.push(async () => reader.close());
   return reader;
+}
+
+/**
+ * Cuts the reader's connection once the stream delivered `state` for the disk
+ * `disk`, noting the id of the last event it read, as a client would keep it.
+ */
+export async function cutAfterDiskState(world: VmanWorld, disk: string, state: string, timeoutMs: number): Promise<string> {
+  const reader = eventReader(world);
+  const id = world.idOf(disk);
+  await waitForEventsAbout(reader, 'disk.state', id, state, (es) => es.some((e) => (e.data as { state?: unknown }).state === state), timeoutMs);
+  reader.close();
+  const last = reader.events.at(-1)?.id;
+  if (last === undefined) throw new Error(`the last event the suite read has no id: ${transcript(reader)}`);
+  world.attach(`the suite's reader was cut after ${reader.events.length} event(s); the last id it saw: ${last}\n${transcript(reader)}`, 'text/plain');
+  world.notes.lastEventIdSeen = last;
+  return last;
 }
 
 export function eventReader(world: VmanWorld): EventStreamReader {

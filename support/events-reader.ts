@@ -39,9 +39,15 @@ export class EventStreamReader {
    * Subscribes to `url`; resolves once the answer's head arrived (from then on
    * the stream carries what happens). A status other than 200 rejects with it and the body.
    */
-  static open(url: string, opts: { token?: string; timeoutMs?: number } = {}): Promise<EventStreamReader> {
+  static open(url: string, opts: { token?: string; timeoutMs?: number; lastEventId?: string } = {}): Promise<EventStreamReader> {
     return new Promise((resolve, reject) => {
-      const req = http.get(url, { headers: { accept: 'text/event-stream', ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}) } }, (res) => {
+      const headers = {
+        accept: 'text/event-stream',
+        ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}),
+        // What a reconnecting EventSource sends: the id of the last event it saw.
+        ...(opts.lastEventId !== undefined ? { 'last-event-id': opts.lastEventId } : {}),
+      };
+      const req = http.get(url, { headers }, (res) => {
         clearTimeout(timer);
         if (res.statusCode !== 200) {
           let body = '';

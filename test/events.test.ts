@@ -9,7 +9,8 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import Fastify from 'fastify';
 import { EventStreamReader, EventStreamRefused, type StreamEvent } from '../support/events-reader.ts';
-import { EventBus } from '../src/services/events.ts';
+import { DEFAULT_REPLAY_LIMIT, EventBus } from '../src/services/events.ts';
+import { ConfigError, loadConfig } from '../src/config.ts';
 import { eventRoutes } from '../src/api/routes/events.ts';
 import { Problem } from '../src/api/schemas.ts';
 import { dryVman, eventually, type DryVman } from './helpers/dry-vman.ts';
@@ -58,8 +59,9 @@ describe('event stream: VM and disk states', () => {
     assert.deepEqual(statesOf(reader.events, 'vm.state', vm.id), [
       [null, 'created'], ['created', 'starting'], ['starting', 'running'], ['running', 'stopping'], ['stopping', 'stopped'], ['stopped', 'deleted'],
     ]);
-    const ids = reader.events.map((e) => Number(e.id));
-    assert.ok(ids.every((id, i) => Number.isInteger(id) && (i === 0 || id > ids[i - 1]!)), `ids count up: ${ids.join(', ')}`);
+    const ids = reader.events.map((e) => Number(e.id?.split('-')[1]));
+    assert.ok(ids.every((id, i) => Number.isInteger(id) && (i === 0 || id > ids[i - 1]!)), `ids count up: ${reader.events.map((e) => e.id).join(', ')}`);
+    assert.equal(new Set(reader.events.map((e) => e.id?.split('-')[0])).size, 1, 'one run names every id');
     const running = reader.events.find((e) => (e.data as any).state === 'running')!.data as Record<string, unknown>;
     assert.deepEqual(Object.keys(running).sort(), ['at', 'id', 'name', 'previous', 'reason', 'state']);
     assert.equal(running.name, 'web');
@@ -182,7 +184,7 @@ describe('event stream: access and format', () => {
   });
 
   it('sends a keep-alive comment on the interval, and event/id/data blocks', async (t) => {
-    const bus = new EventBus();
+    const bus = new EventBus({ run: 'r1' });
     const app = Fastify();
     app.addSchema(Problem);
     await app.register(eventRoutes(bus, { keepAliveMs: 50 }));
@@ -197,7 +199,7 @@ describe('event stream: access and format', () => {
     bus.publish({ type: 'vm.state', data: { id: 'vm-1', name: 'one', state: 'running', previous: 'starting', reason: null } });
     const e = await reader.waitFor('the event', (es) => es[0], 2_000);
     assert.equal(e.type, 'vm.state');
-    assert.equal(e.id, '1');
+    assert.equal(e.id, 'r1-1');
     assert.equal((e.data as any).state, 'running');
   });
 
@@ -243,6 +245,103 @@ describe('event stream: access and format', () => {
     await reader.waitFor('the stream ended', () => (reader.ended ? true : undefined), 2_000);
     const err = await EventStreamReader.open(`${base}/events`).then(() => undefined, (e: unknown) => e);
     assert.ok(err instanceof EventStreamRefused && err.status === 503, `refused with 503: ${String(err)}`);
+  });
+});
+
+const vmEvent = (n: number) => ({ type: 'vm.state' as const, data: { id: `vm-${n}`, name: `v${n}`, state: 'running' as const, previous: 'starting' as const, reason: null } });
+
+describe('event stream: resuming with Last-Event-ID', () => {
+  it('the bus tells what came after an id of its own run, from the latest events it keeps', () => {
+    const bus = new EventBus({ run: 'abc', replayLimit: 3 });
+    assert.equal(bus.position, 'abc-0');
+    assert.deepEqual(bus.since('abc-0'), { kind: 'events', events: [] });
+    for (let n = 1; n <= 5; n++) bus.publish(vmEvent(n));
+    assert.equal(bus.position, 'abc-5');
+    const missed = bus.since('abc-2');
+    assert.equal(missed.kind, 'events');
+    assert.deepEqual(missed.kind === 'events' && missed.events.map((e) => e.id), [3, 4, 5]);
+    assert.deepEqual(bus.since('abc-5'), { kind: 'events', events: [] });
+  });
+
+  it('the bus says why it cannot: another run, events no longer kept, an id it never gave', () => {
+    const bus = new EventBus({ run: 'abc', replayLimit: 3 });
+    for (let n = 1; n <= 5; n++) bus.publish(vmEvent(n));
+    const reason = (id: string) => {
+      const m = bus.since(id);
+      return m.kind === 'reset' ? m.reason : 'events';
+    };
+    assert.equal(reason('xyz-2'), 'restarted');
+    assert.equal(reason('abc-1'), 'too-far-behind'); // 2 is no longer kept: 3, 4 and 5 are
+    assert.equal(reason('abc-0'), 'too-far-behind');
+    assert.equal(reason('abc-6'), 'unknown-id');
+    for (const bad of ['', '5', 'abc-', 'abc-01', 'ABC-2', 'abc-2-3', 'a b-2', `abc-${'9'.repeat(17)}`]) assert.equal(reason(bad), 'unknown-id', JSON.stringify(bad));
+    const none = new EventBus({ run: 'abc', replayLimit: 0 });
+    none.publish(vmEvent(1));
+    assert.deepEqual(none.since('abc-1'), { kind: 'events', events: [] });
+    const m = none.since('abc-0');
+    assert.equal(m.kind === 'reset' && m.reason, 'too-far-behind');
+  });
+
+  it('a client that reconnects with the last id it saw gets what it missed, once and in order, then what happens next', async (t) => {
+    const { v, url } = await servedVman(t);
+    const first = await subscribe(t, url);
+    const a = await call(v, 'POST', '/api/v1/disks', { name: 'a', size_gb: 1 });
+    const seen = await untilState(first, 'disk.state', a.id, 'available');
+    first.close();
+    const b = await call(v, 'POST', '/api/v1/disks', { name: 'b', size_gb: 1 });
+    await call(v, 'DELETE', `/api/v1/disks/${a.id}`);
+    const again = await EventStreamReader.open(url, { token: TOKEN, lastEventId: seen.id! });
+    t.after(async () => again.close());
+    const c = await call(v, 'POST', '/api/v1/disks', { name: 'c', size_gb: 1 });
+    await untilState(again, 'disk.state', c.id, 'available');
+    assert.deepEqual(again.events.map((e) => [(e.data as any).name, (e.data as any).state]), [['b', 'available'], ['a', 'deleted'], ['c', 'available']]);
+    const ids = again.events.map((e) => e.id!);
+    assert.equal(new Set(ids).size, 3, `each once: ${ids.join(', ')}`);
+    assert.deepEqual(ids.map((id) => Number(id.split('-')[1])), [2, 3, 4].map((n) => n + Number(seen.id!.split('-')[1]) - 1));
+  });
+
+  it('a client whose id cannot be resumed gets one reset event naming why, with the latest id, then the live stream', async (t) => {
+    const { v, url } = await servedVman(t, { VMAN_EVENT_REPLAY: '1' });
+    const first = await subscribe(t, url);
+    const a = await call(v, 'POST', '/api/v1/disks', { name: 'a', size_gb: 1 });
+    const seen = await untilState(first, 'disk.state', a.id, 'available');
+    first.close();
+    await call(v, 'POST', '/api/v1/disks', { name: 'b', size_gb: 1 });
+    await call(v, 'POST', '/api/v1/disks', { name: 'c', size_gb: 1 });
+    const [run, n] = seen.id!.split('-');
+    let latest = Number(n) + 2; // b and c
+    for (const [given, reason] of [[seen.id!, 'too-far-behind'], ['0000-1', 'restarted'], ['nonsense', 'unknown-id']] as const) {
+      const again = await EventStreamReader.open(url, { token: TOKEN, lastEventId: given });
+      t.after(async () => again.close());
+      const reset = await again.waitFor('the reset event', (es) => es[0], 2_000);
+      assert.equal(reset.type, 'reset');
+      assert.equal((reset.data as any).reason, reason);
+      assert.equal((reset.data as any).last_event_id, given);
+      assert.match((reset.data as any).detail, /list VMs and disks again$/);
+      assert.equal(reset.id, `${run}-${latest}`, 'the latest event\'s id');
+      const d = await call(v, 'POST', '/api/v1/disks', { name: `d-${reason}`, size_gb: 1 });
+      await untilState(again, 'disk.state', d.id, 'available');
+      assert.equal(again.events.length, 2, 'the reset, then the live event only');
+      await call(v, 'DELETE', `/api/v1/disks/${d.id}`);
+      latest += 2;
+      again.close();
+    }
+  });
+
+  it('VMAN_EVENT_REPLAY: a whole number from 0 to 100000, 1000 when unset', () => {
+    assert.equal(loadConfig({}).eventReplay, DEFAULT_REPLAY_LIMIT);
+    assert.equal(DEFAULT_REPLAY_LIMIT, 1000);
+    assert.equal(loadConfig({ VMAN_EVENT_REPLAY: '0' }).eventReplay, 0);
+    assert.equal(loadConfig({}, { 'event-replay': '25' }).eventReplay, 25);
+    for (const bad of ['2.5', '-1', '100001', 'lots']) {
+      assert.throws(() => loadConfig({ VMAN_EVENT_REPLAY: bad }), (err: unknown) => err instanceof ConfigError && /VMAN_EVENT_REPLAY must be a (whole )?number from 0 to 100000/.test(err.message), JSON.stringify(bad));
+    }
+  });
+
+  it('refuses a Last-Event-ID longer than any id vman gives (400 problem+json)', async (t) => {
+    const { url } = await servedVman(t);
+    const err = await EventStreamReader.open(url, { token: TOKEN, lastEventId: 'x'.repeat(65) }).then(() => undefined, (e: unknown) => e);
+    assert.ok(err instanceof EventStreamRefused && err.status === 400 && err.contentType.startsWith('application/problem+json'), `refused with 400: ${String(err)}`);
   });
 });
 

@@ -96,6 +96,8 @@ export interface ScenarioNotes {
   // ---- events, disks, the command line, guests ----
   /** The suite's own reader of vman's event stream. */
   eventReader: EventStreamReader;
+  /** The id of the last event the suite's reader saw before its connection was cut (what it sends back as Last-Event-ID). */
+  lastEventIdSeen: string;
   /** What the last `?wait=false` start answered, and the VM's row the moment it did. */
   earlyAnswer: EarlyAnswer;
   /** When each disk request was sent and answered, in the order sent. */
