@@ -73,8 +73,12 @@ export default {
   hideLabels: ['language', 'framework', 'package'],
   categories,
   plugins: {
+    // One file each, the data inlined: a report opened from disk (a downloaded
+    // CI artifact, file://) shows its results; split into data files, it is
+    // only a spinner there, since a browser refuses fetch over file://.
     awesome: {
       options: {
+        singleFile: true,
         reportName: 'vman acceptance',
         groupBy: ['feature'],
         charts: CHARTS,
@@ -82,7 +86,7 @@ export default {
       },
     },
     dashboard: {
-      options: { reportName: 'vman acceptance: trends', layout: CHARTS },
+      options: { singleFile: true, reportName: 'vman acceptance: trends', layout: CHARTS },
     },
   },
 };

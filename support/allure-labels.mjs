@@ -3,7 +3,6 @@
 // formatter runs in the coordinating process, never in a worker, so what is
 // computed here is computed once per run.
 import { execFileSync } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
 import os from 'node:os';
 
 export const ALLURE_RESULTS = 'reports/allure-results';
@@ -83,19 +82,14 @@ function firstLine(file, args) {
   }
 }
 
-function kvmUsable() {
-  try {
-    accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * The report's metadata panel: what the run ran on. One panel for the whole
  * report (the last shard's wins), so no shard name here: the host label and
- * the timeline name each scenario's shard.
+ * the timeline name each scenario's shard. What is known before the run; the
+ * run's own findings (the accelerator vman's probe decided and why, the guest
+ * images' keys: support/run-environment.ts) replace and add to it once a
+ * scenario reached QEMU (support/allure-reporter.mjs). No guess from /dev/kvm's
+ * permissions: on some hosts it opens and KVM still does not work.
  */
 export function environmentInfo(env = process.env) {
   const qemu = firstLine('qemu-system-x86_64', ['--version']);
@@ -103,9 +97,9 @@ export function environmentInfo(env = process.env) {
     'Node.js': process.version,
     QEMU: qemu?.replace(/^QEMU emulator version /, '') ?? 'not found',
     VMAN_ACCEL: env.VMAN_ACCEL || 'auto',
-    '/dev/kvm': kvmUsable() ? 'usable (KVM)' : 'not usable (TCG)',
+    accelerator: 'not known: no scenario reached QEMU',
     kernel: os.release(),
-    CPUs: String(os.cpus().length),
+    CPUs: String(os.availableParallelism()),
   };
 }
 

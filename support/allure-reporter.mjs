@@ -8,11 +8,16 @@
 //   a Before hook. Allure would file them under the hook's fixture, away from
 //   the scenario's Attachments tab; here they belong to the scenario.
 // - A hook without a name is named by its place in the code, not "Unknown test".
+// - The run's environment, attached once per worker (support/run-environment.ts),
+//   goes into the report's environment panel, not into a scenario.
 // It relies on two fields of allure-cucumberjs 3 (fixtureUuids, beforeHooks/afterHooks);
 // test/allure-config.test.ts fails if they go.
 import { readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import AllureCucumberReporter from 'allure-cucumberjs/reporter';
+
+/** support/run-environment.ts's media type (test/allure-config.test.ts checks that the two agree). */
+export const RUN_ENVIRONMENT_TYPE = 'application/vnd.vman.run-environment+json';
 
 /** "After (support/hooks.ts:66)" for an unnamed hook. */
 export function hookName(kind, hook, cwd = process.cwd()) {
@@ -44,6 +49,10 @@ export default class VmanAllureReporter extends AllureCucumberReporter {
   }
 
   onAttachment(message) {
+    if (message.mediaType === RUN_ENVIRONMENT_TYPE) {
+      Object.assign((this.allureRuntime.environmentInfo ??= {}), JSON.parse(message.body));
+      return undefined;
+    }
     const started = message.testCaseStartedId;
     const fixture = started ? this.fixtureUuids.get(started) : undefined;
     if (!fixture) return super.onAttachment(message);

@@ -25,6 +25,8 @@ import { REAL_GUEST_VMAN_ENV, STEP_TIMEOUT_MS } from './timeouts.ts';
 import { scenarioClones } from './warm-start.ts';
 import { crashSetupClones } from './crash-tasks.ts';
 import { judgeSystem, UNJUDGED_REASONS, unjudgedReason } from './judgement.ts';
+import { RUN_ENVIRONMENT_TYPE, runEnvironment } from './run-environment.ts';
+import { vmanHostInfo } from '../world/vman-service.ts';
 
 // Boots under TCG take seconds; a step that takes a minute is broken
 // (support/timeouts.ts: the longer bound of steps that wait on a Debian guest).
@@ -41,6 +43,9 @@ BeforeAll({ name: 'reap crashed runs, note the host' }, async function () {
   installInterruptCleanup();
 });
 
+// Once per worker: the report's environment panel (support/run-environment.ts).
+let environmentAttached = false;
+
 Before({ name: 'QEMU on this host', tags: '@integration' }, async function (this: VmanWorld) {
   const status = await hostStatus();
   if (!status.ok) {
@@ -49,7 +54,12 @@ Before({ name: 'QEMU on this host', tags: '@integration' }, async function (this
     return 'skipped';
   }
   this.host = status.host;
-  this.attach(`Host\n${status.description}`, { mediaType: 'text/plain', fileName: 'host.txt' });
+  const vmanHost = await vmanHostInfo();
+  this.attach(`Host\n${status.description}\naccelerator ${vmanHost.accel.accel} (vman's probe: ${vmanHost.accel.reason})`, { mediaType: 'text/plain', fileName: 'host.txt' });
+  if (!environmentAttached) {
+    environmentAttached = true;
+    this.attach(JSON.stringify(runEnvironment(status.host, vmanHost)), { mediaType: RUN_ENVIRONMENT_TYPE, fileName: 'the run\'s environment' });
+  }
   return undefined;
 });
 

@@ -33,6 +33,9 @@ export interface DebianImage {
   cmdline: string;
   /** cloud-init's default user, who gets the SSH keys. */
   user: string;
+  /** Its cache key (package versions and recipe) and the versions it was built from, as its manifest says. */
+  key: string;
+  versions: string;
 }
 
 /** The Debian image guest/build-debian.sh made, if it did. */
@@ -45,6 +48,7 @@ async function builtDebian(): Promise<DebianImage | undefined> {
   return {
     dir, kernel: path.join(dir, m.kernel!), initrd: path.join(dir, m.initrd!), image: path.join(dir, m.image!),
     imageWithoutAgent: path.join(dir, m.image_without_agent!), cmdline: m.cmdline!, user: m.user!,
+    key: m.key ?? path.basename(cached), versions: m.versions ?? '?',
   };
 }
 

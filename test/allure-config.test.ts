@@ -5,7 +5,7 @@
 // matcher).
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -130,6 +130,37 @@ describe('the formatter', () => {
     assert.ok(reporter.fixtureUuids instanceof Map, 'allure-cucumberjs keeps the running fixtures in fixtureUuids');
     assert.deepEqual(earlier.filter((f) => existsSync(path.join(resultsDir, f))), [], 'an earlier run\'s results are gone');
     assert.equal(existsSync(path.join(resultsDir, 'notes.md')), true, 'what Allure did not write stays');
+  });
+});
+
+describe('the environment panel', () => {
+  it('guesses nothing before the run: no /dev/kvm permission check, the accelerator not known yet', () => {
+    const info = (labels as unknown as { environmentInfo(env: Record<string, string>): Record<string, string> }).environmentInfo({});
+    assert.equal('/dev/kvm' in info, false);
+    assert.equal(info.accelerator, 'not known: no scenario reached QEMU');
+    assert.equal(info.CPUs, String(os.availableParallelism()));
+  });
+
+  it('takes the run\'s environment attachment into environment.properties, not into a scenario', async () => {
+    const { default: Reporter, RUN_ENVIRONMENT_TYPE } = (await load('support/allure-reporter.mjs')) as { default: new (options: unknown) => Record<string, any>; RUN_ENVIRONMENT_TYPE: string };
+    const { RUN_ENVIRONMENT_TYPE: fromSuite } = await import('../support/run-environment.ts');
+    assert.equal(RUN_ENVIRONMENT_TYPE, fromSuite, 'the formatter and the suite name the same media type');
+    const resultsDir = mkdtempSync(path.join(os.tmpdir(), 'allure-results-'));
+    const eventBroadcaster = new EventEmitter();
+    new Reporter({
+      cwd: ROOT,
+      eventBroadcaster,
+      parsedArgvOptions: { resultsDir, environmentInfo: { accelerator: 'not known: no scenario reached QEMU', kernel: 'k' } },
+      supportCodeLibrary: { beforeTestCaseHookDefinitions: [], afterTestCaseHookDefinitions: [], beforeTestRunHookDefinitions: [], afterTestRunHookDefinitions: [], World: class {} },
+    });
+    const facts = { accelerator: 'TCG: /dev/kvm exists but a KVM probe VM did not boot', 'test guest': '2853417c9d812c3e: linux-image-6.1.0-57-cloud-amd64' };
+    eventBroadcaster.emit('envelope', { attachment: { mediaType: fromSuite, body: JSON.stringify(facts), contentEncoding: 'IDENTITY', testCaseStartedId: 'nowhere' } });
+    eventBroadcaster.emit('envelope', { testRunFinished: { timestamp: { seconds: 0, nanos: 0 }, success: true } });
+    const written = readFileSync(path.join(resultsDir, 'environment.properties'), 'utf8');
+    assert.match(written, /^accelerator\s*=\s*TCG: \/dev\/kvm exists but a KVM probe VM did not boot$/m);
+    assert.match(written, /^test\\? guest\s*=\s*2853417c9d812c3e/m); // a space in a key is escaped, as .properties do
+    assert.match(written, /^kernel\s*=\s*k$/m);
+    assert.deepEqual(readdirSync(resultsDir).filter((f) => f.includes('attachment')), [], 'no scenario got it as an attachment');
   });
 });
 

@@ -99,8 +99,10 @@ let vmanHost: Promise<HostInfo> | undefined;
  * vman's own host probe, once per worker, handed to every in-process vman so
  * that each scenario does not probe again (a child `vman serve` probes itself).
  * Part of starting vman, not evidence: the suite's facts are support/host.ts.
+ * The report shows its decision (the accelerator and why) as vman's own
+ * account of the host (support/run-environment.ts), not as a fact checked.
  */
-function vmanHostInfo(): Promise<HostInfo> {
+export function vmanHostInfo(): Promise<HostInfo> {
   vmanHost ??= suiteGuestDir().then((guestDir) => probeHost({
     storagePath: runContext().root, requestedAccel: (process.env.VMAN_ACCEL as AccelRequest | undefined) ?? 'auto', ...(guestDir ? { guestDir } : {}),
   }));
