@@ -338,6 +338,29 @@ describe('event stream: resuming with Last-Event-ID', () => {
     }
   });
 
+  it('tells a client whose missed events would not fit in what it may fall behind by to list again, rather than cut it off', async (t) => {
+    const bus = new EventBus({ run: 'big', replayLimit: 10_000 });
+    const app = Fastify();
+    app.addSchema(Problem);
+    await app.register(eventRoutes(bus));
+    const base = await app.listen({ host: '127.0.0.1', port: 0 });
+    t.after(async () => {
+      bus.close();
+      await app.close();
+    });
+    const name = 'x'.repeat(2048);
+    for (let i = 0; i < 1000; i++) bus.publish({ type: 'vm.state', data: { id: `vm-${i}`, name, state: 'running', previous: 'starting', reason: null } });
+    const reader = await EventStreamReader.open(`${base}/events`, { lastEventId: 'big-1' });
+    t.after(async () => reader.close());
+    const first = await reader.waitFor('the first event', (es) => es[0], 2_000);
+    assert.equal(first.type, 'reset');
+    assert.equal((first.data as any).reason, 'too-far-behind');
+    assert.equal(first.id, 'big-1000');
+    bus.publish({ type: 'vm.state', data: { id: 'vm-next', name: 'next', state: 'running', previous: 'starting', reason: null } });
+    await reader.waitFor('the next live event', (es) => es.find((e) => (e.data as any).id === 'vm-next'), 2_000);
+    assert.equal(reader.ended, false, 'still connected');
+  });
+
   it('refuses a Last-Event-ID longer than any id vman gives (400 problem+json)', async (t) => {
     const { url } = await servedVman(t);
     const err = await EventStreamReader.open(url, { token: TOKEN, lastEventId: 'x'.repeat(65) }).then(() => undefined, (e: unknown) => e);

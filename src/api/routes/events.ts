@@ -69,8 +69,18 @@ export const eventRoutes = (bus: EventBus, opts: { keepAliveMs?: number } = {}):
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' });
     // The client holds the headers once it is subscribed: what happens from now on reaches it.
     res.write(': subscribed\n\n');
-    if (missed?.kind === 'events') for (const e of missed.events) write(formatEvent(bus, e));
-    else if (missed?.kind === 'reset') write(formatReset(bus, lastEventId as string, missed.reason, missed.detail));
+    if (missed?.kind === 'events') {
+      const texts = missed.events.map((e) => formatEvent(bus, e));
+      const bytes = texts.reduce((sum, t) => sum + Buffer.byteLength(t), 0);
+      // More than a client may fall behind by would cut it off at once, and it would come back with the same id.
+      if (bytes > MAX_BEHIND_BYTES) {
+        write(formatReset(bus, lastEventId as string, 'too-far-behind', `the ${texts.length} events after ${String(lastEventId)} are ${bytes} bytes, more than the ${MAX_BEHIND_BYTES} a client may fall behind by`));
+      } else {
+        for (const t of texts) write(t);
+      }
+    } else if (missed?.kind === 'reset') {
+      write(formatReset(bus, lastEventId as string, missed.reason, missed.detail));
+    }
     keepAlive = setInterval(() => write(': keep-alive\n\n'), opts.keepAliveMs ?? KEEP_ALIVE_MS);
     keepAlive.unref();
     res.on('close', stop);
