@@ -20,7 +20,7 @@ import { QemuVm } from '../src/operator/qemu-vm.ts';
 import { shortId, smallGuestSpec } from './lib/bare-qemu.ts';
 import { killQemusUnder } from './lib/cleanup.ts';
 import { figure, type BenchContext, type BenchModule, type Figure } from './lib/figures.ts';
-import { fmtMs } from './lib/stats.ts';
+import { fmtMs, median } from './lib/stats.ts';
 
 export const confinementBench: BenchModule = {
   name: 'confinement',
@@ -73,8 +73,8 @@ export const confinementBench: BenchModule = {
     } finally {
       await rm(storage, { recursive: true, force: true });
     }
-    const pairs = samples.confined.map((c, i) => c / samples.unconfined[i]!).sort((a, b) => a - b);
-    const pairedMedian = pairs.length % 2 ? pairs[(pairs.length - 1) / 2]! : (pairs[pairs.length / 2 - 1]! + pairs[pairs.length / 2]!) / 2;
+    const pairs = samples.confined.map((c, i) => c / samples.unconfined[i]!);
+    const pairedMedian = median(pairs);
     return [figure({
       id: 'confinement.launch',
       label: 'launch → QMP connected, confined / unconfined',
