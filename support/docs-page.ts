@@ -19,21 +19,39 @@ function chromiumArgs(profile: string): string[] {
   return ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run', `--user-data-dir=${profile}`, '--virtual-time-budget=10000'];
 }
 
-/** Opens `url` in headless Chromium twice: once to dump the rendered DOM, once for a screenshot. */
-export async function renderPage(url: string, timeoutMs = 60_000): Promise<RenderedPage> {
+/** One headless Chromium run over `url` with a profile of its own, removed after. */
+async function withChromium<T>(url: string, timeoutMs: number, use: (run: (extra: string[]) => ReturnType<typeof execa>, dir: string) => Promise<T>): Promise<T> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'vman-docs-'));
   try {
-    const run = (extra: string[]) => execa(CHROMIUM, [...chromiumArgs(path.join(dir, 'profile')), ...extra], { timeout: timeoutMs, reject: false, all: true });
-    const dump = await run(['--dump-dom', url]);
-    if (dump.exitCode !== 0 || !dump.stdout) throw new Error(`chromium --dump-dom ${url} exited with ${dump.exitCode}: ${String(dump.all ?? '').slice(-800)}`);
-    const png = path.join(dir, 'page.png');
-    const shot = await run([`--screenshot=${png}`, '--window-size=1280,2000', url]);
-    const screenshot = await readFile(png).catch(() => undefined);
-    if (!screenshot) throw new Error(`chromium --screenshot ${url} made no file (exit ${shot.exitCode}): ${String(shot.all ?? '').slice(-800)}`);
-    return { dom: dump.stdout, screenshot };
+    return await use((extra) => execa(CHROMIUM, [...chromiumArgs(path.join(dir, 'profile')), ...extra, url], { timeout: timeoutMs, reject: false, all: true }), dir);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** The DOM after the page's scripts ran. */
+export function renderDom(url: string, timeoutMs = 60_000): Promise<string> {
+  return withChromium(url, timeoutMs, async (run) => {
+    const dump = await run(['--dump-dom']);
+    if (dump.exitCode !== 0 || !dump.stdout) throw new Error(`chromium --dump-dom ${url} exited with ${dump.exitCode}: ${String(dump.all ?? '').slice(-800)}`);
+    return String(dump.stdout);
+  });
+}
+
+/** A PNG of the page, 1280 wide. */
+export function screenshotPage(url: string, timeoutMs = 60_000): Promise<Buffer> {
+  return withChromium(url, timeoutMs, async (run, dir) => {
+    const png = path.join(dir, 'page.png');
+    const shot = await run([`--screenshot=${png}`, '--window-size=1280,2000']);
+    const screenshot = await readFile(png).catch(() => undefined);
+    if (!screenshot) throw new Error(`chromium --screenshot ${url} made no file (exit ${shot.exitCode}): ${String(shot.all ?? '').slice(-800)}`);
+    return screenshot;
+  });
+}
+
+/** Opens `url` in headless Chromium twice: once to dump the rendered DOM, once for a screenshot. */
+export async function renderPage(url: string, timeoutMs = 60_000): Promise<RenderedPage> {
+  return { dom: await renderDom(url, timeoutMs), screenshot: await screenshotPage(url, timeoutMs) };
 }
 
 /** Every (method, path) pair of an OpenAPI document, e.g. ["POST", "/api/v1/vms/{id}/start"]. */
