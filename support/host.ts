@@ -105,12 +105,16 @@ async function findHost(): Promise<SuiteHost> {
   };
 }
 
+/** What the test guest was built from, as its manifest says. */
+export function guestBuiltFrom(m: Record<string, string>): string {
+  return `${m.kernel_package ?? 'kernel'} ${m.kernel_version ?? '?'}, qemu-guest-agent ${m.qemu_guest_agent_version ?? '?'}, busybox ${m.busybox_version ?? '?'}`;
+}
+
 export function describeSuiteHost(h: SuiteHost): string {
-  const m = h.guest.manifest;
   return [
     `QEMU ${h.qemu.version} (${h.qemu.path}), qemu-img ${h.qemuImg.version}`,
     `host kernel ${h.kernelRelease}`,
-    `guest ${m.kernel_package ?? 'kernel'} ${m.kernel_version ?? '?'}, qemu-guest-agent ${m.qemu_guest_agent_version ?? '?'}, busybox ${m.busybox_version ?? '?'} (${path.basename(h.guest.dir)})`,
+    `guest ${guestBuiltFrom(h.guest.manifest)} (${path.basename(h.guest.dir)})`,
   ].join('\n');
 }
 

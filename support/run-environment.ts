@@ -7,7 +7,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import type { HostInfo } from '../src/host/probe.ts';
-import type { SuiteHost } from './host.ts';
+import { guestBuiltFrom, type SuiteHost } from './host.ts';
 
 /** The attachment's media type; support/allure-reporter.mjs says the same (test/allure-config.test.ts checks). */
 export const RUN_ENVIRONMENT_TYPE = 'application/vnd.vman.run-environment+json';
@@ -17,7 +17,7 @@ export function runEnvironment(host: SuiteHost, vman: Pick<HostInfo, 'accel'>): 
   return {
     accelerator: `${vman.accel.accel.toUpperCase()}: ${vman.accel.reason}${vman.accel.fromCache ? ` (decided ${vman.accel.decidedAt}, ${vman.accel.key})` : ''}`,
     QEMU: `${host.qemu.version} (${host.qemu.path}); qemu-img ${host.qemuImg.version}`,
-    'test guest': `${g.key ?? path.basename(host.guest.dir)}: ${g.kernel_package ?? 'kernel'} ${g.kernel_version ?? '?'}, qemu-guest-agent ${g.qemu_guest_agent_version ?? '?'}, busybox ${g.busybox_version ?? '?'}`,
+    'test guest': `${g.key ?? path.basename(host.guest.dir)}: ${guestBuiltFrom(g)}`,
     'Debian guest': host.debian ? `${host.debian.key}: ${host.debian.versions}` : 'not built (./setup.sh --no-debian-guest)',
     CPUs: `${os.availableParallelism()} (${os.cpus()[0]?.model ?? 'unknown model'})`,
     kernel: host.kernelRelease,
