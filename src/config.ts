@@ -40,6 +40,8 @@ export interface VmanConfig {
   qemuUidRange: UidRange | undefined;
   /** Start VMs without cgroup limits where the host gives vman none. */
   allowUnlimited: boolean;
+  /** GET /metrics without the API token (a Prometheus on the same host that holds no token). */
+  metricsPublic: boolean;
 }
 
 /** Flag name (without --) → environment variable. */
@@ -70,6 +72,7 @@ export const SETTINGS = {
   'qemu-uid-range': 'VMAN_QEMU_UID_RANGE',
   'allow-unlimited': 'VMAN_ALLOW_UNLIMITED',
   'event-replay': 'VMAN_EVENT_REPLAY',
+  'metrics-public': 'VMAN_METRICS_PUBLIC',
 } as const;
 
 export type SettingName = keyof typeof SETTINGS;
@@ -132,6 +135,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: Partial<
     return n;
   };
 
+  // A switch that opens something up takes only what it says: a typo must not open it, nor silently keep it shut.
+  const flag = (name: SettingName): boolean => {
+    const text = get(name);
+    if (text === undefined || text === '0' || text === 'false') return false;
+    if (text === '1' || text === 'true') return true;
+    throw new ConfigError(`${SETTINGS[name]} must be 1, true, 0 or false, not ${JSON.stringify(text)}`);
+  };
+
   const networkSettings: NetworkSettings = {
     mode: get('network-mode'), bridge: get('bridge'), vlan: get('vlan'),
     subnet: get('subnet'), gateway: get('gateway'), range: get('range'), restrict: get('network-restrict'),
@@ -175,5 +186,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: Partial<
     },
     shutdownTimeoutMs: number('shutdown-timeout', 30, 0, 3_600) * 1000,
     eventReplay: integer('event-replay', DEFAULT_REPLAY_LIMIT, 0, 100_000),
+    metricsPublic: flag('metrics-public'),
   };
 }

@@ -34,6 +34,7 @@ import { findingJson } from './api/routes/observer.ts';
 import { Observer } from './observer/observer.ts';
 import { defaultSources } from './observer/snapshot.ts';
 import { StorageLock } from './storage-lock.ts';
+import { VmanMetrics } from './metrics/metrics.ts';
 import { armCrashPoint } from './crash-points.ts';
 
 export interface Vman {
@@ -49,6 +50,8 @@ export interface Vman {
   observer: Observer;
   /** VM and disk state changes and observer findings, as they happen (GET /api/v1/events). */
   events: EventBus;
+  /** What GET /metrics serves. */
+  metrics: VmanMetrics;
   host: HostSummary;
   operator: Operator;
   /** Starts listening; returns the base URL. */
@@ -168,6 +171,11 @@ async function openVman(config: VmanConfig, opts: CreateOptions, lock: StorageLo
     network = net;
     await net.open();
     const runtime = new VmRuntime({ db, operator, pool, network: net, log: (m, f) => log(m, f) });
+    const metrics = new VmanMetrics({
+      vms: () => db.vms.list(), disks: () => db.disks.list(), handle: (id) => runtime.handle(id),
+      // A simulated QEMU has no process to read.
+      ...(operator.dryRun ? { usage: async () => undefined } : {}),
+    });
     const journal = new IntentJournal(db);
     const vms = new VmService({
       db, runtime, journal, templates, pool, storagePath: config.storagePath, ...(confinement ? { confinement } : {}),
@@ -186,10 +194,14 @@ async function openVman(config: VmanConfig, opts: CreateOptions, lock: StorageLo
       intervalSeconds: config.observerInterval,
       log: (msg, findings) => log(`${msg}: ${findings.map((f) => `${f.kind} ${f.resourceId} (${f.observed})`).join('; ')}`),
       onNewFindings: (found) => found.forEach((f) => events.publish({ type: 'observer.finding', data: findingJson(f) })),
+      onReport: (report) => metrics.observed(report),
     });
+    metrics.instrument(vms, 'vm', { create: 'create', start: 'start', stop: 'stop', restart: 'restart', delete: 'delete' });
+    metrics.instrument(disks, 'disk', { create: 'create', delete: 'delete', attach: 'attach', detach: 'detach' });
+    metrics.instrument(snapshots, 'snapshot', { create: 'create', revert: 'revert', delete: 'delete' });
     const repairs = new RepairService({ db, runtime, log: (m) => log(m) });
-    const app = await buildApp({ templates, vms, snapshots, disks, observer, repairs, network: new NetworkService(config.network, db), host, events, storagePath: config.storagePath }, {
-      apiToken: config.apiToken,
+    const app = await buildApp({ templates, vms, snapshots, disks, observer, repairs, network: new NetworkService(config.network, db), host, events, metrics, storagePath: config.storagePath }, {
+      apiToken: config.apiToken, metricsPublic: config.metricsPublic,
       ...(opts.logger === undefined ? {} : { logger: opts.logger }),
     });
     log = (m, f) => (f ? app.log.info(f, m) : app.log.info(m));
@@ -197,12 +209,12 @@ async function openVman(config: VmanConfig, opts: CreateOptions, lock: StorageLo
     const startup = await observer.check();
     if (startup.findings.length > 0) log(`start-up check found ${startup.findings.length} disagreement(s)`);
     // Adopt the VMs that kept running; finish or undo what a dead vman left half-done.
-    await recover({ db, journal, runtime, forgetVm: (id) => vms.forget(id), log: (m) => log(m) });
+    metrics.recovered(await recover({ db, journal, runtime, forgetVm: (id) => vms.forget(id), log: (m) => log(m) }));
     observer.start();
 
     let closing: Promise<void> | undefined;
     return {
-      config, app, db, templates, vms, snapshots, disks, runtime, observer, events, host, operator,
+      config, app, db, templates, vms, snapshots, disks, runtime, observer, events, metrics, host, operator,
       async listen() {
         const url = await app.listen({ host: config.listen.host, port: config.listen.port });
         lock.serving(url);

@@ -143,3 +143,19 @@ export async function guestReadsMarker(dir: string, diskId: string, length: numb
     return r.stdout;
   });
 }
+
+/**
+ * The guest writes `mib` MiB of zeros over the start of the disk with this
+ * serial, with O_DIRECT and a final fsync, so that every byte reaches the
+ * device now; returns the bytes dd says it wrote (busybox's dd counts records
+ * of bs=1M: "8+0 records out" is 8 whole ones and no partial one).
+ */
+export async function guestWritesBytes(dir: string, diskId: string, mib: number): Promise<number> {
+  return withGuestAgent(dir, async (ga) => {
+    const device = await requireGuestDisk(ga, diskId);
+    const r = await ga.exec('/bin/dd', ['if=/dev/zero', `of=${device.path}`, 'bs=1M', `count=${mib}`, 'oflag=direct', 'conv=fsync'], { timeoutMs: 60_000 });
+    const out = /(\d+)\+(\d+) records out/.exec(r.stderr);
+    if (r.exitCode !== 0 || !out || out[2] !== '0') throw new Error(`dd in the guest to ${device.path} did not write whole MiB records (exit ${r.exitCode}): ${r.stderr}${r.stdout}`);
+    return Number(out[1]) * 1024 * 1024;
+  });
+}

@@ -52,6 +52,24 @@ function readArgv(pid: number): HostProcess | undefined {
   }
 }
 
+/** A process's CPU time in clock ticks (user + system, all threads) and resident memory, as the kernel counts them. */
+export interface ProcessFigures {
+  cpuTicks: number;
+  rssBytes: number;
+}
+
+/** Linux reports process times in USER_HZ ticks: 100 a second on every architecture's user ABI. */
+export const TICKS_PER_SECOND = 100;
+
+export function processFigures(pid: number): ProcessFigures {
+  const stat = readProcText(`/proc/${pid}/stat`);
+  // After "pid (comm) " come state (field 3) ... utime (14) and stime (15): proc(5).
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const rss = /^VmRSS:\s+(\d+) kB$/m.exec(readProcText(`/proc/${pid}/status`));
+  if (!rss) throw new Error(`/proc/${pid}/status has no VmRSS: the process is gone or a zombie`);
+  return { cpuTicks: Number(fields[11]) + Number(fields[12]), rssBytes: Number(rss[1]) * 1024 };
+}
+
 export async function hostProcesses(): Promise<HostProcess[]> {
   const pids = readdirSync('/proc').filter((e) => /^\d+$/.test(e)).map(Number);
   return pids.map(readArgv).filter((p): p is HostProcess => p !== undefined);

@@ -18,6 +18,7 @@ import type { EventStreamReader } from '../support/events-reader.ts';
 import type { EarlyAnswer } from '../support/event-tasks.ts';
 import type { DiskRequestTiming } from '../support/disk-tasks.ts';
 import type { CliRun } from '../support/cli-tasks.ts';
+import type { Scrape } from '../support/metrics-reader.ts';
 import type { KeyPair } from '../support/real-guest.ts';
 import type { InFlightCreate } from '../support/inflight-tasks.ts';
 import type { NemesisRun } from '../support/nemesis.ts';
@@ -108,6 +109,10 @@ export interface ScenarioNotes {
   vmsBeforeCommand: Row[];
   /** The operator's SSH key pair. */
   sshKeyPair: KeyPair;
+  /** What GET /metrics said the last time a step read it before something changed. */
+  metricsBefore: Scrape;
+  /** The bytes a guest's dd said it wrote, to which disk. */
+  guestWrote: { disk: string; bytes: number };
 
   // ---- vman itself, and as a package ----
   /** How a second vman, started on the same storage, ended. */

@@ -24,6 +24,8 @@ import { snapshotRoutes } from './routes/snapshots.ts';
 import type { SnapshotService } from '../services/snapshot-service.ts';
 import { eventRoutes } from './routes/events.ts';
 import type { EventBus } from '../services/events.ts';
+import type { VmanMetrics } from '../metrics/metrics.ts';
+import { METRICS_PATH, metricsRoute } from './routes/metrics.ts';
 import { DOCS_PREFIX, healthRoute, PUBLIC_PATHS, systemRoutes, type HostSummary } from './routes/system.ts';
 
 export interface AppServices {
@@ -39,12 +41,16 @@ export interface AppServices {
   events?: EventBus;
   /** vman's storage folder, which /ready checks is writable with room; unset: not checked. */
   storagePath?: string;
+  /** Served at GET /metrics; unset: no metrics. */
+  metrics?: VmanMetrics;
 }
 
 export interface AppOptions {
   logger?: FastifyServerOptions['logger'];
   /** When set, every request but /health, /ready and the API's description must carry `Authorization: Bearer <token>`. */
   apiToken?: string | undefined;
+  /** GET /metrics without the token (VMAN_METRICS_PUBLIC=1). */
+  metricsPublic?: boolean;
 }
 
 /** The longest path segment the router reads; a longer one is a 414. */
@@ -76,7 +82,7 @@ export async function buildApp(services: AppServices, opts: AppOptions = {}): Pr
   app.removeContentTypeParser('text/plain');
   installJsonBodyParser(app);
   app.setNotFoundHandler((request, reply) => notFoundOrNotAllowed(app, request, reply));
-  if (opts.apiToken) requireToken(app, opts.apiToken);
+  if (opts.apiToken) requireToken(app, opts.apiToken, opts.metricsPublic ? [...PUBLIC_PATHS, METRICS_PATH] : PUBLIC_PATHS);
   app.addSchema(Problem);
   await app.register(swagger, {
     openapi: {
@@ -94,6 +100,7 @@ export async function buildApp(services: AppServices, opts: AppOptions = {}): Pr
   // The documentation page, from this document, with swagger-ui's own files (no CDN: vman may run offline).
   await app.register(swaggerUi, { routePrefix: DOCS_PREFIX, uiConfig: { docExpansion: 'list', deepLinking: true }, staticCSP: true });
   await app.register(healthRoute({ host: services.host, storagePath: services.storagePath }));
+  if (services.metrics) await app.register(metricsRoute(services.metrics));
   await app.register(async (v1) => {
     await v1.register(systemRoutes(services.host));
     await v1.register(templateRoutes(services.templates));
@@ -107,12 +114,12 @@ export async function buildApp(services: AppServices, opts: AppOptions = {}): Pr
   return app;
 }
 
-function requireToken(app: FastifyInstance, token: string): void {
+function requireToken(app: FastifyInstance, token: string, publicPaths: readonly string[]): void {
   const expected = Buffer.from(token);
   app.addHook('onRequest', async (req, reply) => {
     // Whether vman answers, whether it can start VMs, and what its API is: no data of its own.
     const path = req.url.split('?')[0]!;
-    if (PUBLIC_PATHS.includes(path) || path === DOCS_PREFIX || path.startsWith(`${DOCS_PREFIX}/`)) return;
+    if (publicPaths.includes(path) || path === DOCS_PREFIX || path.startsWith(`${DOCS_PREFIX}/`)) return;
     // Every other request, also one no route takes: what vman serves is not told to strangers.
     const header = req.headers.authorization;
     // The scheme is case-insensitive (RFC 9110, 11.1); the token is not.

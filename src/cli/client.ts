@@ -46,24 +46,35 @@ export class ApiClient {
   }
 
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const headers: Record<string, string> = { accept: 'application/json, application/problem+json' };
+    const text = await this.send(method, `/api/v1${path}`, 'application/json, application/problem+json', body);
+    return parseJson(text) as T;
+  }
+
+  /** GET /metrics, as text (Prometheus format). */
+  metrics(): Promise<string> {
+    return this.send('GET', '/metrics', 'text/plain, application/problem+json');
+  }
+
+  /** One request; the body's text when the API said yes, ApiError when it said no. */
+  private async send(method: string, path: string, accept: string, body?: unknown): Promise<string> {
+    const headers: Record<string, string> = { accept };
     if (this.opts.token) headers.authorization = `Bearer ${this.opts.token}`;
     if (body !== undefined) headers['content-type'] = 'application/json';
     let res: Response;
     try {
-      res = await fetch(`${this.base}/api/v1${path}`, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+      res = await fetch(`${this.base}${path}`, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
     } catch (err) {
       throw new UnreachableError(this.base, { cause: err });
     }
     const text = await res.text();
-    const parsed = parseJson(text);
     if (!res.ok) {
+      const parsed = parseJson(text);
       const p = (parsed ?? {}) as { title?: unknown; detail?: unknown };
       const title = typeof p.title === 'string' ? p.title : res.statusText;
       const detail = typeof p.detail === 'string' ? p.detail : text.trim() || res.statusText;
       throw new ApiError(res.status, title, detail, parsed);
     }
-    return parsed as T;
+    return text;
   }
 }
 

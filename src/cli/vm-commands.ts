@@ -1,5 +1,5 @@
 // `vman vm ...`: list, show, create (from a template, or a clone of a
-// snapshot), start, stop, restart, rm, console, ssh; `vman vm snapshot ...`
+// snapshot), start, stop, restart, rm, console, top (top.ts), ssh; `vman vm snapshot ...`
 // is in snapshot-commands.ts.
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
@@ -8,6 +8,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { CliFailure, ctxOf, describe } from './context.ts';
 import { removeCommand, resolveRef } from './resolve.ts';
 import { formatTable, output } from './table.ts';
+import { topCommand } from './top.ts';
 
 /** A VM as the API gives it (the fields the command reads). */
 export interface VmJson {
@@ -155,6 +156,8 @@ export function vmCommands(program: Command): Command {
         if (c.data === '') await sleep(500);
       }
     });
+
+  topCommand(vm);
 
   vm.command('ssh').description('run ssh to the VM (its forwarded port on 127.0.0.1)')
     .argument('<vm>', 'name or id').argument('[command...]', 'a command to run instead of a shell (after --)')

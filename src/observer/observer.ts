@@ -13,6 +13,8 @@ export interface ObserverOptions {
   log?: (msg: string, findings: Finding[]) => void;
   /** Findings the previous check did not report (a disagreement that persists is told once). */
   onNewFindings?: (findings: Finding[]) => void;
+  /** Every check's report, new findings or not (metrics). */
+  onReport?: (report: ObserverReport) => void;
 }
 
 export class ObserverStoppedError extends Error {
@@ -28,6 +30,7 @@ export class Observer {
   readonly #intervalMs: number;
   readonly #log: (msg: string, findings: Finding[]) => void;
   readonly #onNewFindings: (findings: Finding[]) => void;
+  readonly #onReport: (report: ObserverReport) => void;
   #inFlight: Promise<ObserverReport> | undefined;
   #latest: ObserverReport | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -44,6 +47,7 @@ export class Observer {
     this.#intervalMs = seconds * 1000;
     this.#log = opts.log ?? (() => undefined);
     this.#onNewFindings = opts.onNewFindings ?? (() => undefined);
+    this.#onReport = opts.onReport ?? (() => undefined);
   }
 
   get latest(): ObserverReport | undefined {
@@ -117,6 +121,7 @@ export class Observer {
     };
     const before = new Set(this.#latest?.findings.map(findingKey));
     this.#latest = report;
+    this.#onReport(report);
     const fresh = findings.filter((f) => !before.has(findingKey(f)));
     if (fresh.length > 0) this.#onNewFindings(fresh);
     if (findings.length > 0) {

@@ -8,6 +8,7 @@ import type { Readiness, ReadinessRule, ResumeTimings, StopMethod, StopOptions }
 import type { SavedState } from './vm-state-file.ts';
 import { diskNodeNames } from '../model/device-model.ts';
 import type { BlockInventory } from './hotplug.ts';
+import type { DiskIoStats } from './block-stats.ts';
 import { WaitTimeoutError } from '../poll.ts';
 
 /** Knobs a unit test turns to make the simulated QEMU misbehave. */
@@ -69,6 +70,7 @@ export class DryRunVm implements VmHandle {
   paused = false;
   resumed: ResumeTimings | undefined;
   readonly disks = new Map<string, string>();
+  readonly io = new Map<string, Partial<DiskIoStats>>();
   private listeners = new Set<(info: ExitInfo) => void>();
 
   constructor(
@@ -156,6 +158,13 @@ export class DryRunVm implements VmHandle {
   async blockInventory(): Promise<BlockInventory> {
     const names = [...this.disks.keys()].map((id) => diskNodeNames(id));
     return { devices: names.map((n) => n.device), nodes: names.flatMap((n) => [n.node, n.fileNode]) };
+  }
+
+  /** Simulated I/O: zero for each disk unless a test set its figures in `io`. */
+  async blockStats(): Promise<DiskIoStats[]> {
+    return [...this.disks.keys()].map((diskId) => ({
+      diskId, readBytes: 0, writtenBytes: 0, reads: 0, writes: 0, flushes: 0, failedReads: 0, failedWrites: 0, failedFlushes: 0, ...this.io.get(diskId),
+    }));
   }
 
   async removeBlock(what: BlockInventory): Promise<BlockInventory> {

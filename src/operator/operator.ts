@@ -6,6 +6,7 @@ import { QemuVm, type ResumeTimings, type Readiness, type ReadinessRule, type St
 import { terminateQemu } from './qemu-launcher.ts';
 import type { DiskSpec, QemuVmSpec, VmPaths } from './qemu-command.ts';
 import type { BlockInventory } from './hotplug.ts';
+import type { DiskIoStats } from './block-stats.ts';
 
 export interface VmHandle {
   readonly id: string;
@@ -30,6 +31,8 @@ export interface VmHandle {
   releaseDisk(diskId: string, opts?: { timeoutMs?: number }): Promise<void>;
   /** Block devices and named nodes QEMU holds now. */
   blockInventory(): Promise<BlockInventory>;
+  /** What QEMU counted for each disk it holds: bytes, operations, failures. */
+  blockStats(opts?: { timeoutMs?: number }): Promise<DiskIoStats[]>;
   /** Unplugs these devices and deletes these nodes; returns what went. */
   removeBlock(what: BlockInventory, opts?: { timeoutMs?: number }): Promise<BlockInventory>;
   /** The guest device path of a disk, as the guest reports it (by the disk's serial). */

@@ -27,6 +27,30 @@ export async function readProcess(pid: number): Promise<ProcessInfo | undefined>
   }
 }
 
+export interface ProcessUsage {
+  /** User and system time of all its threads, in seconds. */
+  cpuSeconds: number;
+  /** Resident memory (VmRSS), in bytes. */
+  rssBytes: number;
+}
+
+/** Linux reports process times in USER_HZ ticks, which is 100 on every architecture's user ABI. */
+const USER_HZ = 100;
+
+/** CPU time and resident memory of a live process; undefined when it is gone or a zombie. */
+export async function readUsage(pid: number): Promise<ProcessUsage | undefined> {
+  try {
+    const [stat, status] = await Promise.all([readFile(`/proc/${pid}/stat`, 'utf8'), readFile(`/proc/${pid}/status`, 'utf8')]);
+    // After "pid (comm) ": state is field 3, utime 14 and stime 15 (proc(5)).
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const rss = /^VmRSS:\s+(\d+) kB$/m.exec(status);
+    if (fields[0] === 'Z' || fields[0] === 'X' || !rss) return undefined;
+    return { cpuSeconds: (Number(fields[11]) + Number(fields[12])) / USER_HZ, rssBytes: Number(rss[1]) * 1024 };
+  } catch {
+    return undefined;
+  }
+}
+
 /** Alive means present and not a zombie: a zombie QEMU has exited already. */
 export async function isAlive(pid: number): Promise<boolean> {
   const info = await readProcess(pid);

@@ -17,6 +17,7 @@ import { isAlive, qemuNameOf, readProcess, signal, waitForExit } from './proc.ts
 import { pollUntil, TerminalStateError } from '../poll.ts';
 import path from 'node:path';
 import { INCOMING_FD, loadState, openState, saveState, type SavedState } from './vm-state-file.ts';
+import { queryBlockStats, type DiskIoStats } from './block-stats.ts';
 
 /** How a resume went: QEMU started, the state read, the guest running on. */
 export interface ResumeTimings {
@@ -384,6 +385,10 @@ export class QemuVm implements VmHandle {
 
   blockInventory(): Promise<BlockInventory> {
     return blockInventory(this.qmp);
+  }
+
+  blockStats(opts: { timeoutMs?: number } = {}): Promise<DiskIoStats[]> {
+    return queryBlockStats(this.qmp, opts.timeoutMs ?? 2_000);
   }
 
   removeBlock(what: BlockInventory, opts: { timeoutMs?: number } = {}): Promise<BlockInventory> {

@@ -26,6 +26,8 @@ export interface Recovered {
   intent: Intent;
   /** What recovery did, in words, for the log. */
   outcome: string;
+  /** False when it could not be settled and stays recorded. */
+  settled: boolean;
 }
 
 type VmIntent = Extract<Intent, { op: `vm.${string}` }>;
@@ -59,18 +61,18 @@ export async function recover(o: RecoveryOptions): Promise<Recovered[]> {
 
   // One intent that cannot be settled must not keep vman from serving: it stays
   // recorded, and the observer reports it (intent-unfinished) for a person to see.
-  const failed = (err: unknown): string => `could not be settled, left recorded: ${message(err)}`;
+  const failed = (err: unknown): { outcome: string; settled: boolean } => ({ outcome: `could not be settled, left recorded: ${message(err)}`, settled: false });
   const done: Recovered[] = [];
   for (const records of byVm.values()) {
     const decisive = [...records].sort((a, b) => VM_PRECEDENCE[a.intent.op] - VM_PRECEDENCE[b.intent.op])[0]!;
-    const outcome = await settleVm(o, decisive.intent).then((what) => {
+    const { outcome, settled } = await settleVm(o, decisive.intent).then((what) => {
       o.db.transaction(() => records.forEach((r) => o.journal.clear(r.id)));
-      return what;
+      return { outcome: what, settled: true };
     }, failed);
-    for (const r of records) done.push({ intent: r.intent, outcome: r === decisive ? outcome : `settled with ${decisive.intent.op}` });
+    for (const r of records) done.push({ intent: r.intent, outcome: r === decisive ? outcome : `settled with ${decisive.intent.op}`, settled });
   }
   for (const r of disks) {
-    done.push({ intent: r.intent, outcome: await settleDisk(o, r.intent, r.id).catch(failed) });
+    done.push({ intent: r.intent, ...await settleDisk(o, r.intent, r.id).then((outcome) => ({ outcome, settled: true }), failed) });
   }
   for (const d of done) log(`recovery: ${describeIntent(d.intent)}: ${d.outcome}`);
   return done;
