@@ -5,6 +5,7 @@
 export const API_ROUTES: ReadonlyArray<{ method: 'GET' | 'POST' | 'DELETE'; route: string }> = [
   { method: 'GET', route: '/health' },
   { method: 'GET', route: '/ready' },
+  { method: 'GET', route: '/metrics' },
   { method: 'GET', route: '/api/v1/host' },
   { method: 'GET', route: '/api/v1/templates' },
   { method: 'POST', route: '/api/v1/templates' },

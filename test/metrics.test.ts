@@ -189,12 +189,17 @@ describe('GET /metrics: who may read it', () => {
     const v = await dryVman(t, { env: { VMAN_API_TOKEN: 's3cret' } });
     assert.equal((await scrape(v)).status, 401);
     assert.equal((await scrape(v, { authorization: 'Bearer s3cret' })).status, 200);
+    const doc = await v.api('GET', '/api/v1/openapi.json');
+    assert.equal(doc.body.paths['/metrics'].get.security, undefined, 'the document\'s default: the bearer token');
   });
 
   it('is open without the token with VMAN_METRICS_PUBLIC=1, and only /metrics is', async (t) => {
     const v = await dryVman(t, { env: { VMAN_API_TOKEN: 's3cret', VMAN_METRICS_PUBLIC: '1' } });
     assert.equal((await scrape(v)).status, 200);
     assert.equal((await v.api('GET', '/api/v1/vms')).status, 401);
+    // The API's description says so too.
+    const doc = await v.api('GET', '/api/v1/openapi.json');
+    assert.deepEqual(doc.body.paths['/metrics'].get.security, []);
   });
 
   it('refuses a VMAN_METRICS_PUBLIC that is not a clear yes or no', () => {
@@ -214,5 +219,17 @@ describe('the text format reader', () => {
     ]);
     assert.ok(Number.isNaN(samples[2]!.value));
     assert.throws(() => parseExposition('x{a="1"'), /line 1 is not a Prometheus sample/);
+  });
+});
+
+describe('GET /metrics: scrapes at the same time', () => {
+  it('share one reading: the world is read once for both', async () => {
+    let reads = 0;
+    const metrics = new VmanMetrics({ vms: () => { reads++; return []; }, disks: () => [], handle: () => undefined });
+    const [a, b] = await Promise.all([metrics.render(), metrics.render()]);
+    assert.equal(a, b);
+    assert.equal(reads, 1);
+    await metrics.render();
+    assert.equal(reads, 2, 'a later scrape reads again');
   });
 });

@@ -100,7 +100,7 @@ export async function buildApp(services: AppServices, opts: AppOptions = {}): Pr
   // The documentation page, from this document, with swagger-ui's own files (no CDN: vman may run offline).
   await app.register(swaggerUi, { routePrefix: DOCS_PREFIX, uiConfig: { docExpansion: 'list', deepLinking: true }, staticCSP: true });
   await app.register(healthRoute({ host: services.host, storagePath: services.storagePath }));
-  if (services.metrics) await app.register(metricsRoute(services.metrics));
+  if (services.metrics) await app.register(metricsRoute(services.metrics, { public: opts.metricsPublic ?? false }));
   await app.register(async (v1) => {
     await v1.register(systemRoutes(services.host));
     await v1.register(templateRoutes(services.templates));

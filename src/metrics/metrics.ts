@@ -48,6 +48,7 @@ export class VmanMetrics {
   readonly #sources: MetricsSources;
   /** What the current scrape read; the collect callbacks below only format it. */
   #sample: Sample = { vms: [], disks: [] };
+  #rendering: Promise<string> | undefined;
   readonly #operations: Histogram<'resource' | 'operation' | 'outcome'>;
   readonly #failures: Counter<'resource' | 'operation' | 'code'>;
   readonly #recovery: Counter<'operation' | 'result'>;
@@ -149,8 +150,19 @@ export class VmanMetrics {
     return this.registry.contentType;
   }
 
-  /** Reads the state of the world once, then formats every metric from that reading. */
-  async render(): Promise<string> {
+  /**
+   * Reads the state of the world once, then formats every metric from that
+   * reading. Scrapes that come while one is being made share it: each text is
+   * one reading, never half of two.
+   */
+  render(): Promise<string> {
+    this.#rendering ??= this.#render().finally(() => {
+      this.#rendering = undefined;
+    });
+    return this.#rendering;
+  }
+
+  async #render(): Promise<string> {
     const vms = this.#sources.vms();
     const running = await Promise.all(vms.map(async (vm): Promise<VmSample> => {
       const handle = vm.state === 'running' ? this.#sources.handle(vm.id) : undefined;

@@ -7,10 +7,12 @@ import type { VmanMetrics } from '../../metrics/metrics.ts';
 
 export const METRICS_PATH = '/metrics';
 
-export const metricsRoute = (metrics: VmanMetrics): FastifyPluginAsyncTypebox => async (app) => {
+export const metricsRoute = (metrics: VmanMetrics, opts: { public: boolean }): FastifyPluginAsyncTypebox => async (app) => {
   app.get(METRICS_PATH, {
     schema: {
       tags: ['system'], operationId: 'getMetrics',
+      // The document says what this vman asks: no token when the metrics are public.
+      ...(opts.public ? { security: [] } : {}),
       summary: 'Metrics in Prometheus text format: VMs and disks by state, each running VM\'s CPU, memory and disk I/O, operation durations and failures, recovery, observer',
       response: { 200: { description: 'Prometheus text format 0.0.4', content: { 'text/plain': { schema: Type.String() } } } },
     },
