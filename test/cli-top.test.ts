@@ -33,6 +33,11 @@ describe('vman vm top: figures', () => {
     ]);
   });
 
+  it('gives no share for a VM whose QEMU began again between the readings', () => {
+    const rows = topRows(parseExposition(scrape(0.5, 3)), parseExposition(scrape(12, 3)), 1);
+    assert.deepEqual(rows.map((r) => [r.name, r.cpu_percent]), [['db', 0], ['web', null]]);
+  });
+
   it('without an earlier reading there is no CPU share, only totals', () => {
     const rows = topRows(parseExposition(scrape(1, 2)), undefined, 0);
     assert.deepEqual(rows.map((r) => r.cpu_percent), [null, null]);

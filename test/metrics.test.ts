@@ -111,6 +111,19 @@ describe('GET /metrics: recovery and the observer', () => {
     assert.equal(value(samples, 'vman_recovery_actions_total', { operation: 'vm.stop', result: 'left' }), 1);
   });
 
+  it('counts the intents a dead vman left, as the next vman\'s recovery settled them', async (t) => {
+    const v = await dryVman(t);
+    const id = await createVm(v, 'a');
+    assert.equal((await v.api('POST', `/api/v1/vms/${id}/start`)).status, 200);
+    // As a vman killed during a start leaves it: starting, its QEMU up.
+    v.vman.db.db.prepare("UPDATE vms SET state = 'starting' WHERE id = ?").run(id);
+    v.vman.db.intents.insert({ op: 'vm.start', vmId: id, from: { state: 'stopped', reason: null } }, 'a-vman-that-died');
+    await v.vman.close();
+    const b = await v.reopen();
+    const m = await scrape(b);
+    assert.equal(value(m.samples, 'vman_recovery_actions_total', { operation: 'vm.start', result: 'settled' }), 1);
+  });
+
   it('gives the latest check\'s findings by kind, and how long checks take', async (t) => {
     const v = await dryVman(t);
     const id = await createVm(v, 'a');

@@ -37,11 +37,13 @@ export function topRows(now: MetricSample[], before: MetricSample[] | undefined,
   const figures = ['vman_disk_read_bytes_total', 'vman_disk_written_bytes_total', 'vman_disk_reads_total', 'vman_disk_writes_total', 'vman_disk_errors_total']
     .map((n) => byVm(now, n));
   return [...names].map(([id, name]): VmTop => {
+    // A VM that started or restarted between the readings has a new QEMU, whose count began again: no share.
     const was = cpuBefore?.get(id);
+    const used = was === undefined || seconds <= 0 ? undefined : (cpu.get(id) ?? 0) - was;
     const [read, written, reads, writes, errors] = figures.map((f) => f.get(id) ?? 0) as [number, number, number, number, number];
     return {
       id, name,
-      cpu_percent: was === undefined || seconds <= 0 ? null : Math.round((((cpu.get(id) ?? 0) - was) / seconds) * 1000) / 10,
+      cpu_percent: used === undefined || used < 0 ? null : Math.round((used / seconds) * 1000) / 10,
       cpu_seconds: cpu.get(id) ?? 0, memory_bytes: mem.get(id) ?? 0,
       read_bytes: read, written_bytes: written, reads, writes, disk_errors: errors,
     };
