@@ -7,7 +7,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { formatBytes } from '../src/cli/snapshot-commands.ts';
+import { formatBytes } from '../src/cli/table.ts';
 import { dryVman, type DryVman } from './helpers/dry-vman.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

@@ -6,7 +6,8 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { parseExposition } from '../src/metrics/exposition.ts';
-import { humanBytes, topRows, topTable } from '../src/cli/top.ts';
+import { topRows, topTable } from '../src/cli/top.ts';
+import { formatBytes } from '../src/cli/table.ts';
 import { dryVman } from './helpers/dry-vman.ts';
 
 const bin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'vman.mjs');
@@ -46,7 +47,7 @@ describe('vman vm top: figures', () => {
 
   it('says so when no VM runs', () => {
     assert.equal(topTable([]), 'no running VMs\n');
-    assert.deepEqual([0, 1023, 1024, 8 * 1024 ** 3].map(humanBytes), ['0 B', '1023 B', '1.0 KiB', '8.0 GiB']);
+    assert.deepEqual([0, 1023, 1024, 8 * 1024 ** 3].map((n) => formatBytes(n)), ['0 B', '1023 B', '1.0 KiB', '8.0 GiB']);
   });
 });
 

@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { ApiError } from './client.ts';
 import { ctxOf, describe } from './context.ts';
 import { resolveRef } from './resolve.ts';
-import { formatTable, output } from './table.ts';
+import { formatBytes, formatTable, output } from './table.ts';
 import { vmTable, type VmJson } from './vm-commands.ts';
 
 /** A snapshot as the API gives it (the fields the command reads). */
@@ -21,19 +21,6 @@ export interface SnapshotJson {
   memory_mb: number;
   clones: string[];
   created_at: string;
-}
-
-/** Sizes for people: 812 B, 1.5 KiB, 312.4 MiB. */
-export function formatBytes(n: number | null): string | null {
-  if (n === null) return null;
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = n;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${n} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
 
 const memory = (s: SnapshotJson): string => (s.with_memory ? 'yes' : 'no');

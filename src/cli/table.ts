@@ -1,4 +1,4 @@
-// Plain aligned tables for people; `--json` bypasses them for scripts.
+// Plain aligned tables and sizes for people; `--json` bypasses them for scripts.
 
 export type Cell = string | number | boolean | null | undefined;
 
@@ -12,4 +12,19 @@ export function formatTable(headers: readonly string[], rows: readonly (readonly
 /** Prints the API's JSON as it came (scripts) or the table (people). */
 export function output(json: boolean, value: unknown, table: () => string): void {
   process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : table());
+}
+
+/** Sizes for people: 812 B, 1.5 KiB, 312.4 MiB (1024-based, one decimal); nothing stays nothing. */
+export function formatBytes(n: number): string;
+export function formatBytes(n: number | null): string | null;
+export function formatBytes(n: number | null): string | null {
+  if (n === null) return null;
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = n;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${n} B` : `${value.toFixed(1)} ${units[unit]}`;
 }

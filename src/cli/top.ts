@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { parseExposition, type MetricSample } from '../metrics/exposition.ts';
 import { ctxOf } from './context.ts';
-import { formatTable, output } from './table.ts';
+import { formatBytes, formatTable, output } from './table.ts';
 
 export interface VmTop {
   id: string;
@@ -50,22 +50,10 @@ export function topRows(now: MetricSample[], before: MetricSample[] | undefined,
   }).sort((a, b) => a.name.localeCompare(b.name));
 }
 
-/** Bytes as people read them: 1024-based, one decimal. */
-export function humanBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return u === 0 ? `${v} B` : `${v.toFixed(1)} ${units[u]}`;
-}
-
 export const topTable = (rows: VmTop[]): string => (rows.length === 0 ? 'no running VMs\n' : formatTable(
   ['NAME', 'ID', 'CPU%', 'CPU-S', 'MEMORY', 'READ', 'WRITTEN', 'READS', 'WRITES', 'ERRORS'],
-  rows.map((r) => [r.name, r.id, r.cpu_percent === null ? '-' : r.cpu_percent.toFixed(1), r.cpu_seconds.toFixed(2), humanBytes(r.memory_bytes),
-    humanBytes(r.read_bytes), humanBytes(r.written_bytes), r.reads, r.writes, r.disk_errors]),
+  rows.map((r) => [r.name, r.id, r.cpu_percent === null ? '-' : r.cpu_percent.toFixed(1), r.cpu_seconds.toFixed(2), formatBytes(r.memory_bytes),
+    formatBytes(r.read_bytes), formatBytes(r.written_bytes), r.reads, r.writes, r.disk_errors]),
 ));
 
 function seconds(value: string): number {
