@@ -11,14 +11,22 @@ export interface ProcessInfo {
   state: string;
 }
 
+/**
+ * The fields of /proc/<pid>/stat after "pid (comm) ": [0] is the state (field
+ * 3 of proc(5)), [11] and [12] utime and stime (14 and 15). comm may hold
+ * spaces or parentheses, so the split starts after its last ")".
+ */
+function statFields(stat: string): string[] {
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
 export async function readProcess(pid: number): Promise<ProcessInfo | undefined> {
   try {
     const [cmdline, stat] = await Promise.all([
       readFile(`/proc/${pid}/cmdline`),
       readFile(`/proc/${pid}/stat`, 'utf8'),
     ]);
-    // stat is "pid (comm) S ..."; comm may hold spaces or parentheses.
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    const state = statFields(stat)[0] ?? '';
     const argv = cmdline.toString('utf8').split('\0');
     if (argv.at(-1) === '') argv.pop();
     return { pid, argv, state };
@@ -41,8 +49,7 @@ const USER_HZ = 100;
 export async function readUsage(pid: number): Promise<ProcessUsage | undefined> {
   try {
     const [stat, status] = await Promise.all([readFile(`/proc/${pid}/stat`, 'utf8'), readFile(`/proc/${pid}/status`, 'utf8')]);
-    // After "pid (comm) ": state is field 3, utime 14 and stime 15 (proc(5)).
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const fields = statFields(stat);
     const rss = /^VmRSS:\s+(\d+) kB$/m.exec(status);
     if (fields[0] === 'Z' || fields[0] === 'X' || !rss) return undefined;
     return { cpuSeconds: (Number(fields[11]) + Number(fields[12])) / USER_HZ, rssBytes: Number(rss[1]) * 1024 };
