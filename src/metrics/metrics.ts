@@ -25,7 +25,8 @@ export interface MetricsSources {
 export type Resource = 'vm' | 'disk' | 'snapshot';
 
 const VM_STATES = Object.keys(TRANSITIONS) as VmState[];
-const DISK_STATES: readonly DiskState[] = ['available', 'attached'];
+// Written as a record so that a disk state added to the type must be added here too.
+const DISK_STATES = Object.keys({ available: true, attached: true } satisfies Record<DiskState, true>) as DiskState[];
 /** Operations take from milliseconds (a refused one) to minutes (a Debian boot). */
 const OPERATION_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 const OBSERVER_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
