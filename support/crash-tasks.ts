@@ -3,8 +3,8 @@
 // of everything (records, QEMU, files, data) taken before it was asked, to
 // prove an operation cut short was undone. Evidence comes from the suite's
 // own readers: sqlite3, /proc, QMP on the second monitor, qemu-io, the files.
-import { createHash, randomInt } from 'node:crypto';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { randomInt } from 'node:crypto';
+import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import type { Response } from 'got';
@@ -16,6 +16,7 @@ import { qemuBlockView } from './qmp-reader.ts';
 import { serveInNetns, startVmanInNetns } from './bridge-vman.ts';
 import { scenarioVmFolders } from './warm-start.ts';
 import type { Row } from './db-reader.ts';
+import { sha256File } from './file-digest.ts';
 
 /** The VM and the disk every crash scenario is about. */
 export const VM = 'app';
@@ -314,7 +315,7 @@ async function filesUnder(root: string): Promise<Record<string, string>> {
       } else if (e.isSocket()) {
         out[rel] = 'socket';
       } else {
-        out[rel] = `sha256 ${createHash('sha256').update(await readFile(full)).digest('hex')}`;
+        out[rel] = `sha256 ${await sha256File(full)}`;
       }
     }
   };

@@ -4,12 +4,11 @@
 // storage folder (relative path, kind, size and SHA-256), and the QEMU
 // processes under the scenario's folder (from /proc). What is not compared
 // byte for byte is listed with the reason, never left out silently.
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { lstat, readdir, readlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { VmanWorld } from '../world/vman-world.ts';
 import type { Row } from './db-reader.ts';
+import { sha256File } from './file-digest.ts';
 import { qemusUnder } from './proc-reader.ts';
 import { auxSocketOf, qemuBlockView } from './qmp-reader.ts';
 
@@ -69,13 +68,6 @@ export async function databaseTables(world: VmanWorld): Promise<Record<string, R
   return tables;
 }
 
-async function sha256Of(file: string, bytes?: number): Promise<string> {
-  const hash = createHash('sha256');
-  const stream = createReadStream(file, bytes === undefined ? {} : { start: 0, end: bytes - 1 });
-  for await (const chunk of stream) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
-
 /**
  * Every entry under `root`, depth first, by relative path. A missing root is
  * an error, not an empty listing: a folder that is not there was not "unchanged".
@@ -100,7 +92,7 @@ export async function treeOf(root: string): Promise<StorageEntry[]> {
         await walk(full, `${relPath}/`);
       } else if (s.isFile()) {
         const why = NOT_COMPARED[name];
-        entries.push(why ? { path: relPath, kind: 'file', notCompared: why } : { path: relPath, kind: 'file', bytes: s.size, sha256: await sha256Of(full) });
+        entries.push(why ? { path: relPath, kind: 'file', notCompared: why } : { path: relPath, kind: 'file', bytes: s.size, sha256: await sha256File(full) });
       } else if (s.isSymbolicLink()) {
         entries.push({ path: relPath, kind: 'symlink', target: await readlink(full) });
       } else {
@@ -179,7 +171,7 @@ export async function differences(world: VmanWorld, before: Holdings, after: Hol
     if (leeway.files?.includes(p)) continue;
     if (path.basename(p) === APPEND_ONLY && e.kind === 'file' && now.kind === 'file' && e.bytes !== undefined && now.bytes !== undefined
       && now.bytes >= e.bytes && ranThroughout(path.join(root, path.dirname(p)))) {
-      const prefix = await sha256Of(path.join(root, p), e.bytes).catch(() => 'unreadable');
+      const prefix = await sha256File(path.join(root, p), e.bytes).catch(() => 'unreadable');
       if (e.bytes === 0 || prefix === e.sha256) continue;
       out.push(`storage: ${p} was rewritten, not appended to`);
       continue;
