@@ -3,9 +3,17 @@
 // holding the VM (starting, or stopping for the delete), so each waits on the
 // VM's lock behind the other for a reason, not by luck. What each answered and
 // in which order the answers came is kept and attached: the order that won.
+//
+// A forced stop is QEMU's quit command, which a running guest's QEMU obeys in
+// tens of milliseconds: fewer than the database is polled in. So for a delete
+// sent first, the VM's QEMU is frozen (SIGSTOP) before it, and let go
+// (SIGCONT) only once the start has reached vman: "stopping" lasts as long as
+// the suite needs, and vman's quit is answered late, not lost.
 import type { Response } from 'got';
 import type { VmanWorld } from '../world/vman-world.ts';
-import { waitForRecordedState } from './vm-facts.ts';
+import { pollUntil } from './poll.ts';
+import { qemuOfVm, signal } from './proc-reader.ts';
+import { recordedVm, waitForRecordedState } from './vm-facts.ts';
 
 export interface RaceAnswer { what: 'start' | 'delete'; statusCode: number; body: unknown; answeredAt: number }
 
@@ -21,13 +29,41 @@ export async function overlapStartAndDelete(world: VmanWorld, vm: string, first:
     start: () => timed('start', http.post(`api/v1/vms/${id}/start`)),
     delete: () => timed('delete', http.delete(`api/v1/vms/${id}`, { searchParams: { force: 'true' } })),
   };
+  const frozen = first === 'delete' ? await freezeQemu(world, vm) : undefined;
   const firstAnswer = send[first]();
-  await waitForRecordedState(world, vm, holding, 30_000);
-  const second = send[first === 'start' ? 'delete' : 'start']();
+  let second: Promise<RaceAnswer>;
+  try {
+    await waitForRecordedState(world, vm, holding, 30_000);
+    second = send[first === 'start' ? 'delete' : 'start']();
+    if (frozen !== undefined) await requestReached(world, `/api/v1/vms/${id}/start`);
+  } finally {
+    if (frozen !== undefined) signal(frozen, 'SIGCONT');
+  }
   const answers = (await Promise.all([firstAnswer, second])).sort((a, b) => a.answeredAt - b.answeredAt);
   world.notes.startDeleteAnswers = answers;
   world.attach(`answered in this order: ${answers.map((a) => `${a.what} HTTP ${a.statusCode}`).join(', then ')}`, 'text/plain');
   return answers;
+}
+
+/** Freezes the VM's QEMU (a failed step lets it go again at teardown); its pid. */
+async function freezeQemu(world: VmanWorld, vm: string): Promise<number> {
+  const owner = await recordedVm(world, vm);
+  const proc = await qemuOfVm(owner.id, owner.dir);
+  if (!proc) throw new Error(`no QEMU process of ${vm} to hold in "stopping"`);
+  signal(proc.pid, 'SIGSTOP');
+  world.cleanups.push(async () => {
+    signal(proc.pid, 'SIGCONT');
+  });
+  return proc.pid;
+}
+
+/** Waits until vman's log shows a request for `url` came in (an in-process vman logs each one as it arrives). */
+async function requestReached(world: VmanWorld, url: string): Promise<void> {
+  const needle = `"url":"${url}"`;
+  await pollUntil(`vman to receive the request for ${url}`, async () => {
+    const seen = world.api().log().split('\n').some((l) => l.includes('"incoming request"') && l.includes(needle));
+    return seen ? { done: true, value: undefined } : { done: false, seen: 'not in its log yet' };
+  }, { timeoutMs: 10_000, intervalMs: 5 });
 }
 
 /** The answers in the order they came, as "start 200, delete 204". */
