@@ -2,13 +2,29 @@
 // changed is read once; any write, even one that keeps its size, is seen.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { FileDigests } from '../support/file-digest.ts';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+/**
+ * Waits until the file system's clock (coarse: a kernel tick) has moved past
+ * the file's change time, so that a rewrite now gets a change time of its own,
+ * as it does in the suite, where only files changed 2 s ago are remembered.
+ */
+async function untilClockMovesPast(file: string): Promise<void> {
+  const changed = (await stat(file, { bigint: true })).ctimeNs;
+  const probe = `${file}.clock`;
+  const deadline = Date.now() + 5_000;
+  for (;;) {
+    await writeFile(probe, '');
+    if ((await stat(probe, { bigint: true })).ctimeNs > changed) return;
+    if (Date.now() > deadline) throw new Error(`the file system clock stayed at ${changed} ns for 5 s`);
+  }
+}
 
 describe('file digests', () => {
   let dir = '';
@@ -37,6 +53,7 @@ describe('file digests', () => {
     const digests = new FileDigests({ settledMs: -60_000, fromBytes: 1 << 20 });
     assert.equal(await digests.sha256(file), sha(first));
     assert.equal(digests.size, 1);
+    await untilClockMovesPast(file);
     const second = Buffer.alloc(2 << 20, 2);
     await writeFile(file, second);
     assert.equal(await digests.sha256(file), sha(second));
