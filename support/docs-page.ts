@@ -29,29 +29,20 @@ async function withChromium<T>(url: string, timeoutMs: number, use: (run: (extra
   }
 }
 
-/** The DOM after the page's scripts ran. */
-export function renderDom(url: string, timeoutMs = 60_000): Promise<string> {
-  return withChromium(url, timeoutMs, async (run) => {
-    const dump = await run(['--dump-dom']);
-    if (dump.exitCode !== 0 || !dump.stdout) throw new Error(`chromium --dump-dom ${url} exited with ${dump.exitCode}: ${String(dump.all ?? '').slice(-800)}`);
-    return String(dump.stdout);
-  });
-}
-
-/** A PNG of the page, 1280 wide. */
-export function screenshotPage(url: string, timeoutMs = 60_000): Promise<Buffer> {
+/**
+ * One Chromium run over `url`: the DOM after the page's scripts ran, and a PNG
+ * of the same rendering, 1280 wide. (Two runs, one for each, cost a second
+ * browser start: about 5 CPU-seconds a page on this machine.)
+ */
+export function renderPage(url: string, timeoutMs = 60_000): Promise<RenderedPage> {
   return withChromium(url, timeoutMs, async (run, dir) => {
     const png = path.join(dir, 'page.png');
-    const shot = await run([`--screenshot=${png}`, '--window-size=1280,2000']);
+    const r = await run(['--dump-dom', `--screenshot=${png}`, '--window-size=1280,2000']);
+    if (r.exitCode !== 0 || !r.stdout) throw new Error(`chromium --dump-dom --screenshot ${url} exited with ${r.exitCode}: ${String(r.all ?? '').slice(-800)}`);
     const screenshot = await readFile(png).catch(() => undefined);
-    if (!screenshot) throw new Error(`chromium --screenshot ${url} made no file (exit ${shot.exitCode}): ${String(shot.all ?? '').slice(-800)}`);
-    return screenshot;
+    if (!screenshot) throw new Error(`chromium --screenshot ${url} made no file (exit ${r.exitCode}): ${String(r.all ?? '').slice(-800)}`);
+    return { dom: String(r.stdout), screenshot };
   });
-}
-
-/** Opens `url` in headless Chromium twice: once to dump the rendered DOM, once for a screenshot. */
-export async function renderPage(url: string, timeoutMs = 60_000): Promise<RenderedPage> {
-  return { dom: await renderDom(url, timeoutMs), screenshot: await screenshotPage(url, timeoutMs) };
 }
 
 /** Every (method, path) pair of an OpenAPI document, e.g. ["POST", "/api/v1/vms/{id}/start"]. */

@@ -7,7 +7,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { renderDom, screenshotPage } from './docs-page.ts';
+import { renderPage } from './docs-page.ts';
 import { pollUntil } from './poll.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -50,15 +50,15 @@ export function shownText(dom: string): string {
 
 /**
  * The report as headless Chromium rendered it, once its app drew its results
- * tab: one DOM dump in four or so is taken before the app has drawn anything
+ * tab: one rendering in four or so is taken before the app has drawn anything
  * (virtual time runs out first), so the page is opened again until it has or
  * the deadline passes, and what was shown last is reported. The screenshot is
- * taken once, after.
+ * of the rendering whose text is reported.
  */
 export async function renderedReport(url: string, timeoutMs: number): Promise<{ text: string; screenshot: Buffer }> {
-  const text = await pollUntil(`the report at ${url} to draw its results`, async () => {
-    const shown = shownText(await renderDom(url));
-    return /\bResults \d+\b/.test(shown) ? { done: true, value: shown } : { done: false, seen: JSON.stringify(shown.slice(0, 300)) };
+  return pollUntil(`the report at ${url} to draw its results`, async () => {
+    const page = await renderPage(url);
+    const shown = shownText(page.dom);
+    return /\bResults \d+\b/.test(shown) ? { done: true, value: { text: shown, screenshot: page.screenshot } } : { done: false, seen: JSON.stringify(shown.slice(0, 300)) };
   }, { timeoutMs, intervalMs: 100 });
-  return { text, screenshot: await screenshotPage(url) };
 }
