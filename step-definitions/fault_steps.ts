@@ -8,6 +8,7 @@ import { execa } from 'execa';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { qemuBlockView } from '../support/qmp-reader.ts';
 import { attachDisk } from '../support/disk-tasks.ts';
+import { freezeQemu } from '../support/vm-tasks.ts';
 import { recordedVm } from '../support/vm-facts.ts';
 import { qemuProcessOf } from '../support/qemu-facts.ts';
 import { recordedDisk } from '../support/disk-facts.ts';
@@ -60,14 +61,7 @@ When('the disk {string} is being attached to {string} and QEMU is killed once QE
 });
 
 When('the QEMU process of {string} stops responding', async function (this: VmanWorld, vm: string) {
-  const owner = await recordedVm(this, vm);
-  const proc = await qemuProcessOf(owner.id, owner.dir);
-  if (!proc) throw new Error(`no QEMU process of ${vm} to freeze`);
-  signal(proc.pid, 'SIGSTOP');
-  // A frozen QEMU must not outlive a failed scenario either: SIGKILL works on stopped processes, SIGCONT lets it die.
-  this.cleanups.push(async () => {
-    signal(proc.pid, 'SIGCONT');
-  });
+  await freezeQemu(this, vm);
 });
 
 // "still" after a fault; without it after a VM deleted with force let go of the disk.

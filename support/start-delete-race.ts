@@ -12,8 +12,9 @@
 import type { Response } from 'got';
 import type { VmanWorld } from '../world/vman-world.ts';
 import { pollUntil } from './poll.ts';
-import { qemuOfVm, signal } from './proc-reader.ts';
-import { recordedVm, waitForRecordedState } from './vm-facts.ts';
+import { signal } from './proc-reader.ts';
+import { waitForRecordedState } from './vm-facts.ts';
+import { freezeQemu } from './vm-tasks.ts';
 
 export interface RaceAnswer { what: 'start' | 'delete'; statusCode: number; body: unknown; answeredAt: number }
 
@@ -43,18 +44,6 @@ export async function overlapStartAndDelete(world: VmanWorld, vm: string, first:
   world.notes.startDeleteAnswers = answers;
   world.attach(`answered in this order: ${answers.map((a) => `${a.what} HTTP ${a.statusCode}`).join(', then ')}`, 'text/plain');
   return answers;
-}
-
-/** Freezes the VM's QEMU (a failed step lets it go again at teardown); its pid. */
-async function freezeQemu(world: VmanWorld, vm: string): Promise<number> {
-  const owner = await recordedVm(world, vm);
-  const proc = await qemuOfVm(owner.id, owner.dir);
-  if (!proc) throw new Error(`no QEMU process of ${vm} to hold in "stopping"`);
-  signal(proc.pid, 'SIGSTOP');
-  world.cleanups.push(async () => {
-    signal(proc.pid, 'SIGCONT');
-  });
-  return proc.pid;
 }
 
 /** Waits until vman's log shows a request for `url` came in (an in-process vman logs each one as it arrives). */

@@ -5,6 +5,8 @@ import type { VmanWorld } from '../world/vman-world.ts';
 import { allocationsInDb } from './network-facts.ts';
 import { auxSocketOf, QmpReader, type QmpEvent } from './qmp-reader.ts';
 import { suiteRunsCold, WARM_TEMPLATE } from './warm-start.ts';
+import { qemuOfVm, signal } from './proc-reader.ts';
+import { recordedVm } from './vm-facts.ts';
 
 export interface VmJson {
   id: string;
@@ -94,6 +96,22 @@ export async function startNotingRecords(world: VmanWorld, name: string): Promis
   if (row) world.vmNotes.set(name, { ...world.vmNotes.get(name), id: String(row.id), dir: String(row.storage_dir), rowBefore: row });
   world.notes.allocationsBefore = await allocationsInDb(world);
   return vmAction(world, name, 'start');
+}
+
+/**
+ * Freezes a VM's QEMU (SIGSTOP): it answers nothing until let go. Returns its
+ * pid. A frozen QEMU must not outlive a failed scenario either: the teardown
+ * sends SIGCONT (SIGKILL works on stopped processes, SIGCONT lets it die).
+ */
+export async function freezeQemu(world: VmanWorld, name: string): Promise<number> {
+  const owner = await recordedVm(world, name);
+  const proc = await qemuOfVm(owner.id, owner.dir);
+  if (!proc) throw new Error(`no QEMU process of ${name} to freeze`);
+  signal(proc.pid, 'SIGSTOP');
+  world.cleanups.push(async () => {
+    signal(proc.pid, 'SIGCONT');
+  });
+  return proc.pid;
 }
 
 /** The suite's own monitor on a VM's QEMU, listening until QEMU exits. */
