@@ -14,8 +14,7 @@ import { recordedDisk, waitForGuestDisk } from '../support/disk-facts.ts';
 import { recordedVm } from '../support/vm-facts.ts';
 import { qemuBlockView } from '../support/qmp-reader.ts';
 import { blockNamesOf } from '../support/block-names.ts';
-import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { sha256File } from '../support/file-digest.ts';
 import { isAlive } from '../support/proc-reader.ts';
 import { noteHoldings } from '../support/validation-state.ts';
 import { GUEST_STEP } from '../support/timeouts.ts';
@@ -175,12 +174,10 @@ Then('the hand-made disk file is still there', async function (this: VmanWorld) 
   await access(this.noted('handDiskFile', 'a disk file made by hand'));
 });
 
-const sha256 = async (file: string): Promise<string> => createHash('sha256').update(await readFile(file)).digest('hex');
-
 When("the QEMU of {string} is given the disk {string} behind vman's back", async function (this: VmanWorld, vm: string, disk: string) {
   const owner = await recordedVm(this, vm);
   const d = await recordedDisk(this, disk);
-  this.diskNoted(disk).sha256 = await sha256(d.path);
+  this.diskNoted(disk).sha256 = await sha256File(d.path);
   await plugDiskBehindVmansBack(owner.dir, d);
   // The guest takes the device too, as it would after a real attach.
   await waitForGuestDisk(owner.dir, d.id);
@@ -208,7 +205,7 @@ Then('the repair says it took the device and both nodes of {string} out of the Q
 
 Then('the file of the disk {string} is unchanged', async function (this: VmanWorld, disk: string) {
   const d = await recordedDisk(this, disk);
-  expect(await sha256(d.path), `content of ${d.path}`).to.equal(this.diskNoted(disk).sha256);
+  expect(await sha256File(d.path), `content of ${d.path}`).to.equal(this.diskNoted(disk).sha256);
 });
 
 When('a tap device named like a VM\'s is put on the bridge by hand', async function (this: VmanWorld) {

@@ -1,8 +1,7 @@
 // Facts about disks from sources independent of vman's word: its database file
 // (read through sqlite3), the disk files and qemu-img, QMP on the VM's second
 // monitor, and the guest itself through its agent.
-import { createHash } from 'node:crypto';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { GuestAgent } from './guest-agent.ts';
 import { describeGuestDisks, guestDisks, guestDisksOver, type GuestDisk as GuestBlockDevice } from './guest-view.ts';
@@ -13,6 +12,7 @@ import type { VmanWorld } from '../world/vman-world.ts';
 import type { Row } from './db-reader.ts';
 import { qemuRunState } from './qmp-reader.ts';
 import { withGuestAgent } from './vm-facts.ts';
+import { sha256File } from './file-digest.ts';
 
 export const GIB = 1024 ** 3;
 
@@ -65,7 +65,7 @@ export async function diskFiles(world: VmanWorld): Promise<StoredFile[]> {
   for (const name of names) {
     const file = path.join(folder, name);
     const st = await stat(file);
-    const sha256 = st.isFile() ? createHash('sha256').update(await readFile(file)).digest('hex') : '(not a file)';
+    const sha256 = st.isFile() ? await sha256File(file) : '(not a file)';
     files.push({ name, bytes: st.size, sha256 });
   }
   return files;

@@ -2,8 +2,8 @@
 // installed with `npm install -g --prefix <folder>`, run from <prefix>/bin.
 // Everything here goes through npm and the installed command, never through
 // the checkout's code.
-import { createHash } from 'node:crypto';
 import { access, mkdir, readdir, readFile } from 'node:fs/promises';
+import { sha256File } from './file-digest.ts';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
@@ -48,7 +48,7 @@ export async function packCheckout(dest: string): Promise<PackedTarball> {
   // prepack's own output comes first on stdout; npm's JSON report is last.
   const report = JSON.parse(r.stdout.slice(r.stdout.lastIndexOf('\n[') + 1)) as Array<{ filename: string }>;
   const file = path.join(dest, report[0]!.filename);
-  const sha256 = createHash('sha256').update(await readFile(file)).digest('hex');
+  const sha256 = await sha256File(file);
   return { file, sha256, output: r.all ?? '' };
 }
 
