@@ -19,30 +19,25 @@ function chromiumArgs(profile: string): string[] {
   return ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run', `--user-data-dir=${profile}`, '--virtual-time-budget=10000'];
 }
 
-/** One headless Chromium run over `url` with a profile of its own, removed after. */
-async function withChromium<T>(url: string, timeoutMs: number, use: (run: (extra: string[]) => ReturnType<typeof execa>, dir: string) => Promise<T>): Promise<T> {
+/**
+ * One headless Chromium run over `url`, with a profile of its own (removed
+ * after): the DOM after the page's scripts ran, and a PNG of the same
+ * rendering, 1280 wide. (Two runs, one for each, cost a second browser start:
+ * about 5 CPU-seconds a page on this machine.)
+ */
+export async function renderPage(url: string, timeoutMs = 60_000): Promise<RenderedPage> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'vman-docs-'));
   try {
-    return await use((extra) => execa(CHROMIUM, [...chromiumArgs(path.join(dir, 'profile')), ...extra, url], { timeout: timeoutMs, reject: false, all: true }), dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
-
-/**
- * One Chromium run over `url`: the DOM after the page's scripts ran, and a PNG
- * of the same rendering, 1280 wide. (Two runs, one for each, cost a second
- * browser start: about 5 CPU-seconds a page on this machine.)
- */
-export function renderPage(url: string, timeoutMs = 60_000): Promise<RenderedPage> {
-  return withChromium(url, timeoutMs, async (run, dir) => {
     const png = path.join(dir, 'page.png');
-    const r = await run(['--dump-dom', `--screenshot=${png}`, '--window-size=1280,2000']);
+    const r = await execa(CHROMIUM, [...chromiumArgs(path.join(dir, 'profile')), '--dump-dom', `--screenshot=${png}`, '--window-size=1280,2000', url],
+      { timeout: timeoutMs, reject: false, all: true });
     if (r.exitCode !== 0 || !r.stdout) throw new Error(`chromium --dump-dom --screenshot ${url} exited with ${r.exitCode}: ${String(r.all ?? '').slice(-800)}`);
     const screenshot = await readFile(png).catch(() => undefined);
     if (!screenshot) throw new Error(`chromium --screenshot ${url} made no file (exit ${r.exitCode}): ${String(r.all ?? '').slice(-800)}`);
     return { dom: String(r.stdout), screenshot };
-  });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 /** Every (method, path) pair of an OpenAPI document, e.g. ["POST", "/api/v1/vms/{id}/start"]. */
