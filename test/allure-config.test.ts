@@ -5,7 +5,7 @@
 // matcher).
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -106,10 +106,11 @@ describe('the result listener', () => {
 });
 
 describe('the formatter', () => {
-  it('starts a run without an earlier run\'s results, names hooks without a name by their place, and still has the fields it relies on', async () => {
+  it('starts a run without an earlier run\'s results, names hooks without a name by their place, and still has the fields it relies on', async (t) => {
     const { default: Reporter } = (await load('support/allure-reporter.mjs')) as { default: new (options: unknown) => Record<string, unknown> };
     const hook = (id: string, line: number, name?: string): Record<string, unknown> => ({ id, uri: 'support/hooks.ts', line, name, code: () => undefined });
     const resultsDir = mkdtempSync(path.join(os.tmpdir(), 'allure-results-'));
+    t.after(() => rmSync(resultsDir, { recursive: true, force: true }));
     const earlier = ['0b0b5b5e-4a4f-4c8e-9a52-1c4e0f7f2a11-result.json', '0b0b5b5e-4a4f-4c8e-9a52-1c4e0f7f2a11-attachment.txt', 'environment.properties'];
     for (const f of [...earlier, 'notes.md']) writeFileSync(path.join(resultsDir, f), '');
     const reporter = new Reporter({
@@ -141,11 +142,12 @@ describe('the environment panel', () => {
     assert.equal(info.CPUs, String(os.availableParallelism()));
   });
 
-  it('takes the run\'s environment attachment into environment.properties, not into a scenario', async () => {
+  it('takes the run\'s environment attachment into environment.properties, not into a scenario', async (t) => {
     const { default: Reporter, RUN_ENVIRONMENT_TYPE } = (await load('support/allure-reporter.mjs')) as { default: new (options: unknown) => Record<string, any>; RUN_ENVIRONMENT_TYPE: string };
     const { RUN_ENVIRONMENT_TYPE: fromSuite } = await import('../support/run-environment.ts');
     assert.equal(RUN_ENVIRONMENT_TYPE, fromSuite, 'the formatter and the suite name the same media type');
     const resultsDir = mkdtempSync(path.join(os.tmpdir(), 'allure-results-'));
+    t.after(() => rmSync(resultsDir, { recursive: true, force: true }));
     const eventBroadcaster = new EventEmitter();
     new Reporter({
       cwd: ROOT,
@@ -223,9 +225,10 @@ describe('failure categories', () => {
 });
 
 describe('the report script', () => {
-  it('takes this run\'s results and every shard\'s, skipping folders without results', async () => {
+  it('takes this run\'s results and every shard\'s, skipping folders without results', async (t) => {
     const script = (await load('scripts/report/allure.mjs')) as { defaultResultDirs(reports: string): string[] };
     const reports = mkdtempSync(path.join(os.tmpdir(), 'reports-'));
+    t.after(() => rmSync(reports, { recursive: true, force: true }));
     const results = (dir: string, file: string): string => {
       mkdirSync(path.join(reports, dir), { recursive: true });
       writeFileSync(path.join(reports, dir, file), '{}');
