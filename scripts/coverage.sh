@@ -20,7 +20,7 @@ mkdir -p .cache/v8-coverage reports/coverage-run
 # The gate is judged after, from the summary, so that a test's failure and the
 # gate's stay apart.
 export NODE_V8_COVERAGE="$PWD/.cache/v8-coverage"
-node --import tsx --test --test-reporter=dot test/*.test.ts >/dev/null; unit=$?
+node scripts/unit-tests.mjs --test-reporter=dot test/*.test.ts >/dev/null; unit=$?
 # The suite's own summary is kept; its messages go to reports/coverage-run/ (cucumber.js).
 npx cucumber-js --profile coverage --parallel 2 > reports/coverage-run/output.txt 2>&1; acc=$?
 unset NODE_V8_COVERAGE

@@ -59,6 +59,7 @@ describe('vman doctor', () => {
   it('as root, with a folder above the storage that others cannot pass: exit 1, naming it', { skip: process.getuid?.() === 0 ? false : 'only vman as root gives QEMU a user of its own' }, async (t) => {
     const r = await doctor(t, {}, [], 0o700);
     assert.equal(r.exitCode, 1);
-    assert.match(r.stdout, /^FAIL +storage reach +\/tmp\/vman-doctor-test-\w+ \(mode 700\) keeps a VM's own user out of /m);
+    const folder = path.join(os.tmpdir(), 'vman-doctor-test-').replace(/[/.]/g, '\\$&');
+    assert.match(r.stdout, new RegExp(`^FAIL +storage reach +${folder}\\w+ \\(mode 700\\) keeps a VM's own user out of `, 'm'));
   });
 });
