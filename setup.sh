@@ -82,7 +82,8 @@ as_owner() { "${owner[@]}" "$@"; }
 
 # qemu-guest-agent's libraries (libglib2.0-0, libnuma1, libudev1, liburing2) are
 # copied from the host into the guest's initramfs, so they must be installed here.
-# genisoimage makes cloud-init seeds; debootstrap the Debian guest; dosfstools,
+# lz4, xz-utils and zstd unpack the test guest's kernel (guest/unpack-kernel.sh:
+# whichever its bzImage was packed with). genisoimage makes cloud-init seeds; debootstrap the Debian guest; dosfstools,
 # mtools and syslinux the test guest's bootable disk; openssh-client is how
 # the suite logs in to guests; chromium (headless) renders the API's
 # documentation page for the suite, with fonts-liberation for its text.
@@ -92,7 +93,7 @@ as_owner() { "${owner[@]}" "$@"; }
 unit_packages=(python3 make g++ ca-certificates qemu-utils genisoimage)
 packages=(
   "${unit_packages[@]}"
-  qemu-system-x86 busybox-static cpio gzip dnsmasq-base iproute2 sqlite3 acl
+  qemu-system-x86 busybox-static cpio gzip lz4 xz-utils zstd dnsmasq-base iproute2 sqlite3 acl
   libglib2.0-0 libnuma1 libudev1 liburing2
   debootstrap dosfstools mtools syslinux syslinux-common openssh-client e2fsprogs
   chromium fonts-liberation

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds the test guest: the Debian cloud kernel and a busybox initramfs with
-# the virtio modules and qemu-ga. The result lands in a cache folder keyed by
-# the package versions (guest/cache-key.sh), so a second run with the same
-# packages does nothing.
+# the virtio modules and qemu-ga, both uncompressed for direct kernel boot
+# (guest/unpack-kernel.sh: QEMU starts the kernel at its PVH entry, and the
+# guest decompresses nothing under TCG). The result lands in a cache folder
+# keyed by the package versions (guest/cache-key.sh), so a second run with the
+# same packages does nothing.
 #
 # Usage: guest/build.sh            prints the image folder on stdout
 # Env:   VMAN_GUEST_CACHE          cache root (default ~/.cache/vman/guest)
@@ -78,18 +80,21 @@ install -m 755 "$here/rootfs/shutdown" "$root/sbin/shutdown"
 echo 'root:x:0:0:root:/:/bin/sh' > "$root/etc/passwd"
 
 mkdir -p "$work/out"
-cp "$work"/kernel/boot/vmlinuz-* "$work/out/vmlinuz"
-(cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) | gzip -1 > "$work/out/initrd.img"
+cp "$work"/kernel/boot/vmlinuz-* "$work/vmlinuz"
+"$here/unpack-kernel.sh" kernel "$work/vmlinuz" "$work/out/vmlinux"
+(cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) > "$work/out/initrd.img"
 
 # The same guest on a disk that boots by its own bootloader (SYSLINUX on a FAT
 # file system, no partition table): what a template with only a base image
-# boots, as distribution cloud images do. mtools and syslinux write into the
-# image file itself: no loop device, no mount.
+# boots, as distribution cloud images do, with the bzImage and a gzipped
+# initramfs as they ship. mtools and syslinux write into the image file itself:
+# no loop device, no mount.
 boot_img="$work/out/boot.img"
 truncate -s 48M "$boot_img"
 mkfs.vfat -n VMANBOOT "$boot_img" >/dev/null
+gzip -1 < "$work/out/initrd.img" > "$work/initrd.img"
 printf 'DEFAULT vman\nLABEL vman\n  KERNEL /vmlinuz\n  INITRD /initrd.img\n  APPEND console=ttyS0 panic=-1 quiet\n' > "$work/syslinux.cfg"
-mcopy -i "$boot_img" "$work/out/vmlinuz" "$work/out/initrd.img" "$work/syslinux.cfg" ::/
+mcopy -i "$boot_img" "$work/vmlinuz" "$work/initrd.img" "$work/syslinux.cfg" ::/
 syslinux --install "$boot_img"
 cat > "$work/out/manifest.json" <<JSON
 {
@@ -98,7 +103,7 @@ cat > "$work/out/manifest.json" <<JSON
   "kernel_version": "$kernel_ver",
   "qemu_guest_agent_version": "$ga_ver",
   "busybox_version": "$bb_ver",
-  "kernel": "vmlinuz",
+  "kernel": "vmlinux",
   "initrd": "initrd.img",
   "boot_image": "boot.img",
   "cmdline": "console=ttyS0 panic=-1 quiet",

@@ -23,7 +23,7 @@ guest_key() {
   bb_ver=$(dpkg-query -W -f='${Version}' busybox-static 2>/dev/null || true)
   [ -n "$bb_ver" ] || bb_ver=$(_candidate busybox-static)
   local recipe
-  recipe=$(cat "$_cache_key_here/build.sh" "$_cache_key_here"/rootfs/* | sha256sum | cut -c1-12)
+  recipe=$(cat "$_cache_key_here/build.sh" "$_cache_key_here/unpack-kernel.sh" "$_cache_key_here"/rootfs/* | sha256sum | cut -c1-12)
   key=$(printf '%s\n' "$kernel_pkg=$kernel_ver" "qemu-guest-agent=$ga_ver" "busybox-static=$bb_ver" "$recipe" \
         | sha256sum | cut -c1-16)
 }
