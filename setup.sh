@@ -83,8 +83,9 @@ as_owner() { "${owner[@]}" "$@"; }
 # qemu-guest-agent's libraries (libglib2.0-0, libnuma1, libudev1, liburing2) are
 # copied from the host into the guest's initramfs, so they must be installed here.
 # lz4, xz-utils and zstd unpack the test guest's kernel (guest/unpack-kernel.sh:
-# whichever its bzImage was packed with). genisoimage makes cloud-init seeds; debootstrap the Debian guest; dosfstools,
-# mtools and syslinux the test guest's bootable disk; openssh-client is how
+# whichever its bzImage was packed with). genisoimage makes cloud-init seeds;
+# debootstrap the Debian guest; dosfstools, mtools and syslinux the test guest's
+# bootable disk; openssh-client is how
 # the suite logs in to guests; chromium (headless) renders the API's
 # documentation page for the suite, with fonts-liberation for its text.
 # python3, make and g++ build the native npm modules when no prebuilt binary fits.
