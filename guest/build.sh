@@ -81,7 +81,7 @@ echo 'root:x:0:0:root:/:/bin/sh' > "$root/etc/passwd"
 
 mkdir -p "$work/out"
 cp "$work"/kernel/boot/vmlinuz-* "$work/vmlinuz"
-"$here/unpack-kernel.sh" kernel "$work/vmlinuz" "$work/out/vmlinux"
+"$here/unpack-kernel.sh" "$work/vmlinuz" "$work/out/vmlinux"
 (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) > "$work/out/initrd.img"
 
 # The same guest on a disk that boots by its own bootloader (SYSLINUX on a FAT

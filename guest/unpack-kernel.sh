@@ -1,24 +1,17 @@
 #!/usr/bin/env bash
-# Unpacks a guest's boot files for direct kernel boot, so that the guest does
-# not decompress them itself: under TCG the kernel's own decompressor and its
-# gunzip of the initramfs are about a sixth of the test guest's boot.
+# The kernel inside a bzImage, uncompressed, for direct kernel boot: an ELF that
+# QEMU starts at its PVH entry, so the guest does not decompress itself (under
+# TCG that stub and the initramfs's gunzip were about a seventh of the test
+# guest's boot; guest/build.sh writes the initramfs uncompressed itself).
+# Fails unless the result is exactly as long as the bzImage says and has that
+# entry (XEN_ELFNOTE_PHYS32_ENTRY; QEMU refuses an ELF kernel without it).
 #
-#   guest/unpack-kernel.sh kernel BZIMAGE VMLINUX
-#       The kernel inside a bzImage, uncompressed: an ELF that QEMU starts at its
-#       PVH entry. Fails unless the result is exactly as long as the bzImage says
-#       and has that entry (XEN_ELFNOTE_PHYS32_ENTRY; QEMU refuses an ELF kernel
-#       without it).
-#   guest/unpack-kernel.sh initrd IN OUT
-#       A compressed initramfs, uncompressed (newc cpio); one that starts with
-#       anything but a compressed stream is copied as it is.
+#   guest/unpack-kernel.sh BZIMAGE VMLINUX
 #
 # Needs python3 and the decompressor of the payload (gzip, xz, zstd, lz4, bzip2).
 set -euo pipefail
 
-case "${1:-}" in
-  kernel|initrd) ;;
-  *) echo "usage: $0 kernel BZIMAGE VMLINUX | initrd IN OUT" >&2; exit 2 ;;
-esac
+[ "$#" -eq 2 ] || { echo "usage: $0 BZIMAGE VMLINUX" >&2; exit 2; }
 
 exec python3 - "$@" <<'PY'
 import shutil, struct, subprocess, sys
@@ -41,13 +34,13 @@ def tool_for(data, what):
     for magic, argv in TOOLS:
         if data.startswith(magic):
             if shutil.which(argv[0]) is None:
-                fail(f'{what} is compressed with {argv[0]}, which is not installed (./setup.sh installs it)')
+                fail(f'{what} is compressed with {argv[0]}, which is not installed')
             return argv
-    return None
+    fail(f'the payload of {what} is compressed in a way this script does not know ({data[:6].hex()})')
 
 def decompress(argv, data):
     # The bzImage appends the size after the stream: a tool may complain of trailing bytes, so its
-    # status says little. What it wrote is judged by the caller instead.
+    # status says little. What it wrote is judged below instead.
     return subprocess.run(argv, input=data, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout
 
 def has_pvh_entry(elf):
@@ -68,32 +61,23 @@ def has_pvh_entry(elf):
             at += 12 + (namesz + 3) // 4 * 4 + (descsz + 3) // 4 * 4
     return False
 
-mode, src, dst = sys.argv[1:4]
+src, dst = sys.argv[1:3]
 data = open(src, 'rb').read()
-if mode == 'kernel':
-    if data[0x202:0x206] != b'HdrS':
-        fail(f'{src} is not a bzImage (no HdrS header)')
-    version, = struct.unpack_from('<H', data, 0x206)
-    if version < 0x208:
-        fail(f'{src} uses boot protocol {version:#x}; its payload is only located from 2.08 on')
-    setup_sects = data[0x1f1] or 4
-    payload_offset, payload_length = struct.unpack_from('<II', data, 0x248)
-    start = (setup_sects + 1) * 512 + payload_offset
-    payload = data[start:start + payload_length]
-    argv = tool_for(payload, src)
-    if argv is None:
-        fail(f'the payload of {src} is compressed in a way this script does not know ({payload[:6].hex()})')
-    vmlinux = decompress(argv, payload)
-    expected, = struct.unpack_from('<I', payload, len(payload) - 4)
-    if len(vmlinux) != expected:
-        fail(f'{argv[0]} gave {len(vmlinux)} bytes of {src}, its header says {expected}')
-    if not has_pvh_entry(vmlinux):
-        fail(f'the kernel in {src} has no PVH entry note, which QEMU needs to start it uncompressed')
-    open(dst, 'wb').write(vmlinux)
-else:
-    argv = tool_for(data, src)
-    out = decompress(argv, data) if argv else data
-    if out[:6] not in (b'070701', b'070702'):
-        fail(f'{src} did not unpack to a newc cpio archive (it starts {out[:6]!r})')
-    open(dst, 'wb').write(out)
+if data[0x202:0x206] != b'HdrS':
+    fail(f'{src} is not a bzImage (no HdrS header)')
+version, = struct.unpack_from('<H', data, 0x206)
+if version < 0x208:
+    fail(f'{src} uses boot protocol {version:#x}; its payload is only located from 2.08 on')
+setup_sects = data[0x1f1] or 4
+payload_offset, payload_length = struct.unpack_from('<II', data, 0x248)
+start = (setup_sects + 1) * 512 + payload_offset
+payload = data[start:start + payload_length]
+argv = tool_for(payload, src)
+vmlinux = decompress(argv, payload)
+expected, = struct.unpack_from('<I', payload, len(payload) - 4)
+if len(vmlinux) != expected:
+    fail(f'{argv[0]} gave {len(vmlinux)} bytes of {src}, its header says {expected}')
+if not has_pvh_entry(vmlinux):
+    fail(f'the kernel in {src} has no PVH entry note, which QEMU needs to start it uncompressed')
+open(dst, 'wb').write(vmlinux)
 PY
