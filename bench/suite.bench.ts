@@ -4,16 +4,53 @@
 // The baseline is one bare boot of the test guest (bare qemu-system-x86_64 →
 // its agent answers), measured before and after the runs in the same sitting:
 // the suite's length counted in boots, which a faster or slower day leaves
-// about the same. Takes minutes; skip it with --skip-suite.
+// about the same. Each run's Cucumber messages are kept beside the bench's
+// report (reports/bench-suite-warm-0.ndjson, ...) and its step time by kind
+// (scripts/time-breakdown.mjs) goes into the figure, so that where the time
+// went is read from the same sitting as the ratio. Takes minutes; skip it
+// with --skip-suite.
 import { spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
+import { copyFile, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { assertNotAborting, onCleanup } from './lib/cleanup.ts';
 import { figure, type BenchContext, type BenchModule, type Figure } from './lib/figures.ts';
 import { fmtMs } from './lib/stats.ts';
 import { BareQemu, shortId, smallGuestSpec } from './lib/bare-qemu.ts';
 
-interface SuiteRun { ms: number; exitCode: number | null; summary: string; tail: string }
+interface SuiteRun { ms: number; exitCode: number | null; summary: string; tail: string; messages?: string; breakdown?: Breakdown }
+
+/** What scripts/time-breakdown.mjs makes of one run's messages. */
+interface Breakdown {
+  wallMs: number;
+  stepMs: number;
+  scenarios: number;
+  rows: { kind: string; ms: number; count: number }[];
+  starts: { resumes: number; resumeMs: number; boots: number; bootMs: number };
+}
+
+const { breakdown } = (await import(new URL('../scripts/time-breakdown.mjs', import.meta.url).href)) as { breakdown(messages: unknown[]): Breakdown };
+
+/**
+ * Keeps the messages the run just wrote (the next run writes over
+ * reports/cucumber.ndjson) and reads its step time by kind from them.
+ */
+async function keepMessages(ctx: BenchContext, run: SuiteRun, name: string): Promise<SuiteRun> {
+  const from = path.join(ctx.repo, 'reports', 'cucumber.ndjson');
+  const to = path.join(ctx.repo, 'reports', `bench-suite-${name}.ndjson`);
+  try {
+    await copyFile(from, to);
+  } catch (err) {
+    ctx.log(`  no messages to keep from the ${name} run: ${(err as Error).message}`);
+    return run;
+  }
+  const messages = (await readFile(to, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as unknown);
+  const b = breakdown(messages);
+  const s = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
+  ctx.log(`  ${name}: step time ${s(b.stepMs)}; ${b.rows.filter((r) => r.count > 0).map((r) => `${r.kind.replace(/ \(.*\)$/, '')} ${s(r.ms)}`).join(', ')}; `
+    + `VM starts ${b.starts.boots} cold (${s(b.starts.bootMs)}), ${b.starts.resumes} clones (${s(b.starts.resumeMs)})`);
+  return { ...run, messages: path.relative(ctx.repo, to), breakdown: b };
+}
 
 function runSuite(ctx: BenchContext, args: string[], logFile: string, env: Record<string, string> = {}): Promise<SuiteRun> {
   assertNotAborting();
@@ -69,7 +106,11 @@ function runSuite(ctx: BenchContext, args: string[], logFile: string, env: Recor
 
 /** A failed run keeps the end of its output in the report (the temp folder with the full log is removed). */
 function report(r: SuiteRun): Record<string, unknown> {
-  return { ms: Math.round(r.ms), exitCode: r.exitCode, summary: r.summary, ...(r.exitCode === 0 ? {} : { outputTail: r.tail }) };
+  return {
+    ms: Math.round(r.ms), exitCode: r.exitCode, summary: r.summary,
+    ...(r.messages ? { messages: r.messages } : {}), ...(r.breakdown ? { breakdown: r.breakdown } : {}),
+    ...(r.exitCode === 0 ? {} : { outputTail: r.tail }),
+  };
 }
 
 /** Bare boots of the test guest (spawn → its agent answers), each stopped before the next. */
@@ -97,10 +138,10 @@ export const suiteBench: BenchModule = {
     const warm: SuiteRun[] = [];
     const cold: SuiteRun[] = [];
     for (let i = 0; i < ctx.suiteRuns; i++) {
-      const w = await runSuite(ctx, ['--parallel', '2'], path.join(ctx.root, `suite-warm-${i}.log`));
+      const w = await keepMessages(ctx, await runSuite(ctx, ['--parallel', '2'], path.join(ctx.root, `suite-warm-${i}.log`)), `warm-${i}`);
       warm.push(w);
       ctx.log(`  warm #${i}: ${fmtMs(w.ms)}, exit ${w.exitCode}: ${w.summary || 'no summary'}`);
-      const c = await runSuite(ctx, ['--parallel', '2'], path.join(ctx.root, `suite-cold-${i}.log`), { VMAN_SUITE_COLD: '1' });
+      const c = await keepMessages(ctx, await runSuite(ctx, ['--parallel', '2'], path.join(ctx.root, `suite-cold-${i}.log`), { VMAN_SUITE_COLD: '1' }), `cold-${i}`);
       cold.push(c);
       ctx.log(`  cold #${i}: ${fmtMs(c.ms)}, exit ${c.exitCode}: ${c.summary || 'no summary'}`);
     }
