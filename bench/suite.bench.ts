@@ -4,7 +4,12 @@
 // The baseline is one bare boot of the test guest (bare qemu-system-x86_64 →
 // its agent answers), measured before and after the runs in the same sitting:
 // the suite's length counted in boots, which a faster or slower day leaves
-// about the same. Each run's Cucumber messages are kept beside the bench's
+// about the same. A third run, of the @cold features alone (the scenarios
+// whose VMs boot because booting, starting or stopping is what they prove,
+// the two Debian guests among them), measures the floor under the warm
+// suite's ratio: what it costs before any clone, crash or validation rule
+// runs. `--only suite-floor` runs that one alone, with its own bare boots.
+// Each run's Cucumber messages are kept beside the bench's
 // report (reports/bench-suite-warm-0.ndjson, ...) and its step time by kind
 // (scripts/time-breakdown.mjs) goes into the figure, so that where the time
 // went is read from the same sitting as the ratio. Takes minutes; skip it
@@ -128,6 +133,26 @@ async function bareBoots(ctx: BenchContext, n: number, tag: string): Promise<num
   return out;
 }
 
+/** The scenarios whose VMs must boot (features tagged @cold): the floor under the warm suite. */
+const FLOOR_ARGS = ['--parallel', '2', '--tags', '@cold'];
+const FLOOR_LABEL = 'CI=true npx cucumber-js --parallel 2 --tags @cold';
+
+function floorFigure(floor: SuiteRun[], bare: { label: string; samples: number[] }, notes: string[]): Figure {
+  return figure({
+    id: 'suite.floor', label: 'the @cold features alone (boots that are proofs) in bare boots', notes,
+    targetText: 'floor under ≤ 60',
+    vman: { label: FLOOR_LABEL, samples: floor.map((r) => r.ms) },
+    baseline: bare,
+    extra: { floor: floor.map(report) },
+  });
+}
+
+async function floorRun(ctx: BenchContext, i: number): Promise<SuiteRun> {
+  const f = await keepMessages(ctx, await runSuite(ctx, FLOOR_ARGS, path.join(ctx.root, `suite-floor-${i}.log`)), `floor-${i}`);
+  ctx.log(`  floor #${i}: ${fmtMs(f.ms)}, exit ${f.exitCode}: ${f.summary || 'no summary'}`);
+  return f;
+}
+
 export const suiteBench: BenchModule = {
   name: 'suite',
   description: 'whole acceptance suite wall time (npx cucumber-js --parallel 2, CI=true), warm and cold, in bare boots of the test guest',
@@ -137,6 +162,7 @@ export const suiteBench: BenchModule = {
     const boots = await bareBoots(ctx, 3, 'before');
     const warm: SuiteRun[] = [];
     const cold: SuiteRun[] = [];
+    const floor: SuiteRun[] = [];
     for (let i = 0; i < ctx.suiteRuns; i++) {
       const w = await keepMessages(ctx, await runSuite(ctx, ['--parallel', '2'], path.join(ctx.root, `suite-warm-${i}.log`)), `warm-${i}`);
       warm.push(w);
@@ -144,10 +170,11 @@ export const suiteBench: BenchModule = {
       const c = await keepMessages(ctx, await runSuite(ctx, ['--parallel', '2'], path.join(ctx.root, `suite-cold-${i}.log`), { VMAN_SUITE_COLD: '1' }), `cold-${i}`);
       cold.push(c);
       ctx.log(`  cold #${i}: ${fmtMs(c.ms)}, exit ${c.exitCode}: ${c.summary || 'no summary'}`);
+      floor.push(await floorRun(ctx, i));
     }
     boots.push(...(await bareBoots(ctx, 3, 'after')));
-    const failed = [...warm, ...cold].filter((r) => r.exitCode !== 0);
-    const notes = [`${ctx.suiteRuns} run(s) each, warm and cold alternating; bare boots: 3 before the runs and 3 after (median of the 6)`];
+    const failed = [...warm, ...cold, ...floor].filter((r) => r.exitCode !== 0);
+    const notes = [`${ctx.suiteRuns} run(s) each, warm, cold and the @cold features in turn; bare boots: 3 before the runs and 3 after (median of the 6)`];
     if (failed.length) notes.push(`${failed.length} suite run(s) did not pass (exit codes ${failed.map((r) => r.exitCode).join(', ')}); wall times still reported`);
     const bare = { label: 'one bare boot of the test guest (qemu-system-x86_64 spawn → guest-ping answered)', samples: boots };
     return [
@@ -163,11 +190,29 @@ export const suiteBench: BenchModule = {
         baseline: bare,
         extra: { cold: cold.map(report) },
       }),
+      floorFigure(floor, bare, notes),
       figure({
         id: 'suite.warm-vs-cold', label: 'whole suite: warm vs cold (VMAN_SUITE_COLD=1)', notes,
         vman: { label: 'warm', samples: warm.map((r) => r.ms) },
         baseline: { label: 'cold', samples: cold.map((r) => r.ms) },
       }),
     ];
+  },
+};
+
+export const suiteFloorBench: BenchModule = {
+  name: 'suite-floor',
+  description: 'the @cold features alone (npx cucumber-js --parallel 2 --tags @cold, CI=true), the floor under the whole suite, in bare boots of the test guest',
+  needsQemu: true,
+  async run(ctx: BenchContext): Promise<Figure[]> {
+    await bareBoots(ctx, 1, 'warmup');
+    const boots = await bareBoots(ctx, 3, 'before');
+    const floor: SuiteRun[] = [];
+    for (let i = 0; i < ctx.suiteRuns; i++) floor.push(await floorRun(ctx, i));
+    boots.push(...(await bareBoots(ctx, 3, 'after')));
+    const failed = floor.filter((r) => r.exitCode !== 0);
+    const notes = [`${ctx.suiteRuns} run(s); bare boots: 3 before the runs and 3 after (median of the 6)`];
+    if (failed.length) notes.push(`${failed.length} run(s) did not pass (exit codes ${failed.map((r) => r.exitCode).join(', ')}); wall times still reported`);
+    return [floorFigure(floor, { label: 'one bare boot of the test guest (qemu-system-x86_64 spawn → guest-ping answered)', samples: boots }, notes)];
   },
 };
