@@ -226,4 +226,16 @@ describe('charts and pages', () => {
     for (const text of ['Boot → ready', '120 ms', '100 ms', '1.20×', '3 / 1', 'tcg: no kvm', '7.2']) assert.ok(html.includes(text), text);
     assert.doesNotMatch(html, /NaN|undefined/);
   });
+
+  it('shows what a figure that only informs stands beside, such as the floor under a target', () => {
+    const html = benchPage.renderBenchPage({
+      date: '2026-12-07T16:35:43.000Z', durationMs: 1000, machine: { hostname: 'h', cpu: 'c', cpus: 2, memoryGb: 1 }, qemu: null, accelerator: null, guest: null,
+      figures: [{
+        id: 'suite.floor', label: 'the @cold features alone', stat: 'median', unit: 'ms', vman: { label: 'v', value: 177_900, samples: [177_900] },
+        baseline: { label: 'b', value: 2670, samples: [2670] }, ratio: 66.63, targetText: 'floor under ≤ 60', verdict: 'info',
+      }],
+      errors: [],
+    });
+    assert.match(html, /<td class="note">floor under ≤ 60<\/td>/);
+  });
 });

@@ -16,7 +16,8 @@ const samplesText = (xs = []) => xs.map((x) => fmtMs(x)).join(', ');
 function verdictCell(f) {
   if (f.verdict === 'ok') return `<td class="good">ok (${esc(f.targetText ?? `≤ ${f.target}`)})</td>`;
   if (f.verdict === 'over') return `<td class="bad">over (${esc(f.targetText ?? `≤ ${f.target}`)})</td>`;
-  return '<td class="note">—</td>';
+  // A figure that only informs may still say what it stands beside (the floor under a target).
+  return `<td class="note">${f.targetText ? esc(f.targetText) : '—'}</td>`;
 }
 
 function figureRow(f) {
