@@ -155,7 +155,7 @@ async function floorRun(ctx: BenchContext, i: number): Promise<SuiteRun> {
 
 export const suiteBench: BenchModule = {
   name: 'suite',
-  description: 'whole acceptance suite wall time (npx cucumber-js --parallel 2, CI=true), warm and cold, in bare boots of the test guest',
+  description: 'whole acceptance suite wall time (npx cucumber-js --parallel 2, CI=true), warm and cold, and the @cold features alone (its floor), in bare boots of the test guest',
   needsQemu: true,
   async run(ctx: BenchContext): Promise<Figure[]> {
     await bareBoots(ctx, 1, 'warmup');
