@@ -238,4 +238,28 @@ describe('charts and pages', () => {
     });
     assert.match(html, /<td class="note">floor under ≤ 60<\/td>/);
   });
+
+  it('shows where each whole-suite run of the bench spent its time, one column per run', () => {
+    const breakdown = (ms: number, boots: number, resumes: number) => ({
+      wallMs: ms, stepMs: 2 * ms, scenarios: 3,
+      rows: [{ kind: 'VM starts (boots and clones)', ms: ms / 2, count: 4 }, { kind: 'disks', ms: 1500, count: 2 }, { kind: 'other hooks', ms: 0, count: 0 }],
+      starts: { boots, bootMs: 1000 * boots, resumes, resumeMs: 500 * resumes },
+    });
+    const fig = (id: string, extra: Record<string, unknown>) => ({
+      id, label: id, stat: 'median', unit: 'ms', vman: { label: 'v', value: 1, samples: [1] }, baseline: { label: 'b', value: 1, samples: [1] }, ratio: 1, verdict: 'info', extra,
+    });
+    const html = benchPage.renderBenchPage({
+      date: '2026-12-07T16:35:43.000Z', durationMs: 1000, machine: {}, qemu: null, accelerator: null, guest: null, errors: [],
+      figures: [fig('suite.boots', { warm: [{ ms: 1, breakdown: breakdown(395_400, 72, 52) }] }), fig('suite.floor', { floor: [{ ms: 1, breakdown: breakdown(177_900, 44, 0) }] }), fig('api', {})],
+    });
+    assert.match(html, /Where the suite's time went/);
+    assert.match(html, /<th>warm<\/th><th>floor<\/th>/);
+    assert.match(html, /<tr><td>wall time of the run<\/td><td>395\.4 s<\/td><td>177\.9 s<\/td><\/tr>/);
+    assert.match(html, /<tr><td>disks<\/td><td>1\.5 s<\/td><td>1\.5 s<\/td><\/tr>/);
+    assert.match(html, /<td>72 \/ 52<\/td><td>44 \/ 0<\/td>/);
+    // A kind no run had is left out.
+    assert.doesNotMatch(html, /other hooks/);
+    // Without a suite run there is no such section.
+    assert.doesNotMatch(benchPage.renderBenchPage({ date: '2026-12-07T16:35:43.000Z', durationMs: 1, figures: [fig('api', {})], errors: [] }), /Where the suite's time went/);
+  });
 });

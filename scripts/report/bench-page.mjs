@@ -40,6 +40,41 @@ ${barChart({ title: f.label, rows: [row('vman', f.vman, COLORS[0]), row('baselin
 <p class="note"><b>vman</b>: ${esc(f.vman?.label ?? '')}<br><b>baseline</b>: ${esc(f.baseline?.label ?? '')}${(f.notes ?? []).map((n) => `<br>${esc(n)}`).join('')}</p></section>`;
 }
 
+const fmtS = (ms) => `${(ms / 1000).toFixed(1)} s`;
+
+/**
+ * Where the suite's time went in each whole-suite run of the bench (the step
+ * time by kind bench/suite.bench.ts keeps in a figure's extra): one column per
+ * run, so the ratio and its breakdown are read from the same sitting.
+ */
+function breakdownSection(figures) {
+  const runs = [];
+  for (const f of figures) {
+    for (const [name, list] of Object.entries(f.extra ?? {})) {
+      if (!Array.isArray(list)) continue;
+      list.forEach((r, i) => {
+        if (Array.isArray(r?.breakdown?.rows)) runs.push({ name: list.length > 1 ? `${name} #${i}` : name, b: r.breakdown });
+      });
+    }
+  }
+  if (runs.length === 0) return '';
+  const kinds = [...new Set(runs.flatMap((r) => r.b.rows.filter((x) => x.count > 0).map((x) => x.kind)))];
+  const cell = (r, kind) => {
+    const row = r.b.rows.find((x) => x.kind === kind);
+    return `<td>${row && row.count > 0 ? fmtS(row.ms) : '—'}</td>`;
+  };
+  const line = (label, cells) => `<tr><td>${esc(label)}</td>${cells.join('')}</tr>`;
+  return `<h2>Where the suite's time went</h2>
+<section class="card"><table>
+<tr><th>Step time by kind (both workers)</th>${runs.map((r) => `<th>${esc(r.name)}</th>`).join('')}</tr>
+${line('wall time of the run', runs.map((r) => `<td>${fmtS(r.b.wallMs)}</td>`))}
+${line('step time', runs.map((r) => `<td>${fmtS(r.b.stepMs)}</td>`))}
+${kinds.map((k) => line(k, runs.map((r) => cell(r, k)))).join('\n')}
+${line('VM starts through vman: cold boots / clones', runs.map((r) => `<td>${r.b.starts.boots} / ${r.b.starts.resumes}</td>`))}
+</table>
+<p class="note">From each run's Cucumber messages (scripts/time-breakdown.mjs); step time is summed over both workers, so it is about twice the wall time.</p></section>`;
+}
+
 function facts(pairs) {
   return `<dl class="facts">${pairs.filter(([, v]) => v !== undefined && v !== null && v !== '').map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`).join('')}</dl>`;
 }
@@ -73,6 +108,7 @@ ${figures.map(figureRow).join('\n')}
 <h2>vman and baseline per figure</h2>
 <p class="note">Each figure on its own scale; black ticks are the single samples.</p>
 ${figures.map(figureChart).join('\n')}
+${breakdownSection(figures)}
 <h2>What it ran on</h2>
 <section class="card">${facts([
     ['Machine', `${m.hostname ?? '?'}: ${m.cpu ?? '?'}, ${m.cpus ?? '?'} CPUs, ${m.memoryGb ?? '?'} GB`],
