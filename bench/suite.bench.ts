@@ -137,6 +137,28 @@ async function bareBoots(ctx: BenchContext, n: number, tag: string): Promise<num
 const FLOOR_ARGS = ['--parallel', '2', '--tags', '@cold'];
 const FLOOR_LABEL = 'CI=true npx cucumber-js --parallel 2 --tags @cold';
 
+/** One run of the suite, its messages kept and its outcome logged as "<name> #<i>". */
+async function namedRun(ctx: BenchContext, name: string, i: number, args: string[], env: Record<string, string> = {}): Promise<SuiteRun> {
+  const r = await keepMessages(ctx, await runSuite(ctx, args, path.join(ctx.root, `suite-${name}-${i}.log`), env), `${name}-${i}`);
+  ctx.log(`  ${name} #${i}: ${fmtMs(r.ms)}, exit ${r.exitCode}: ${r.summary || 'no summary'}`);
+  return r;
+}
+
+/**
+ * The bare boots a sitting counts in (one warm-up, 3 before the runs and 3
+ * after), around `runs`; the notes say how many runs there were and which failed.
+ */
+async function sitting(ctx: BenchContext, what: string, runs: () => Promise<SuiteRun[]>): Promise<{ bare: { label: string; samples: number[] }; notes: string[] }> {
+  await bareBoots(ctx, 1, 'warmup');
+  const boots = await bareBoots(ctx, 3, 'before');
+  const done = await runs();
+  boots.push(...(await bareBoots(ctx, 3, 'after')));
+  const failed = done.filter((r) => r.exitCode !== 0);
+  const notes = [`${ctx.suiteRuns} run(s) ${what}; bare boots: 3 before the runs and 3 after (median of the 6)`];
+  if (failed.length) notes.push(`${failed.length} suite run(s) did not pass (exit codes ${failed.map((r) => r.exitCode).join(', ')}); wall times still reported`);
+  return { bare: { label: 'one bare boot of the test guest (qemu-system-x86_64 spawn → guest-ping answered)', samples: boots }, notes };
+}
+
 function floorFigure(floor: SuiteRun[], bare: { label: string; samples: number[] }, notes: string[]): Figure {
   return figure({
     id: 'suite.floor', label: 'the @cold features alone (boots that are proofs) in bare boots', notes,
@@ -147,36 +169,22 @@ function floorFigure(floor: SuiteRun[], bare: { label: string; samples: number[]
   });
 }
 
-async function floorRun(ctx: BenchContext, i: number): Promise<SuiteRun> {
-  const f = await keepMessages(ctx, await runSuite(ctx, FLOOR_ARGS, path.join(ctx.root, `suite-floor-${i}.log`)), `floor-${i}`);
-  ctx.log(`  floor #${i}: ${fmtMs(f.ms)}, exit ${f.exitCode}: ${f.summary || 'no summary'}`);
-  return f;
-}
-
 export const suiteBench: BenchModule = {
   name: 'suite',
   description: 'whole acceptance suite wall time (npx cucumber-js --parallel 2, CI=true), warm and cold, and the @cold features alone (its floor), in bare boots of the test guest',
   needsQemu: true,
   async run(ctx: BenchContext): Promise<Figure[]> {
-    await bareBoots(ctx, 1, 'warmup');
-    const boots = await bareBoots(ctx, 3, 'before');
     const warm: SuiteRun[] = [];
     const cold: SuiteRun[] = [];
     const floor: SuiteRun[] = [];
-    for (let i = 0; i < ctx.suiteRuns; i++) {
-      const w = await keepMessages(ctx, await runSuite(ctx, ['--parallel', '2'], path.join(ctx.root, `suite-warm-${i}.log`)), `warm-${i}`);
-      warm.push(w);
-      ctx.log(`  warm #${i}: ${fmtMs(w.ms)}, exit ${w.exitCode}: ${w.summary || 'no summary'}`);
-      const c = await keepMessages(ctx, await runSuite(ctx, ['--parallel', '2'], path.join(ctx.root, `suite-cold-${i}.log`), { VMAN_SUITE_COLD: '1' }), `cold-${i}`);
-      cold.push(c);
-      ctx.log(`  cold #${i}: ${fmtMs(c.ms)}, exit ${c.exitCode}: ${c.summary || 'no summary'}`);
-      floor.push(await floorRun(ctx, i));
-    }
-    boots.push(...(await bareBoots(ctx, 3, 'after')));
-    const failed = [...warm, ...cold, ...floor].filter((r) => r.exitCode !== 0);
-    const notes = [`${ctx.suiteRuns} run(s) each, warm, cold and the @cold features in turn; bare boots: 3 before the runs and 3 after (median of the 6)`];
-    if (failed.length) notes.push(`${failed.length} suite run(s) did not pass (exit codes ${failed.map((r) => r.exitCode).join(', ')}); wall times still reported`);
-    const bare = { label: 'one bare boot of the test guest (qemu-system-x86_64 spawn → guest-ping answered)', samples: boots };
+    const { bare, notes } = await sitting(ctx, 'each, warm, cold and the @cold features in turn', async () => {
+      for (let i = 0; i < ctx.suiteRuns; i++) {
+        warm.push(await namedRun(ctx, 'warm', i, ['--parallel', '2']));
+        cold.push(await namedRun(ctx, 'cold', i, ['--parallel', '2'], { VMAN_SUITE_COLD: '1' }));
+        floor.push(await namedRun(ctx, 'floor', i, FLOOR_ARGS));
+      }
+      return [...warm, ...cold, ...floor];
+    });
     return [
       figure({
         id: 'suite.boots', label: 'whole suite (--parallel 2, warm) in bare boots', notes, target: 60,
@@ -205,14 +213,11 @@ export const suiteFloorBench: BenchModule = {
   description: 'the @cold features alone (npx cucumber-js --parallel 2 --tags @cold, CI=true), the floor under the whole suite, in bare boots of the test guest',
   needsQemu: true,
   async run(ctx: BenchContext): Promise<Figure[]> {
-    await bareBoots(ctx, 1, 'warmup');
-    const boots = await bareBoots(ctx, 3, 'before');
     const floor: SuiteRun[] = [];
-    for (let i = 0; i < ctx.suiteRuns; i++) floor.push(await floorRun(ctx, i));
-    boots.push(...(await bareBoots(ctx, 3, 'after')));
-    const failed = floor.filter((r) => r.exitCode !== 0);
-    const notes = [`${ctx.suiteRuns} run(s); bare boots: 3 before the runs and 3 after (median of the 6)`];
-    if (failed.length) notes.push(`${failed.length} run(s) did not pass (exit codes ${failed.map((r) => r.exitCode).join(', ')}); wall times still reported`);
-    return [floorFigure(floor, { label: 'one bare boot of the test guest (qemu-system-x86_64 spawn → guest-ping answered)', samples: boots }, notes)];
+    const { bare, notes } = await sitting(ctx, 'of the @cold features', async () => {
+      for (let i = 0; i < ctx.suiteRuns; i++) floor.push(await namedRun(ctx, 'floor', i, FLOOR_ARGS));
+      return floor;
+    });
+    return [floorFigure(floor, bare, notes)];
   },
 };
